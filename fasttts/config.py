@@ -1,0 +1,78 @@
+"""All settings in one pydantic-settings class, built once and passed down.
+
+Every field can come from the command line (``fasttts serve --model_path ...``, same names as the
+server guide), from the environment (``FASTTTS_MODEL_PATH``) or from a ``.env`` file. The
+embedded default needs none of them: no model path serves the bundled Piper voice, no database URL
+means SQLite under ``data_dir``, no broker means jobs run in-process, no S3 bucket means a local
+directory store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BackendName = Literal["torch", "vllm", "sglang", "llama-cpp", "mlx-lm"]
+DType = Literal["float16", "bfloat16", "float32", "auto"]
+AttnImpl = Literal["sdpa", "flash_attention_2", "eager"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FASTTTS_", env_file=".env", extra="ignore", protected_namespaces=())
+
+    # --- model and engine (server guide table)
+    model_path: str | None = Field(None, description="Model directory (Spark-TTS, Orpheus, MegaTTS3). None: the embedded Piper voice.")
+    backend: BackendName = Field("torch", description="LLM backend.")
+    snac_path: str | None = Field(None, description="SNAC 24 kHz directory for Orpheus (default: <model_path>/snac).")
+    lang: str | None = Field(None, description="Language of an Orpheus checkpoint (en, fr, de, ko, hi, zh, es, it); picks its voice list.")
+    role_dir: str | None = Field(None, description="Directory of role voices (one folder per voice). Default data/roles.")
+    llm_device: str = "auto"
+    tokenizer_device: str = "auto"
+    detokenizer_device: str = "auto"
+    wav2vec_attn_implementation: AttnImpl = "eager"
+    llm_attn_implementation: AttnImpl = "eager"
+    max_length: int = Field(32768, ge=16, description="Max LLM context length.")
+    llm_gpu_memory_utilization: float = Field(0.6, gt=0, le=1)
+    torch_dtype: DType = "auto"
+    cache_implementation: str | None = None
+    seed: int = 0
+    batch_size: int = Field(1, ge=1, description="Max batch size for the codec stages.")
+    llm_batch_size: int = Field(256, ge=1, description="Max sequences the LLM decodes together.")
+    wait_timeout: float = Field(0.01, ge=0, description="Seconds the codec micro-batcher waits to fill a batch.")
+
+    # --- HTTP server
+    host: str = "0.0.0.0"
+    port: int = 8000
+    api_key: str | None = None
+    model_name: str = Field("fasttts", description="Model id reported by /v1/models.")
+    fix_voice: bool = Field(False, description="Freeze created voices (female/male) so they sound the same on every request.")
+    max_concurrency: int = Field(64, ge=1, description="Synthesis requests in flight before 429.")
+    cors_origins: list[str] = Field(default_factory=list)
+    max_input_chars: int = Field(4096, ge=1)
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_reference_seconds: float = Field(60.0, gt=0)
+    allow_private_urls: bool = Field(False, description="Allow reference-audio URLs that resolve to private/loopback addresses.")
+    openai_voice_map: dict[str, str] = Field(default_factory=dict, description="Override OpenAI voice names → our voices.")
+
+    # --- persistence and jobs
+    data_dir: Path = Field(Path("data/runtime"), description="Where the embedded default keeps its SQLite file and audio.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; None: sqlite under data_dir.")
+    broker_url: str | None = Field(None, description="Celery broker (redis://...); None: jobs run in-process.")
+    s3_bucket: str | None = None
+    s3_prefix: str = "fasttts/"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    job_result_ttl_s: int = Field(7 * 24 * 3600, ge=1)
+    job_route_min_chars: int = Field(2000, ge=1, description="Non-streaming sync requests longer than this run as jobs.")
+    job_wait_timeout_s: float = Field(600.0, gt=0)
+    segment_lease_s: float = Field(60.0, gt=0)
+    webhook_secret: str | None = None
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'fasttts.db').resolve()}"
