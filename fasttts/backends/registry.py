@@ -1,0 +1,48 @@
+"""Backend plug-ins by name, imported only when chosen.
+
+Heavy backends are extras: importing one that is not installed raises
+:class:`~fasttts.errors.MissingExtraError`, which names the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from fasttts.backends.base import LLMBackend
+
+BACKENDS: dict[str, str] = {
+    "torch": "fasttts.backends.torch_backend:TorchBackend",
+    "vllm": "fasttts.backends.vllm_backend:VLLMBackend",
+    "sglang": "fasttts.backends.sglang_backend:SGLangBackend",
+    "llama-cpp": "fasttts.backends.llama_cpp_backend:LlamaCppBackend",
+    "mlx-lm": "fasttts.backends.mlx_backend:MLXBackend",
+}
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """What every backend is built from (the server-guide flags that concern the LLM)."""
+
+    model_dir: str
+    device: str = "auto"
+    dtype: str = "auto"
+    max_length: int = 32768
+    batch_size: int = 256
+    gpu_memory_utilization: float = 0.6
+    attn_implementation: str = "eager"
+    cache_implementation: str | None = None
+    seed: int = 0
+
+
+def create_backend(name: str, config: BackendConfig) -> LLMBackend:
+    """Build the backend called ``name`` (one of :data:`BACKENDS`)."""
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        from fasttts.errors import InvalidRequestError
+
+        raise InvalidRequestError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}", param="backend") from None
+    module_name, class_name = target.split(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)(config)
