@@ -153,8 +153,7 @@ class TTSEngine(abc.ABC):
     ) -> AsyncIterator[np.ndarray]:
         """Synthesize ``text``, yielding audio chunks as soon as they are ready."""
         voice = VoiceParams(name=name if name or gender else self.default_voice, gender=gender, pitch=pitch, speed=speed, instructions=instructions)
-        segments = [Segment(t, voice) for t in self._split(text, split)]
-        async for chunk in self._run(segments, sampling, stream=_stream):
+        async for chunk in self._run(self.segments(text, voice, split), sampling, stream=_stream):
             yield chunk
 
     async def clone(self, text: str, reference_audio: bytes, reference_text: str | None = None, **kwargs: Any) -> np.ndarray:
@@ -176,8 +175,7 @@ class TTSEngine(abc.ABC):
         if not self.capabilities.clone:
             raise UnsupportedFeatureError(f"{self.model_type} cannot clone from reference audio", param="reference_audio")
         voice = VoiceParams(reference_audio=reference_audio, reference_text=reference_text, pitch=pitch, speed=speed)
-        segments = [Segment(t, voice) for t in self._split(text, split)]
-        async for chunk in self._run(segments, sampling, stream=_stream):
+        async for chunk in self._run(self.segments(text, voice, split), sampling, stream=_stream):
             yield chunk
 
     async def multi_speak(self, text: str, **kwargs: Any) -> np.ndarray:
@@ -202,12 +200,13 @@ class TTSEngine(abc.ABC):
         segments: list[Segment] = []
         for part in parse_script(text, default_role=default_voice or self.default_voice):
             voice = VoiceParams(name=part.role, pitch=part.pitch, speed=part.speed)
-            segments.extend(Segment(t, voice) for t in self._split(part.text, split))
+            base = len(segments)
+            segments.extend(Segment(t, voice, index=base + i) for i, t in enumerate(self._split(part.text, split)))
         return segments
 
     def segments(self, text: str, voice: VoiceParams, split: SplitParams | None = None) -> list[Segment]:
         """Cut text into the segments a request would synthesize (job workers store each one)."""
-        return [Segment(t, voice) for t in self._split(text, split)]
+        return [Segment(t, voice, index=i) for i, t in enumerate(self._split(text, split))]
 
     async def synthesize_segments(self, segments: list[Segment], sampling: SamplingParams | None = None, *, stream: bool = False) -> AsyncIterator[np.ndarray]:
         """Run prepared segments (crossfaded together) — the entry point for job workers."""
@@ -217,7 +216,7 @@ class TTSEngine(abc.ABC):
     async def synthesize_segment(self, segment: Segment, sampling: SamplingParams | None = None) -> np.ndarray:
         """Audio of a single segment, without any crossfade (job workers join segments later)."""
         voice = await self._resolve_voice(segment.voice)
-        resolved = (sampling or SamplingParams()).with_defaults(self.default_sampling)
+        resolved = _segment_sampling((sampling or SamplingParams()).with_defaults(self.default_sampling), segment)
         return await _collect(self._segment_with_retry(segment.text, voice, resolved, stream=False))
 
     # ------------------------------------------------------------------ pipeline
@@ -241,8 +240,8 @@ class TTSEngine(abc.ABC):
         self.stats.requests += 1
         self.stats.active += 1
         try:
-            for i, seg in enumerate(segments):
-                seg_sampling = resolved if resolved.seed is None else resolved.with_seed(resolved.seed + i)
+            for seg in segments:
+                seg_sampling = _segment_sampling(resolved, seg)
                 pieces: list[np.ndarray] = []
                 first = True
                 async for chunk in self._segment_with_retry(seg.text, voices[id(seg.voice)], seg_sampling, stream=stream):
@@ -291,6 +290,12 @@ class TTSEngine(abc.ABC):
             logger.warning("segment %r produced no audio (attempt %d); retrying with seed %d", text[:40], attempt + 1, new_seed)
             sampling = sampling.with_seed(new_seed)
         raise GenerationError(f"the model produced no audio for the segment {text[:60]!r} after a retry with a new seed")
+
+
+def _segment_sampling(sampling: SamplingParams, segment: Segment) -> SamplingParams:
+    """Each segment of a seeded request gets its own derived seed, the same whether the segment
+    runs in a request, alone in a job worker, or in ``fasttts infer``."""
+    return sampling if sampling.seed is None else sampling.with_seed(sampling.seed + segment.index)
 
 
 async def _collect(stream: AsyncIterator[np.ndarray]) -> np.ndarray:

@@ -1,0 +1,184 @@
+"""The ``fasttts`` command: serve, worker, infer, random-model.
+
+``serve`` and ``worker`` live in ``api/`` and ``workers/`` (imported only when called, so the
+library never depends on them); ``infer`` and ``random-model`` use the library alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from fasttts.params import LEVELS, SamplingParams, SplitParams
+
+FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"serve": _serve, "worker": _worker, "infer": _infer, "random-model": _random_model}
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        print("usage: fasttts {serve,worker,infer,random-model} [options]\n"
+              "  serve         run the HTTP server (fasttts serve --help)\n"
+              "  worker        run a Celery job worker\n"
+              "  infer         synthesize text to an audio file\n"
+              "  random-model  write a random-weight model directory in the official layout")  # fmt: skip
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return commands[argv[0]](argv[1:]) or 0
+
+
+def _serve(argv: list[str]) -> int:
+    from api.main import serve
+
+    return serve(argv) or 0
+
+
+def _worker(argv: list[str]) -> int:
+    from workers.main import worker
+
+    return worker(argv) or 0
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model/engine flags of the server guide, shared by ``serve``-like commands and ``infer``."""
+    parser.add_argument("-m", "--model_path", default=None, help="model directory (default: the bundled Piper voice)")
+    parser.add_argument("-b", "--backend", default="torch", choices=["torch", "vllm", "sglang", "llama-cpp", "mlx-lm"])
+    parser.add_argument("--snac_path", default=None)
+    parser.add_argument("--lang", default=None)
+    parser.add_argument("--llm_device", default="auto")
+    parser.add_argument("--tokenizer_device", default="auto")
+    parser.add_argument("--detokenizer_device", default="auto")
+    parser.add_argument("--wav2vec_attn_implementation", default="eager", choices=["sdpa", "flash_attention_2", "eager"])
+    parser.add_argument("--llm_attn_implementation", default="eager", choices=["sdpa", "flash_attention_2", "eager"])
+    parser.add_argument("--max_length", type=int, default=32768)
+    parser.add_argument("--llm_gpu_memory_utilization", type=float, default=0.6)
+    parser.add_argument("--torch_dtype", default="auto", choices=["float16", "bfloat16", "float32", "auto"])
+    parser.add_argument("--cache_implementation", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--llm_batch_size", type=int, default=256)
+    parser.add_argument("--wait_timeout", type=float, default=0.01)
+    parser.add_argument("--fix_voice", action="store_true")
+
+
+ENGINE_FLAGS = (
+    "model_path", "backend", "snac_path", "lang", "llm_device", "tokenizer_device", "detokenizer_device",
+    "wav2vec_attn_implementation", "llm_attn_implementation", "max_length", "llm_gpu_memory_utilization",
+    "torch_dtype", "cache_implementation", "seed", "batch_size", "llm_batch_size", "wait_timeout", "fix_voice",
+)  # fmt: skip
+
+
+def _infer(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="fasttts infer", description="Synthesize text (or a .txt file) to an audio file.")
+    add_engine_arguments(parser)
+    parser.add_argument("-i", "--input", required=True, help="text, or a path to a .txt file")
+    parser.add_argument("-o", "--output", required=True, help="output file; the format comes from its extension")
+    parser.add_argument("--name", default=None, help="voice name (default: the model's default voice)")
+    parser.add_argument("--gender", choices=["female", "male"], default=None)
+    parser.add_argument("--pitch", choices=LEVELS, default=None)
+    parser.add_argument("--speed", choices=LEVELS, default=None)
+    parser.add_argument("--reference_audio", default=None, help="clone this voice (any common audio format)")
+    parser.add_argument("--reference_text", default=None)
+    parser.add_argument("--multi_speaker", action="store_true", help="the text is a <role:name> script")
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--top_k", type=int)
+    parser.add_argument("--top_p", type=float)
+    parser.add_argument("--repetition_penalty", type=float)
+    parser.add_argument("--max_tokens", type=int)
+    parser.add_argument("--request_seed", type=int, default=None, help="seed for this synthesis (reproducible output)")
+    parser.add_argument("--length_threshold", type=int, default=50)
+    parser.add_argument("--window_size", type=int, default=50)
+    args = parser.parse_args(argv)
+    fmt = Path(args.output).suffix.lstrip(".").lower()
+    if fmt == "ogg":
+        fmt = "opus"
+    if fmt not in FORMATS:
+        parser.error(f"unsupported output extension .{fmt}; use one of {', '.join(FORMATS)}")
+    text_arg = Path(args.input)
+    text = text_arg.read_text(encoding="utf-8") if text_arg.suffix == ".txt" and text_arg.exists() else args.input
+    return asyncio.run(_run_infer(args, text, fmt))
+
+
+async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from fasttts.audio.encode import encode_audio
+    from fasttts.engine.auto import AutoEngine
+    from fasttts.errors import FastTTSError
+
+    sampling = SamplingParams(
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty, max_tokens=args.max_tokens, seed=args.request_seed,
+    )  # fmt: skip
+    split = SplitParams(args.length_threshold, args.window_size)
+    engine = AutoEngine(args.model_path, args.backend, **{k: getattr(args, k) for k in ENGINE_FLAGS if k not in ("model_path", "backend")})
+    await engine.start()
+    try:
+        if args.reference_audio:
+            segments = engine.segments(text, _voice(args, reference=Path(args.reference_audio).read_bytes()), split)
+        elif args.multi_speaker:
+            segments = engine.script_segments(text, split=split)
+        else:
+            segments = engine.segments(text, _voice(args), split)
+        pieces = []
+        with Progress(TextColumn("[bold]synthesizing"), BarColumn(), TextColumn("{task.completed}/{task.total} segments"), TimeElapsedColumn(), disable=len(segments) < 2) as progress:
+            task = progress.add_task("tts", total=len(segments))
+            for segment in segments:
+                pieces.append(await engine.synthesize_segment(segment, sampling))
+                progress.update(task, advance=1)
+        audio = _join(pieces, engine.sample_rate)
+    except FastTTSError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.shutdown()
+    Path(args.output).write_bytes(encode_audio(audio, engine.sample_rate, fmt))
+    print(f"wrote {args.output}: {len(audio) / engine.sample_rate:.2f} s at {engine.sample_rate} Hz")
+    return 0
+
+
+def _voice(args: argparse.Namespace, reference: bytes | None = None):  # noqa: ANN202
+    from fasttts.params import VoiceParams
+
+    if reference is not None:
+        return VoiceParams(reference_audio=reference, reference_text=args.reference_text, pitch=args.pitch, speed=args.speed)
+    return VoiceParams(name=args.name, gender=args.gender, pitch=args.pitch, speed=args.speed)
+
+
+def _join(pieces: list, sample_rate: int):  # noqa: ANN202
+    """Segments were synthesised one by one (for the progress bar); join them with the same
+    crossfade the engine uses between segments."""
+    import numpy as np
+
+    from fasttts.audio.crossfade import SegmentJoiner
+    from fasttts.engine.base import SEGMENT_CROSSFADE_S
+
+    joiner = SegmentJoiner(int(SEGMENT_CROSSFADE_S * sample_rate))
+    out = [joiner.push(p) for p in pieces] + [joiner.flush()]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def _random_model(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="fasttts random-model", description="Write a random-weight model in the official on-disk layout.")
+    parser.add_argument("family", choices=["spark", "orpheus"])
+    parser.add_argument("directory")
+    parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    out = Path(args.directory)
+    if args.family == "spark":
+        from fasttts.models.spark.random_model import write_random_spark
+
+        write_random_spark(out, size=args.size, seed=args.seed)
+    else:
+        from fasttts.models.orpheus.random_model import write_random_orpheus
+
+        write_random_orpheus(out, size=args.size, seed=args.seed)
+    print(f"wrote a random {args.size} {args.family} model to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
