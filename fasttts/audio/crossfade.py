@@ -1,4 +1,9 @@
-"""Equal-power crossfades used wherever two pieces of audio meet (stream chunks, text segments)."""
+"""Crossfades used wherever two pieces of audio meet (stream chunks, text segments).
+
+The fades are raised-cosine (sin², cos²): they sum to exactly one, so two pieces that agree in
+the overlap (as consecutive decode windows do) pass through unchanged, and the curve is smooth
+enough that joining different pieces does not click.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import numpy as np
 
 
 def fade_curves(length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Equal-power (sin/cos) fade-out and fade-in curves of ``length`` samples."""
+    """Raised-cosine fade-out and fade-in curves of ``length`` samples (they sum to one)."""
     t = (np.arange(length, dtype=np.float32) + 0.5) / max(length, 1)
-    return np.cos(t * np.pi / 2).astype(np.float32), np.sin(t * np.pi / 2).astype(np.float32)
+    fade_in = np.sin(t * np.pi / 2) ** 2
+    return (1.0 - fade_in).astype(np.float32), fade_in.astype(np.float32)
 
 
 def blend(tail: np.ndarray, head: np.ndarray) -> np.ndarray:
