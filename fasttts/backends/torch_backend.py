@@ -1,0 +1,114 @@
+"""The ``torch`` backend: our own pure-torch Qwen2/Llama with continuous batching.
+
+No external engine: the model (:mod:`fasttts.backends.torch_llm.model`) is loaded strictly from
+the HF directory, and one scheduler thread (:mod:`fasttts.backends.torch_llm.scheduler`) decodes
+every running request together. :meth:`TorchBackend.generate` only enqueues and awaits tokens, so
+the event loop never runs model code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+
+import torch
+
+from fasttts.backends.base import GenerationRequest, LLMBackend
+from fasttts.backends.registry import BackendConfig
+from fasttts.backends.torch_llm.loader import load_model
+from fasttts.backends.torch_llm.model import CausalLM
+from fasttts.backends.torch_llm.sampling import SamplingState
+from fasttts.backends.torch_llm.scheduler import END, Scheduler, SchedulerStats, Sequence
+from fasttts.errors import InvalidRequestError
+
+__all__ = ["TorchBackend"]
+
+
+class TorchBackend(LLMBackend):
+    name = "torch"
+
+    def __init__(self, config: BackendConfig, *, prefill_chunk: int = 512) -> None:
+        self.config = config
+        self.prefill_chunk = prefill_chunk
+        self._seeds = random.Random(config.seed)  # seeds for requests that bring none
+        self._model: CausalLM | None = None
+        self._scheduler: Scheduler | None = None
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Load the model in a worker thread (raises ModelLoadError) and start the scheduler."""
+        async with self._lock:
+            if self._scheduler is not None:
+                return
+            cfg = self.config
+            self._model = await asyncio.to_thread(
+                load_model, cfg.model_dir, device=cfg.device, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation
+            )
+            max_length = min(cfg.max_length, self._model.cfg.max_position_embeddings)
+            self._scheduler = Scheduler(self._model, batch_size=cfg.batch_size, max_length=max_length, prefill_chunk=self.prefill_chunk)
+            self._scheduler.start()
+
+    async def shutdown(self) -> None:
+        async with self._lock:
+            if self._scheduler is not None:
+                await asyncio.to_thread(self._scheduler.stop)
+                self._scheduler = None
+            self._model = None
+
+    # ------------------------------------------------------------------ introspection
+    @property
+    def num_active(self) -> int:
+        return self._scheduler.num_active if self._scheduler is not None else 0
+
+    @property
+    def stats(self) -> SchedulerStats:
+        """Batching counters (max batch seen, mean batch per decode step, ...)."""
+        return self._scheduler.stats if self._scheduler is not None else SchedulerStats()
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        return self._scheduler
+
+    @property
+    def model(self) -> CausalLM | None:
+        return self._model
+
+    # ------------------------------------------------------------------ generation
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
+        await self.start()
+        scheduler = self._scheduler
+        assert scheduler is not None and self._model is not None
+        self._validate(request, scheduler.max_length)
+        if request.max_tokens <= 0:
+            return
+        seed = request.seed if request.seed is not None else self._seeds.getrandbits(63)
+        sampling = SamplingState(
+            temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
+            repetition_penalty=request.repetition_penalty, generator=torch.Generator().manual_seed(seed),
+        )
+        queue: asyncio.Queue = asyncio.Queue()
+        seq = Sequence(request=request, sampling=sampling, loop=asyncio.get_running_loop(), queue=queue)
+        scheduler.submit(seq)
+        try:
+            while True:
+                item = await queue.get()
+                if item is END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            scheduler.cancel(seq)  # no-op once finished; otherwise the next step drops it
+
+    def _validate(self, request: GenerationRequest, max_length: int) -> None:
+        vocab = self._model.cfg.vocab_size if self._model is not None else 0
+        if not request.prompt_ids:
+            raise InvalidRequestError("the prompt is empty", param="input")
+        if len(request.prompt_ids) >= max_length:
+            raise InvalidRequestError(f"the prompt has {len(request.prompt_ids)} tokens; the limit is {max_length - 1}", param="input")
+        if min(request.prompt_ids) < 0 or max(request.prompt_ids) >= vocab:
+            raise InvalidRequestError(f"prompt token ids must be in [0, {vocab})", param="input")
+        if request.temperature < 0 or not 0 < request.top_p <= 1 or request.top_k < 0 or request.repetition_penalty <= 0:
+            raise InvalidRequestError("invalid sampling parameters (temperature >= 0, 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0)", param="temperature")

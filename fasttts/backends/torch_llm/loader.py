@@ -1,0 +1,114 @@
+"""Strict loading of an HF causal-LM directory into :class:`~.model.CausalLM`.
+
+Reads ``model.safetensors`` or the sharded ``model-XXXXX-of-YYYYY.safetensors`` named by
+``model.safetensors.index.json``, exactly as released. Every checkpoint tensor must match a model
+parameter by name and shape and every parameter must be present; otherwise
+:class:`~fasttts.errors.ModelLoadError` names each offender. The model is built on the meta device
+and filled one tensor at a time, so a 2 GB checkpoint is never held twice in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from fasttts.backends.torch_llm.model import CausalLM, LLMConfig
+from fasttts.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)  # computed, not learned; old exports carry it
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device, cfg: LLMConfig) -> torch.dtype:
+    """``auto`` = float32 on CPU, bfloat16 on CUDA. float16 overflows Qwen2 (Spark prints ``!!!!``),
+    so it is promoted for Qwen2 models, loudly."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in _DTYPES:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; choose auto, float32, bfloat16 or float16")
+    if dtype == "float16" and cfg.model_type == "qwen2":
+        bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
+        promoted = torch.bfloat16 if device.type == "cuda" and bf16_ok else torch.float32
+        logger.warning(
+            "torch_dtype float16 overflows Qwen2 models (garbage output); running the LLM in %s instead",
+            str(promoted).removeprefix("torch."),
+        )
+        return promoted
+    return _DTYPES[dtype]
+
+
+def checkpoint_files(model_dir: Path) -> dict[str, Path]:
+    """Tensor name -> file holding it, for a single or sharded safetensors checkpoint."""
+    single, index = model_dir / "model.safetensors", model_dir / "model.safetensors.index.json"
+    if single.is_file():
+        with safe_open(str(single), framework="pt") as f:
+            return {name: single for name in f.keys()}
+    if index.is_file():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        missing_files = sorted({f for f in weight_map.values() if not (model_dir / f).is_file()})
+        if missing_files:
+            raise ModelLoadError(f"{model_dir}: shard files named in the index are missing: {', '.join(missing_files)}")
+        return {name: model_dir / f for name, f in weight_map.items()}
+    raise ModelLoadError(f"{model_dir} has neither model.safetensors nor model.safetensors.index.json")
+
+
+def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "auto", attn_implementation: str = "eager") -> CausalLM:
+    """Build the model described by ``config.json`` and fill it strictly from the checkpoint."""
+    model_dir = Path(model_dir)
+    cfg = LLMConfig.from_dir(model_dir)
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev, cfg)
+    files = checkpoint_files(model_dir)
+
+    with torch.device("meta"):
+        model = CausalLM(cfg, attn_implementation)
+    expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
+    shapes = {}
+    for path in set(files.values()):
+        with safe_open(str(path), framework="pt") as f:
+            shapes.update({n: tuple(f.get_slice(n).get_shape()) for n in f.keys() if files.get(n) == path})
+    check_tensors(expected, shapes, tied=cfg.tie_word_embeddings, where=str(model_dir))
+
+    model = model.to(dtype=torch_dtype).to_empty(device=dev)
+    params = model.state_dict()
+    by_file: dict[Path, list[str]] = {}
+    for name in expected:
+        by_file.setdefault(files[name], []).append(name)
+    with torch.no_grad():
+        for path, names in by_file.items():
+            with safe_open(str(path), framework="pt") as f:
+                for name in names:  # one tensor in memory at a time
+                    params[name].copy_(f.get_tensor(name).to(torch_dtype))
+    logger.info("loaded %s LLM from %s: %d layers, %s on %s", cfg.model_type, model_dir, cfg.num_layers, torch_dtype, dev)
+    return model.eval()
+
+
+def check_tensors(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], *, tied: bool, where: str) -> None:
+    """Raise ModelLoadError naming every missing, unexpected or wrongly shaped tensor."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(
+        n for n in set(found) - set(expected)
+        if not n.endswith(_IGNORED_SUFFIXES) and not (tied and n == "lm_head.weight")  # HF ties it away
+    )
+    wrong = sorted(f"{n} (checkpoint {list(found[n])}, model {list(expected[n])})" for n in set(expected) & set(found) if found[n] != expected[n])
+    problems = []
+    if missing:
+        problems.append(f"missing tensors: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensors: {', '.join(unexpected)}")
+    if wrong:
+        problems.append(f"wrongly shaped tensors: {', '.join(wrong)}")
+    if problems:
+        raise ModelLoadError(f"checkpoint in {where} does not match its config.json; " + "; ".join(problems))

@@ -1,0 +1,275 @@
+"""Continuous batching in one dedicated thread.
+
+Each iteration of the loop (1) admits newly submitted sequences and drops cancelled ones,
+(2) runs at most one prefill chunk for the oldest sequence still reading its prompt, then (3) one
+batched decode step for every sequence already generating. So newcomers join between decode steps
+without stalling the others for a whole long prompt, and a finished or cancelled sequence leaves
+(and frees its KV slot) at the next step. New tokens go to each request's asyncio queue through
+``loop.call_soon_threadsafe``, one call per event loop per step; the event loop never waits on the
+model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from fasttts.backends.base import GenerationRequest
+from fasttts.backends.torch_llm.kv_cache import KVCache
+from fasttts.backends.torch_llm.model import AttnBatch, CausalLM
+from fasttts.backends.torch_llm.sampling import SamplingState, allowed_mask, sample, vocab_window
+from fasttts.errors import BackendError
+
+logger = logging.getLogger(__name__)
+
+END = object()
+"""Queue item that ends a request's stream (after its last token)."""
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One request as the scheduler sees it."""
+
+    request: GenerationRequest
+    sampling: SamplingState
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue
+    generated: list[int] = field(default_factory=list)
+    slot: int | None = None
+    prefilled: int = 0  # prompt tokens already in the KV cache
+    cancelled: bool = False
+
+    @property
+    def length(self) -> int:
+        return len(self.request.prompt_ids) + len(self.generated)
+
+
+@dataclass
+class SchedulerStats:
+    """Counters proving (and measuring) batching."""
+
+    prefill_chunks: int = 0
+    decode_steps: int = 0
+    decode_tokens: int = 0  # sum over decode steps of the batch size
+    max_batch: int = 0
+    finished: int = 0
+    cancelled: int = 0
+
+    @property
+    def mean_batch(self) -> float:
+        return self.decode_tokens / self.decode_steps if self.decode_steps else 0.0
+
+
+class Scheduler:
+    def __init__(self, model: CausalLM, *, batch_size: int, max_length: int, prefill_chunk: int = 512) -> None:
+        param = model.lm_head_weight
+        self.model, self.batch_size, self.max_length, self.prefill_chunk = model, batch_size, max_length, prefill_chunk
+        self.device, self.vocab_size = param.device, model.cfg.vocab_size
+        self.cache = KVCache(
+            num_layers=model.cfg.num_layers, num_kv_heads=model.cfg.num_kv_heads, head_dim=model.cfg.head_dim,
+            max_slots=batch_size, max_capacity=max_length, dtype=param.dtype, device=param.device,
+        )
+        self.stats = SchedulerStats()
+        self._seen: torch.Tensor | None = None  # [slots, V] bool, for repetition penalties
+        self._cond = threading.Condition()
+        self._inbox: deque[Sequence] = deque()
+        self._waiting: deque[Sequence] = deque()  # admitted, prompt not fully prefilled
+        self._running: list[Sequence] = []
+        self._active = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ public, any thread
+    @property
+    def num_active(self) -> int:
+        return self._active
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="torch-llm-scheduler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def submit(self, seq: Sequence) -> None:
+        with self._cond:
+            self._inbox.append(seq)
+            self._active += 1
+            self._cond.notify()
+
+    def cancel(self, seq: Sequence) -> None:
+        """Drop ``seq`` at the next step (no-op if it already finished)."""
+        with self._cond:
+            seq.cancelled = True
+            self._cond.notify()
+
+    # ------------------------------------------------------------------ the loop
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self._cond:
+                    while not (self._stopping or self._inbox or self._waiting or self._running):
+                        self._cond.wait()
+                    if self._stopping:
+                        break
+                    self._waiting.extend(self._inbox)
+                    self._inbox.clear()
+                out: list[tuple[Sequence, object]] = []
+                try:
+                    self._drop_cancelled()
+                    self._prefill_one(out)
+                    self._decode(out)
+                except Exception as exc:  # never let the thread die: fail the affected requests
+                    logger.exception("torch LLM step failed")
+                    for seq in [*self._waiting, *self._running]:
+                        out.append((seq, BackendError(f"torch backend step failed: {exc}")))
+                        self._remove(seq)
+                self._deliver(out)
+        for seq in [*self._inbox, *self._waiting, *self._running]:
+            self._deliver([(seq, BackendError("torch backend shut down"))])
+
+    def _drop_cancelled(self) -> None:
+        for seq in [s for s in [*self._waiting, *self._running] if s.cancelled]:
+            self.stats.cancelled += 1
+            self._remove(seq)
+
+    def _remove(self, seq: Sequence) -> None:
+        if seq in self._waiting:
+            self._waiting.remove(seq)
+        if seq in self._running:
+            self._running.remove(seq)
+        if seq.slot is not None:
+            self.cache.release(seq.slot)
+            seq.slot = None
+        with self._cond:
+            self._active -= 1
+
+    def _prefill_one(self, out: list) -> None:
+        if not self._waiting:
+            return
+        seq = self._waiting[0]
+        if seq.slot is None:
+            if self.cache.num_free == 0:
+                return  # batch full: wait for a sequence to leave
+            seq.slot = self.cache.acquire()
+            self._reset_seen(seq)
+        prompt = seq.request.prompt_ids
+        start, end = seq.prefilled, min(len(prompt), seq.prefilled + self.prefill_chunk)
+        self.cache.ensure_capacity(end)
+        n = end - start
+        positions = torch.arange(start, end, device=self.device)
+        mask = (torch.arange(end, device=self.device)[None, :] <= positions[:, None])[None, None]  # [1, 1, n, end]
+        batch = AttnBatch(
+            slots=torch.full((n,), seq.slot, device=self.device), positions=positions,
+            key_slots=seq.slot, key_len=end, mask=mask, queries_per_seq=n,
+        )
+        hidden = self.model(torch.tensor(prompt[start:end], device=self.device), batch, self.cache)
+        seq.prefilled = end
+        self.stats.prefill_chunks += 1
+        if end == len(prompt):
+            self._waiting.popleft()
+            self._running.append(seq)
+            self._sample_and_emit([seq], hidden[-1:], out)
+
+    def _decode(self, out: list) -> None:
+        """One token for every running sequence (including one whose prompt just finished)."""
+        seqs = list(self._running)
+        if not seqs:
+            return
+        positions = torch.tensor([s.length - 1 for s in seqs], device=self.device)  # of each last token
+        key_len = max(s.length for s in seqs)
+        self.cache.ensure_capacity(key_len)
+        slots = torch.tensor([s.slot for s in seqs], device=self.device)
+        mask = None
+        if any(s.length != key_len for s in seqs):
+            mask = (torch.arange(key_len, device=self.device)[None, :] <= positions[:, None])[:, None, None]  # [B,1,1,L]
+        batch = AttnBatch(slots=slots, positions=positions, key_slots=slots, key_len=key_len, mask=mask, queries_per_seq=1)
+        hidden = self.model(torch.tensor([s.generated[-1] for s in seqs], device=self.device), batch, self.cache)
+        self.stats.decode_steps += 1
+        self.stats.decode_tokens += len(seqs)
+        self.stats.max_batch = max(self.stats.max_batch, len(seqs))
+        self._sample_and_emit(seqs, hidden, out)
+
+    # ------------------------------------------------------------------ sampling and stopping
+    def _sample_and_emit(self, seqs: list[Sequence], hidden: torch.Tensor, out: list) -> None:
+        """Sample the next token of each sequence from hidden [B, C], emit it, retire finished ones."""
+        allowed = [s.request.constraint.allowed(s.generated) if s.request.constraint else None for s in seqs]
+        for seq, ranges in zip(seqs, allowed):
+            if ranges is not None and len(ranges) == 0:  # the grammar admits nothing more
+                self._finish(seq, out)
+        live = [i for i, seq in enumerate(seqs) if seq.slot is not None]
+        if not live:
+            return
+        seqs, allowed, hidden = [seqs[i] for i in live], [allowed[i] for i in live], hidden[live]
+        lo, hi = vocab_window(allowed, self.vocab_size)
+        logits = self.model.logits(hidden, None if (lo, hi) == (0, self.vocab_size) else (lo, hi))
+        slots = torch.tensor([s.slot for s in seqs], device=self.device)
+        self._grow_seen()
+        seen = self._seen[slots, lo:hi] if self._seen is not None else None
+        picked = sample(logits, [s.sampling for s in seqs], seen, allowed_mask(allowed, (lo, hi), self.device))
+        tokens = (picked + lo).tolist()
+        if self._seen is not None:
+            self._seen[slots, picked + lo] = True
+        for seq, token in zip(seqs, tokens):
+            seq.generated.append(token)
+            out.append((seq, token))
+            req = seq.request
+            if (
+                token in req.stop_ids
+                or len(seq.generated) >= req.max_tokens
+                or seq.length >= self.max_length
+                or (req.constraint is not None and req.constraint.is_complete(seq.generated))
+            ):
+                self._finish(seq, out)
+
+    def _finish(self, seq: Sequence, out: list) -> None:
+        self.stats.finished += 1
+        self._remove(seq)
+        out.append((seq, END))
+
+    def _reset_seen(self, seq: Sequence) -> None:
+        """Mark the prompt in this slot's row of the seen-token matrix (penalised requests only)."""
+        if seq.sampling.repetition_penalty == 1.0:
+            return
+        if self._seen is None:
+            self._seen = torch.zeros(0, self.vocab_size, dtype=torch.bool, device=self.device)
+        self._grow_seen()
+        self._seen[seq.slot] = False
+        self._seen[seq.slot, torch.tensor(seq.request.prompt_ids, device=self.device)] = True
+
+    def _grow_seen(self) -> None:
+        """Keep one seen-token row per allocated cache slot."""
+        if self._seen is not None and self._seen.shape[0] < self.cache.num_slots:
+            grown = torch.zeros(self.cache.num_slots, self.vocab_size, dtype=torch.bool, device=self.device)
+            grown[: self._seen.shape[0]] = self._seen
+            self._seen = grown
+
+    # ------------------------------------------------------------------ delivery
+    def _deliver(self, out: list[tuple[Sequence, object]]) -> None:
+        """Hand items to their event loops: one ``call_soon_threadsafe`` per loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, object]]] = {}
+        for seq, item in out:
+            by_loop.setdefault(seq.loop, []).append((seq.queue, item))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, items)
+            except RuntimeError:  # the consumer's loop is closed: nobody is listening
+                for seq, _ in out:
+                    if seq.loop is loop:
+                        seq.cancelled = True
+
+
+def _put_all(items: list[tuple[asyncio.Queue, object]]) -> None:
+    for queue, item in items:
+        queue.put_nowait(item)
