@@ -1,0 +1,1 @@
+"""LLM backends behind one async token-generator interface (see base.py and registry.py)."""

@@ -1,0 +1,1 @@
+"""The engine: the model-agnostic synthesis pipeline, batching and streaming."""
