@@ -1,0 +1,277 @@
+"""Orpheus-TTS as a FastTTS engine: prompt → LLM backend (frame grammar) → SNAC → audio.
+
+The LLM (a Hugging Face Llama directory) runs on any backend behind
+:class:`~fasttts.backends.base.LLMBackend`, constrained by :class:`OrpheusConstraint` so its
+answer is always whole frames of in-band codes. SNAC decoding of all concurrent requests goes
+through one :class:`~fasttts.engine.batcher.MicroBatcher` (batched calls, off the event loop).
+
+Unlike the reference server, every frame comes out: streaming decodes overlapping windows with
+3 frames of context on each side (more than SNAC's ~2.25-frame receptive field), so the stream
+equals a one-shot decode of all frames, first and last included, and a one-frame answer still
+gives its 2048 samples. What Orpheus cannot do: cloning, voice creation and pitch raise
+:class:`~fasttts.errors.UnsupportedFeatureError`; speed and free-text instructions map onto
+nothing and are ignored (the model's pace follows the text and its sampling settings).
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import aclosing
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fasttts.backends.base import GenerationRequest, LLMBackend
+from fasttts.backends.registry import BackendConfig, create_backend
+from fasttts.config import Settings
+from fasttts.engine.base import Capabilities, TTSEngine
+from fasttts.engine.batcher import MicroBatcher
+from fasttts.engine.streaming import ChunkedDecoder
+from fasttts.errors import BackendError, ModelLoadError, NotFoundError, UnsupportedFeatureError
+from fasttts.models.orpheus.constraint import OrpheusConstraint
+from fasttts.models.orpheus.prompt import FRAME_CODES, OrpheusVocab, build_prompt
+from fasttts.models.orpheus.snac_codec import DecodeItem, SnacCodec
+from fasttts.models.orpheus.voices import VOICES, find_voice, resolve_language
+from fasttts.models.random_llm import load_tokenizer
+from fasttts.params import SamplingParams, VoiceParams
+
+# Streaming, in SNAC frames (2048 samples, 85 ms): the first chunk covers 2 frames and is sent
+# once 2 + 3 frames exist (≈ 35 audio tokens); chunks then double up to 32 frames. 3 frames of
+# left context and lookahead exceed the decoder's receptive field (about 2.25 frames, 4.6k samples),
+# so windows splice exactly and the 256-sample crossfade (inside the lookahead) is a safety seam.
+STREAM_FIRST_CHUNK = 2
+STREAM_MAX_CHUNK = 32
+STREAM_LEFT_CONTEXT = 3
+STREAM_LOOKAHEAD = 3
+STREAM_CROSSFADE = 256
+
+
+@dataclass(frozen=True)
+class OrpheusVoice:
+    """A resolved voice: the speaker name exactly as the checkpoint was trained on it."""
+
+    name: str
+
+
+class OrpheusEngine(TTSEngine):
+    """Orpheus 3B ("ft" checkpoints) with SNAC 24 kHz.
+
+    Voices are the checkpoint's fixed speakers (:data:`~fasttts.models.orpheus.voices.VOICES`
+    for its language). Inline emotion tags (``<laugh>``, ``<sigh>``, …) pass through text
+    normalisation untouched and reach the prompt as written. ``speed`` is accepted and ignored:
+    Orpheus has no speed control (its reference notes that higher temperature and repetition
+    penalty make it speak faster, which we do not tie to the speed label).
+    """
+
+    model_type = "orpheus"
+    sample_rate = 24000
+    capabilities = Capabilities(clone=False, create=False, pitch=False, speed=False, emotion_tags=True)
+    default_sampling = SamplingParams(temperature=0.6, top_k=0, top_p=0.8, repetition_penalty=1.3, max_tokens=1200)
+    default_voice = VOICES["en"][0]
+
+    def __init__(
+        self,
+        *,
+        backend: LLMBackend,
+        tokenizer: Any,
+        codec: SnacCodec,
+        language: str = "en",
+        batch_size: int = 1,
+        wait_timeout: float = 0.01,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(seed=seed, language=language)
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.vocab = OrpheusVocab.from_tokenizer(tokenizer)
+        self.codec = codec
+        if codec.frame_samples != 2048 or codec.sample_rate != self.sample_rate:
+            raise ModelLoadError(f"Orpheus needs SNAC 24 kHz with 2048-sample frames, got {codec.sample_rate} Hz / {codec.frame_samples}")
+        self.default_voice = VOICES[language][0]
+        self._constraint = OrpheusConstraint(self.vocab)
+        self._decoder: MicroBatcher[DecodeItem, np.ndarray] = MicroBatcher(
+            codec.decode_batch, batch_size=batch_size, wait_timeout=wait_timeout, name="snac-decode"
+        )
+
+    @classmethod
+    def load(
+        cls,
+        model_path: str | Path,
+        *,
+        backend: str | LLMBackend | None = None,
+        snac_path: str | Path | None = None,
+        lang: str | None = None,
+        settings: Settings | None = None,
+        **overrides: Any,
+    ) -> "OrpheusEngine":
+        """Load a released Orpheus directory unchanged.
+
+        ``model_path`` is the LLM directory; SNAC is read from ``snac_path`` (``--snac_path``), else
+        ``model_path/snac``. The language (which picks the voice list) is ``lang`` (``--lang``),
+        else a ``language`` field in the LLM ``config.json``, else English — never guessed from
+        the directory name. Other knobs come from ``settings`` (or :class:`Settings` defaults),
+        with any Settings field overridable by keyword (``batch_size=8``, ``seed=1``, …).
+        ``backend`` is a backend name or an already built :class:`LLMBackend`.
+        """
+        unknown = set(overrides) - set(Settings.model_fields)
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        s = (settings or Settings()).model_copy(update=overrides)
+        root = Path(model_path)
+        for part in ("config.json", "tokenizer.json"):
+            if not (root / part).exists():
+                raise ModelLoadError(f"not an Orpheus LLM directory: {root / part} is missing")
+        snac_dir = Path(snac_path or s.snac_path or root / "snac")
+        language = resolve_language(lang or s.lang, root)
+        codec = SnacCodec.load(snac_dir, device=_device(s.detokenizer_device), noise_seed=s.seed)
+        if not isinstance(backend, LLMBackend):
+            config = BackendConfig(
+                model_dir=str(root),
+                device=s.llm_device,
+                dtype=s.torch_dtype,
+                max_length=s.max_length,
+                batch_size=s.llm_batch_size,
+                gpu_memory_utilization=s.llm_gpu_memory_utilization,
+                attn_implementation=s.llm_attn_implementation,
+                cache_implementation=s.cache_implementation,
+                seed=s.seed,
+            )
+            backend = create_backend(backend or s.backend, config)
+        return cls(
+            backend=backend,
+            tokenizer=load_tokenizer(root),
+            codec=codec,
+            language=language,
+            batch_size=s.batch_size,
+            wait_timeout=s.wait_timeout,
+            seed=s.seed,
+        )
+
+    # ------------------------------------------------------------------ engine hooks
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def list_voices(self) -> list[str]:
+        return list(VOICES[self.language or "en"])
+
+    @property
+    def decoder_batcher(self) -> MicroBatcher[DecodeItem, np.ndarray]:
+        """The SNAC micro-batcher (its counters show how well decoding is batched)."""
+        return self._decoder
+
+    async def start(self) -> None:
+        await self.backend.start()
+
+    async def shutdown(self) -> None:
+        await self.backend.shutdown()
+        await self._decoder.close()
+
+    async def _resolve_voice(self, voice: VoiceParams) -> OrpheusVoice:
+        if voice.reference_audio is not None:
+            raise UnsupportedFeatureError("Orpheus cannot clone a voice from reference audio", param="reference_audio")
+        if voice.pitch is not None:
+            raise UnsupportedFeatureError("Orpheus has no pitch control", param="pitch")
+        if voice.name is None and voice.gender is not None:
+            raise UnsupportedFeatureError("Orpheus cannot create a voice from a gender; choose one of its voices", param="gender")
+        name = find_voice(self.language or "en", voice.name or self.default_voice)
+        if name is None:
+            raise NotFoundError(f"voice '{voice.name}' not found; available: {', '.join(self.list_voices())}", param="voice")
+        return OrpheusVoice(name)
+
+    def prompt_ids(self, text: str, voice: str) -> list[int]:
+        """The exact prompt the LLM sees for ``voice`` speaking (already normalised) ``text``."""
+        return build_prompt(self.tokenizer, self.vocab, voice, text)
+
+    def _request(self, prompt: list[int], sampling: SamplingParams) -> GenerationRequest:
+        # whole frames only: a cut at max_tokens must not leave a partial frame behind
+        max_tokens = max(FRAME_CODES, int(sampling.max_tokens or 1200) // FRAME_CODES * FRAME_CODES)
+        return GenerationRequest(
+            prompt_ids=prompt,
+            max_tokens=max_tokens,
+            temperature=float(sampling.temperature if sampling.temperature is not None else 0.6),
+            top_k=int(sampling.top_k or 0),
+            top_p=float(sampling.top_p or 1.0),
+            repetition_penalty=float(sampling.repetition_penalty or 1.0),
+            stop_ids=self.vocab.stop_ids,
+            seed=sampling.seed,
+            constraint=self._constraint,
+            request_id=uuid.uuid4().hex,
+        )
+
+    async def generate_frames(self, text: str, voice: OrpheusVoice, sampling: SamplingParams) -> AsyncIterator[np.ndarray]:
+        """The LLM's answer as SNAC frames (7 codes each), one at a time as they complete."""
+        request = self._request(self.prompt_ids(text, voice.name), sampling)
+        codes: list[int] = []
+        index = 0
+        generated = self.backend.generate(request)
+        try:
+            async for token in generated:
+                if token in request.stop_ids:
+                    break
+                code = self.vocab.code(token, index)
+                if code is None:
+                    raise BackendError(f"the {self.backend.name} backend emitted token {token} outside frame position {index % FRAME_CODES}'s band")
+                codes.append(code)
+                index += 1
+                if len(codes) == FRAME_CODES:
+                    yield np.asarray(codes, dtype=np.int64)
+                    codes = []
+        finally:
+            await generated.aclose()  # type: ignore[attr-defined]
+
+    async def _segment_stream(self, text: str, voice: OrpheusVoice, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
+        frames: list[np.ndarray] = []
+        finished = False
+
+        async def decode(indices: Sequence[int]) -> np.ndarray:
+            lo, hi = indices[0], indices[-1] + 1
+            item = DecodeItem(np.stack(frames[lo:hi]), start=lo, at_end=finished and hi == len(frames))
+            return await self._decoder.submit(item)
+
+        chunker = ChunkedDecoder(
+            decode, hop=self.codec.frame_samples, first_chunk=STREAM_FIRST_CHUNK, max_chunk=STREAM_MAX_CHUNK,
+            left_context=STREAM_LEFT_CONTEXT, lookahead=STREAM_LOOKAHEAD, crossfade=STREAM_CROSSFADE,
+        )  # fmt: skip
+        async with aclosing(self.generate_frames(text, voice, sampling)) as answer:
+            async for frame in answer:
+                frames.append(frame)
+                if stream:
+                    for chunk in await chunker.push([len(frames) - 1]):
+                        yield chunk
+        if not frames:
+            return
+        finished = True
+        if stream:
+            for chunk in await chunker.flush():
+                yield chunk
+        else:
+            yield await self._decoder.submit(DecodeItem(np.stack(frames), start=0, at_end=True))
+
+
+def detect(model_path: str | Path) -> bool:
+    """Whether ``model_path`` is an Orpheus LLM directory: ``config.json`` with ``model_type``
+    ``llama`` and a ``tokenizer.json`` that has Orpheus's first audio token ``<custom_token_10>``
+    (looked up in the tokenizer, not in the directory name)."""
+    import json
+
+    root = Path(model_path)
+    config, tokenizer = root / "config.json", root / "tokenizer.json"
+    if not (config.is_file() and tokenizer.is_file()):
+        return False
+    try:
+        if json.loads(config.read_text()).get("model_type") != "llama":
+            return False
+        return load_tokenizer(root).token_to_id("<custom_token_10>") is not None
+    except (ValueError, OSError, ModelLoadError):
+        return False
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
