@@ -1,0 +1,92 @@
+"""wav2vec2-XLSR-53 features for BiCodec's semantic tokens.
+
+The reference (SparkAudio/Spark-TTS ``sparktts/models/audio_tokenizer.py``) normalises each wav
+with ``Wav2Vec2FeatureExtractor`` (zero mean, unit variance), runs ``Wav2Vec2Model`` with
+hidden states and averages hidden states 11, 14 and 16. One frame per 320 samples after the
+conv front end: ``(n - 400) // 320 + 1`` frames for ``n >= 400`` samples.
+
+Only hidden states 0..16 are needed, so a deeper model is cut to 16 layers after loading and its
+encoder's final LayerNorm (which HF applies only to the last hidden state) is replaced by
+identity: hidden state 16 is then the raw output of layer 15, exactly as in the full model, and
+XLSR-53 runs 16 of its 24 layers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+from fasttts.errors import ModelLoadError
+
+FEATURE_LAYERS = (11, 14, 16)
+
+
+class Wav2VecFeatures:
+    """Batched wav -> features [B, T, hidden] (mean of hidden states 11, 14, 16)."""
+
+    def __init__(
+        self,
+        model_dir: Path | str,
+        *,
+        device: torch.device | str = "cpu",
+        attn_implementation: str = "eager",
+    ) -> None:
+        model_dir = Path(model_dir)
+        for name in ("config.json", "preprocessor_config.json", "pytorch_model.bin"):
+            if not (model_dir / name).is_file():
+                raise ModelLoadError(f"wav2vec2 directory {model_dir} lacks {name}")
+        if attn_implementation not in ("eager", "sdpa"):
+            raise ModelLoadError(f"attn_implementation must be 'eager' or 'sdpa', not {attn_implementation!r}")
+        try:
+            self.processor = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
+            model, info = Wav2Vec2Model.from_pretrained(
+                str(model_dir),
+                attn_implementation=attn_implementation,
+                output_loading_info=True,
+                local_files_only=True,
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"cannot load wav2vec2 from {model_dir}: {exc}") from exc
+        problems = {k: v for k, v in info.items() if k in ("missing_keys", "mismatched_keys") and v}
+        if problems:
+            raise ModelLoadError(f"wav2vec2 checkpoint in {model_dir} does not match its config: {problems}")
+        last = max(FEATURE_LAYERS)
+        if model.config.num_hidden_layers < last:
+            raise ModelLoadError(
+                f"wav2vec2 needs >= {last} layers for hidden state {last}, "
+                f"has {model.config.num_hidden_layers}"
+            )
+        if model.config.num_hidden_layers > last:
+            del model.encoder.layers[last:]
+            model.encoder.layer_norm = nn.Identity()
+            model.config.num_hidden_layers = last
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.hidden_size: int = model.config.hidden_size
+
+    def num_frames(self, n_samples: int) -> int:
+        """Frames the conv front end yields for ``n_samples`` (0 when too short)."""
+        return int(self.model._get_feat_extract_output_lengths(torch.tensor(n_samples)).clamp(min=0))
+
+    @torch.inference_mode()
+    def __call__(self, wavs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """wavs: float32 mono 16 kHz -> (features [B, T_max, hidden], frames per item [B])."""
+        inputs = self.processor(
+            [np.asarray(w, dtype=np.float32) for w in wavs],
+            sampling_rate=self.processor.sampling_rate,
+            return_tensors="pt",
+            padding=True,
+            return_attention_mask=True,
+        )
+        out = self.model(
+            inputs.input_values.to(self.device),
+            attention_mask=inputs.attention_mask.to(self.device),
+            output_hidden_states=True,
+        )
+        feats = sum(out.hidden_states[i] for i in FEATURE_LAYERS) / len(FEATURE_LAYERS)
+        lengths = self.model._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1))
+        return feats, lengths.to(self.device)
