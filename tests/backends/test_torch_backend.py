@@ -1,0 +1,317 @@
+"""The torch backend: format fidelity against transformers, strict loading, sampling semantics,
+continuous batching, cancellation and a responsive event loop, on tiny random Qwen2/Llama dirs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+
+from fasttts.backends.base import GenerationRequest, Ranges, TokenConstraint
+from fasttts.backends.registry import BackendConfig, create_backend
+from fasttts.backends.torch_backend import TorchBackend
+from fasttts.backends.torch_llm.kv_cache import KVCache
+from fasttts.backends.torch_llm.loader import load_model
+from fasttts.backends.torch_llm.model import AttnBatch, CausalLM
+from fasttts.backends.torch_llm.sampling import SamplingState, allowed_mask, sample, vocab_window
+from fasttts.errors import InvalidRequestError, ModelLoadError
+from fasttts.models.random_llm import ORPHEUS_LLAMA_TINY, SPARK_QWEN2_TINY, write_random_llm
+
+HF_CLASSES = {"qwen2": transformers.Qwen2ForCausalLM, "llama": transformers.LlamaForCausalLM}
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("llm")
+    return {
+        "qwen2": write_random_llm(root / "qwen2", arch="qwen2", size=SPARK_QWEN2_TINY, seed=11),
+        "llama": write_random_llm(root / "llama", arch="llama", size={**ORPHEUS_LLAMA_TINY, "tie_word_embeddings": False}, seed=11),
+    }
+
+
+@asynccontextmanager
+async def running(model_dir: Path, **kw) -> AsyncIterator[TorchBackend]:
+    backend = TorchBackend(BackendConfig(model_dir=str(model_dir), device="cpu", max_length=kw.pop("max_length", 4096), **kw), prefill_chunk=16)
+    await backend.start()
+    try:
+        yield backend
+    finally:
+        await backend.shutdown()
+
+
+async def collect(backend: TorchBackend, **kw) -> list[int]:
+    return [t async for t in backend.generate(GenerationRequest(**kw))]
+
+
+def prompt(n: int, seed: int = 0) -> list[int]:
+    return torch.randint(0, 400, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def hf_model(model_dir: Path, arch: str) -> torch.nn.Module:
+    return HF_CLASSES[arch].from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager").eval()
+
+
+# ----------------------------------------------------------------------------- format fidelity
+def _cache(model: CausalLM, slots: int = 2) -> KVCache:
+    cfg = model.cfg
+    return KVCache(num_layers=cfg.num_layers, num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim,
+                   max_slots=slots, max_capacity=4096, dtype=torch.float32, device=torch.device("cpu"), initial_capacity=8)
+
+
+def _prefill(model: CausalLM, cache: KVCache, slot: int, ids: list[int], start: int) -> torch.Tensor:
+    n, end = len(ids), start + len(ids)
+    cache.ensure_capacity(end)
+    pos = torch.arange(start, end)
+    batch = AttnBatch(slots=torch.full((n,), slot), positions=pos, key_slots=slot, key_len=end,
+                      mask=(torch.arange(end)[None] <= pos[:, None])[None, None], queries_per_seq=n)
+    return model.logits(model(torch.tensor(ids), batch, cache))
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_logits_equal_transformers_for_chunked_prefill_and_batched_decode(dirs, arch: str, impl: str) -> None:
+    ref = hf_model(dirs[arch], arch)
+    model = load_model(dirs[arch], device="cpu", dtype="float32", attn_implementation=impl)
+    seqs = [prompt(40, seed=1), prompt(29, seed=2)]
+    with torch.no_grad():
+        expected = [ref(torch.tensor([s])).logits[0] for s in seqs]
+    cache = _cache(model)
+    slots = [cache.acquire(), cache.acquire()]
+    got: list[list[torch.Tensor]] = [[], []]
+    with torch.inference_mode():
+        for i, (seq, slot) in enumerate(zip(seqs, slots)):  # prompts minus 5 tokens, in chunks of 7
+            for start in range(0, len(seq) - 5, 7):
+                got[i].append(_prefill(model, cache, slot, seq[start : min(start + 7, len(seq) - 5)], start))
+        for step in range(5):  # then both sequences decode together (different lengths: masked)
+            pos = torch.tensor([len(s) - 5 + step for s in seqs])
+            cache.ensure_capacity(int(pos.max()) + 1)
+            batch = AttnBatch(slots=torch.tensor(slots), positions=pos, key_slots=torch.tensor(slots), key_len=int(pos.max()) + 1,
+                              mask=(torch.arange(int(pos.max()) + 1)[None] <= pos[:, None])[:, None, None], queries_per_seq=1)
+            logits = model.logits(model(torch.tensor([s[p] for s, p in zip(seqs, pos.tolist())]), batch, cache))
+            for i in range(2):
+                got[i].append(logits[i : i + 1])
+    for i in range(2):
+        assert torch.allclose(torch.cat(got[i]), expected[i], atol=1e-4, rtol=1e-4)
+    assert cache.capacity >= 40  # grew on demand from 8
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+async def test_greedy_generation_equals_transformers_generate(dirs, arch: str) -> None:
+    ids = prompt(12, seed=5)
+    ref = hf_model(dirs[arch], arch)
+    ref.generation_config.eos_token_id = None
+    out = ref.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False, pad_token_id=0)[0, len(ids):].tolist()
+    async with running(dirs[arch]) as backend:
+        assert await collect(backend, prompt_ids=ids, max_tokens=10, temperature=0.0) == out
+
+
+# ----------------------------------------------------------------------------- loading
+def test_strict_loader_names_missing_unexpected_and_misshaped_tensors(dirs, tmp_path: Path) -> None:
+    for f in dirs["qwen2"].iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    tensors = load_file(str(tmp_path / "model.safetensors"))
+    del tensors["model.layers.1.mlp.up_proj.weight"]
+    tensors["model.layers.0.self_attn.extra.weight"] = torch.zeros(2)
+    tensors["model.norm.weight"] = torch.ones(3)
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ModelLoadError) as err:
+        load_model(tmp_path, device="cpu")
+    msg = err.value.message
+    assert "model.layers.1.mlp.up_proj.weight" in msg and "model.layers.0.self_attn.extra.weight" in msg
+    assert "model.norm.weight (checkpoint [3], model [64])" in msg
+
+
+def test_loader_refuses_directories_without_config_or_weights(dirs, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="config.json"):
+        load_model(tmp_path, device="cpu")
+    (tmp_path / "config.json").write_bytes((dirs["qwen2"] / "config.json").read_bytes())
+    with pytest.raises(ModelLoadError, match="model.safetensors"):
+        load_model(tmp_path, device="cpu")
+
+
+def test_sharded_checkpoint_loads_like_the_single_file(dirs, tmp_path: Path) -> None:
+    sharded = write_random_llm(tmp_path, arch="llama", size={**ORPHEUS_LLAMA_TINY, "tie_word_embeddings": False}, seed=11, shard_bytes=50_000)
+    a, b = load_model(sharded, device="cpu").state_dict(), load_model(dirs["llama"], device="cpu").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_float16_qwen2_is_promoted_with_a_warning(dirs, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        model = load_model(dirs["qwen2"], device="cpu", dtype="float16")
+    assert model.lm_head_weight.dtype == torch.float32
+    assert any("float16" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    assert load_model(dirs["llama"], device="cpu", dtype="float16").lm_head_weight.dtype == torch.float16
+    assert load_model(dirs["llama"], device="cpu", dtype="auto").lm_head_weight.dtype == torch.float32
+
+
+def test_flash_attention_falls_back_to_sdpa(dirs, caplog) -> None:
+    with caplog.at_level(logging.INFO):
+        model = load_model(dirs["qwen2"], device="cpu", attn_implementation="flash_attention_2")
+    assert model.attn_implementation == "sdpa" and any("sdpa" in r.getMessage() for r in caplog.records)
+
+
+def test_registry_builds_the_torch_backend(dirs) -> None:
+    assert isinstance(create_backend("torch", BackendConfig(model_dir=str(dirs["qwen2"]))), TorchBackend)
+
+
+# ----------------------------------------------------------------------------- sampling semantics
+SAMPLED = dict(temperature=1.0, top_k=50, top_p=0.9, repetition_penalty=1.3)
+
+
+async def test_same_seed_same_tokens_alone_or_in_a_busy_batch(dirs) -> None:
+    ids = prompt(10, seed=3)
+    async with running(dirs["qwen2"]) as backend:
+        alone = await collect(backend, prompt_ids=ids, max_tokens=24, seed=42, **SAMPLED)
+        others = [collect(backend, prompt_ids=prompt(5 + i, seed=50 + i), max_tokens=30, seed=i, **SAMPLED) for i in range(5)]
+        together, *_ = await asyncio.gather(collect(backend, prompt_ids=ids, max_tokens=24, seed=42, **SAMPLED), *others)
+        different = [await collect(backend, prompt_ids=ids, max_tokens=24, seed=s, temperature=1.5) for s in range(3)]
+        assert backend.stats.max_batch > 1
+    assert len(alone) == 24 and together == alone
+    assert len({tuple(d) for d in different}) > 1
+
+
+async def test_max_tokens_and_stop_ids(dirs) -> None:
+    ids = prompt(8, seed=9)
+    async with running(dirs["llama"]) as backend:
+        full = await collect(backend, prompt_ids=ids, max_tokens=12, temperature=0.0)
+        assert len(full) == 12
+        stop = full[5]
+        stopped = await collect(backend, prompt_ids=ids, max_tokens=12, temperature=0.0, stop_ids=frozenset({stop}))
+        assert stopped == full[: full.index(stop) + 1]
+
+
+async def test_generation_ends_at_max_length(dirs) -> None:
+    async with running(dirs["qwen2"], max_length=20) as backend:
+        out = await collect(backend, prompt_ids=prompt(15), max_tokens=100, temperature=0.0)
+        assert len(out) == 5
+        with pytest.raises(InvalidRequestError):
+            await collect(backend, prompt_ids=prompt(20), max_tokens=1)
+
+
+async def test_invalid_prompts_are_refused(dirs) -> None:
+    async with running(dirs["qwen2"]) as backend:
+        with pytest.raises(InvalidRequestError):
+            await collect(backend, prompt_ids=[], max_tokens=3)
+        with pytest.raises(InvalidRequestError):
+            await collect(backend, prompt_ids=[10**7], max_tokens=3)
+
+
+class Alternating(TokenConstraint):
+    """Even steps in [100, 150), odd steps in [10, 20) or [300, 310); complete after ``n``."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def allowed(self, generated: Sequence[int]) -> Ranges | None:
+        return ((100, 150),) if len(generated) % 2 == 0 else ((10, 20), (300, 310))
+
+    def is_complete(self, generated: Sequence[int]) -> bool:
+        return len(generated) >= self.n
+
+
+async def test_constraint_ranges_and_completion_are_honoured(dirs) -> None:
+    async with running(dirs["qwen2"]) as backend:
+        outs = await asyncio.gather(
+            collect(backend, prompt_ids=prompt(6, seed=1), max_tokens=100, constraint=Alternating(9), seed=1, **SAMPLED),
+            collect(backend, prompt_ids=prompt(9, seed=2), max_tokens=100, constraint=Alternating(7), temperature=0.0),
+            collect(backend, prompt_ids=prompt(7, seed=3), max_tokens=8, seed=3, **SAMPLED),  # unconstrained neighbour
+        )
+    assert [len(o) for o in outs] == [9, 7, 8]
+    for out in outs[:2]:
+        for i, tok in enumerate(out):
+            assert (100 <= tok < 150) if i % 2 == 0 else (10 <= tok < 20 or 300 <= tok < 310)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.9])
+def test_lm_head_slice_picks_what_full_logits_with_a_mask_pick(dirs, temperature: float) -> None:
+    model = load_model(dirs["qwen2"], device="cpu")
+    hidden = torch.randn(6, model.cfg.hidden_size, generator=torch.Generator().manual_seed(0)) * 3
+    allowed = [((200, 330),)] * 6
+    window = vocab_window(allowed, model.cfg.vocab_size)
+    assert window == (200, 330) and allowed_mask(allowed, window, hidden.device) is None
+
+    def states() -> list[SamplingState]:
+        return [SamplingState(temperature, 40, 0.95, 1.0, torch.Generator().manual_seed(i)) for i in range(6)]
+
+    with torch.inference_mode():
+        sliced = sample(model.logits(hidden, window), states(), None, None) + window[0]
+        full_window = vocab_window([None], model.cfg.vocab_size)
+        full = sample(model.logits(hidden), states(), None, allowed_mask(allowed, full_window, hidden.device))
+    assert torch.equal(sliced, full) and bool(((full >= 200) & (full < 330)).all())
+
+
+def test_repetition_penalty_discourages_seen_tokens() -> None:
+    logits = torch.tensor([[2.0, 1.9, -1.0]])
+    seen = torch.tensor([[True, False, False]])
+    greedy = [SamplingState(0.0, 0, 1.0, 1.5, torch.Generator())]
+    assert sample(logits, greedy, seen, None).item() == 1
+    assert sample(logits, [SamplingState(0.0, 0, 1.0, 1.0, torch.Generator())], seen, None).item() == 0
+
+
+def test_top_k_one_is_greedy_whatever_the_seed() -> None:
+    logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(1))
+    for seed in range(5):
+        states = [SamplingState(1.0, 1, 1.0, 1.0, torch.Generator().manual_seed(seed)) for _ in range(4)]
+        assert torch.equal(sample(logits, states, None, None), logits.argmax(-1))
+
+
+# ----------------------------------------------------------------------------- batching, cancellation, event loop
+async def test_eight_concurrent_requests_are_batched(dirs) -> None:
+    async with running(dirs["llama"]) as backend:
+        outs = await asyncio.gather(*(collect(backend, prompt_ids=prompt(4 + i, seed=i), max_tokens=20 + i, seed=i, **SAMPLED) for i in range(8)))
+        assert [len(o) for o in outs] == [20 + i for i in range(8)]
+        assert backend.stats.max_batch > 1 and backend.stats.mean_batch > 1
+        assert backend.num_active == 0 and backend.scheduler.cache.num_used == 0
+
+
+async def _until(predicate, limit_s: float = 30.0) -> bool:
+    for _ in range(int(limit_s / 0.01)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.01)
+    return predicate()
+
+
+async def test_closing_the_consumer_cancels_and_frees_the_slot(dirs) -> None:
+    async with running(dirs["qwen2"]) as backend:
+        keep = asyncio.create_task(collect(backend, prompt_ids=prompt(5), max_tokens=40, temperature=0.0))
+        stream = backend.generate(GenerationRequest(prompt_ids=prompt(6, seed=1), max_tokens=3000, temperature=0.0))
+        got = [await anext(stream) for _ in range(3)]
+        await stream.aclose()
+        assert len(got) == 3
+        assert len(await keep) == 40  # the neighbour finished undisturbed
+        assert await _until(lambda: backend.num_active == 0)
+        assert backend.scheduler.cache.num_used == 0 and backend.stats.cancelled == 1
+
+        task = asyncio.create_task(collect(backend, prompt_ids=prompt(6, seed=2), max_tokens=3000, temperature=0.0))
+        assert await _until(lambda: backend.stats.decode_steps > 60)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await _until(lambda: backend.num_active == 0)
+        assert backend.scheduler.cache.num_used == 0 and backend.stats.cancelled == 2
+
+
+async def test_event_loop_keeps_ticking_while_generating(dirs) -> None:
+    ticks: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(loop.time())
+            await asyncio.sleep(0.01)
+
+    async with running(dirs["qwen2"]) as backend:
+        tick_task = asyncio.create_task(ticker())
+        await asyncio.gather(*(collect(backend, prompt_ids=prompt(40, seed=i), max_tokens=150, seed=i, **SAMPLED) for i in range(4)))
+        tick_task.cancel()
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert len(ticks) > 20
+    assert max(gaps) < 2.0  # generous: the loop is never blocked by a model step
