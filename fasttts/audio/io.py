@@ -1,0 +1,142 @@
+"""Decode user-supplied audio (reference clips for voice cloning) into float32 mono.
+
+Input is untrusted, so decoding is fenced in: the caller's caps are checked before and while
+decoding (a huge file is never fully decoded), only a list of audio container demuxers is allowed
+(no playlists or other formats that open further URLs or files, no exotic demuxers that would
+"find" audio in random bytes), paths are opened by Python rather than handed to FFmpeg as URLs,
+and every PyAV error becomes an :class:`~fasttts.errors.AudioDecodeError` that says what was
+wrong.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+import numpy as np
+
+from fasttts.audio.resample import resample
+from fasttts.errors import AudioDecodeError, PayloadTooLargeError
+
+ALLOWED_DEMUXERS = (
+    "wav,w64,aiff,au,caf,flac,mp3,aac,ogg,mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,asf"
+)
+"""FFmpeg demuxers load_audio accepts: every common audio container, nothing that follows links."""
+
+DURATION_SLACK_S = 0.05
+"""Allowance over ``max_seconds`` for codec padding (e.g. an MP3 frame), so a clip cut at the
+limit is not rejected for a few milliseconds of encoder delay."""
+
+TRUNCATED_FRACTION = 0.9
+"""A file whose decodable audio is shorter than this share of its declared duration is treated
+as truncated rather than silently returned in part."""
+
+
+def load_audio(
+    data: bytes | str | Path,
+    target_rate: int,
+    *,
+    max_seconds: float | None = None,
+    max_bytes: int | None = None,
+) -> np.ndarray:
+    """Decode ``data`` (encoded bytes or a file path) to float32 mono at ``target_rate``.
+
+    Raises :class:`AudioDecodeError` for anything that is not decodable audio (empty, garbage,
+    truncated, no audio stream) and :class:`PayloadTooLargeError` when the input is over
+    ``max_bytes`` or its audio is longer than ``max_seconds``.
+    """
+    source, size = _open_source(data)
+    with source:
+        if max_bytes is not None and size > max_bytes:
+            raise PayloadTooLargeError(
+                f"audio is {size} bytes, over the limit of {max_bytes} bytes", param="audio"
+            )
+        if size == 0:
+            raise AudioDecodeError("audio is empty (0 bytes)", param="audio")
+        try:
+            with av.open(
+                source, "r", options={"format_whitelist": ALLOWED_DEMUXERS}, metadata_errors="ignore"
+            ) as container:
+                audio, rate = _decode(container, max_seconds)
+        except (av.FFmpegError, OSError, ValueError, EOFError) as exc:
+            raise AudioDecodeError(
+                f"could not decode audio: not a readable audio file in a supported format "
+                f"(wav, flac, mp3, ogg, opus, m4a/aac, webm) or the file is corrupt ({exc})",
+                param="audio",
+            ) from exc
+    return resample(audio, rate, target_rate)
+
+
+def _open_source(data: bytes | str | Path) -> tuple[BinaryIO, int]:
+    """A readable binary file object and its size; paths are opened here, never by FFmpeg."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
+        return io.BytesIO(raw), len(raw)
+    try:
+        file = open(os.fspath(data), "rb")  # noqa: SIM115 - closed by load_audio's with-block
+    except OSError as exc:
+        raise AudioDecodeError(f"cannot read audio file {data}: {exc.strerror}", param="audio") from exc
+    return file, os.fstat(file.fileno()).st_size
+
+
+def _declared_seconds(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
+    """Duration from the container's metadata, when it states one."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _decode(container: av.container.InputContainer, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream to mono float32; returns (audio, sample rate)."""
+    if not container.streams.audio:
+        kinds = sorted({s.type for s in container.streams}) or ["no"]
+        raise AudioDecodeError(
+            f"the {container.format.name} file has no audio stream (found {', '.join(kinds)} streams)",
+            param="audio",
+        )
+    stream = container.streams.audio[0]
+    declared = _declared_seconds(container, stream)
+    if max_seconds is not None and declared is not None and declared > max_seconds + DURATION_SLACK_S:
+        raise PayloadTooLargeError(
+            f"audio is {declared:.2f} s long; the limit is {max_seconds:g} s", param="audio"
+        )
+
+    to_planar_float = av.AudioResampler(format="fltp")  # keeps the layout and rate
+    pieces: list[np.ndarray] = []
+    samples, rate = 0, stream.rate
+
+    def keep(frames: list[av.AudioFrame]) -> None:
+        nonlocal samples, rate
+        for planar in frames:
+            channels = planar.to_ndarray()  # (channels, n)
+            pieces.append(channels.mean(axis=0, dtype=np.float32))
+            samples, rate = samples + channels.shape[1], planar.sample_rate
+            if max_seconds is not None and samples / rate > max_seconds + DURATION_SLACK_S:
+                raise PayloadTooLargeError(
+                    f"audio is longer than the limit of {max_seconds:g} s", param="audio"
+                )
+
+    for packet in container.demux(stream):
+        for frame in packet.decode():
+            keep(to_planar_float.resample(frame))
+    keep(to_planar_float.resample(None))
+
+    if samples == 0:
+        raise AudioDecodeError(
+            f"no audio could be decoded from the {container.format.name} file (empty or truncated)",
+            param="audio",
+        )
+    decoded = samples / rate
+    if declared is not None and decoded < TRUNCATED_FRACTION * declared - DURATION_SLACK_S:
+        raise AudioDecodeError(
+            f"the {container.format.name} file looks truncated: it declares {declared:.2f} s "
+            f"of audio but only {decoded:.2f} s could be decoded",
+            param="audio",
+        )
+    return np.concatenate(pieces), rate
+
