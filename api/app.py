@@ -1,0 +1,112 @@
+"""``create_app``: the FastAPI application, its lifespan and its routers.
+
+The model loads in a background task started by the lifespan, so ``/health`` answers at once and
+``/ready`` says 503 until the engine is serving (then 200); synthesis routes answer 503 with
+``Retry-After`` meanwhile. A load failure is logged and reported by ``/ready``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.concurrency import ConcurrencyLimiter
+from api.errors import install_error_handlers
+from api.metrics import Metrics
+from api.middleware import RequestContextMiddleware
+from api.routes import health, openai, speech, voices
+from fasttts.config import Settings
+from fasttts.engine.base import TTSEngine
+from fasttts.voices import VoiceService
+
+logger = logging.getLogger("fasttts.api")
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+DESCRIPTION = """
+Text to speech with Spark-TTS, Orpheus and Piper.
+
+* **Native API** (server guide): `POST /clone_voice`, `POST /speak`, `POST /multi_speak`, `GET /audio_roles` — also under `/v1`.
+* **OpenAI API**: `POST /v1/audio/speech`, `GET /v1/models`, `GET /v1/audio/voices`.
+* **Voices**: `POST/GET/DELETE /v1/audio/voices[/{name}]` — stored durably, reloaded on restart.
+* **Auth**: with `--api_key`, send `Authorization: Bearer <KEY>` (everything except `/health`, `/ready`, `/docs` and the web page).
+"""
+
+
+async def _load(app: FastAPI, engine: TTSEngine | None) -> None:
+    """Build the engine (unless given) and the voice service; mark the app ready."""
+    settings: Settings = app.state.settings
+    try:
+        if engine is None:
+            from fasttts.engine.auto import AutoEngine
+
+            engine = await asyncio.to_thread(AutoEngine, settings)
+        service = await asyncio.to_thread(VoiceService.from_settings, settings, engine)
+        await service.load_stored()
+        await engine.start()
+        await service.sync()
+        app.state.engine, app.state.voices, app.state.ready = engine, service, True
+        logger.info("model ready: %s at %d Hz, voices: %s", engine.model_type, engine.sample_rate, ", ".join(engine.list_voices()))
+    except Exception as exc:
+        app.state.load_error = f"{type(exc).__name__}: {exc}"
+        logger.critical("the model failed to load: %s", app.state.load_error, exc_info=exc)
+        raise
+
+
+def create_app(settings: Settings | None = None, engine: TTSEngine | None = None) -> FastAPI:
+    """The app for ``settings``; pass ``engine`` to serve an already built engine (tests, embedding).
+    An engine passed in is started but not shut down by the app (its owner does that)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.loading = asyncio.create_task(_load(app, engine))
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            if not app.state.loading.done():
+                app.state.loading.cancel()
+            await asyncio.gather(app.state.loading, return_exceptions=True)
+            if engine is None and app.state.engine is not None:
+                await app.state.engine.shutdown()
+
+    app = FastAPI(title="FastTTS", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = None
+    app.state.voices = None
+    app.state.ready = False
+    app.state.load_error = None
+    app.state.limiter = ConcurrencyLimiter(settings.max_concurrency)
+    app.state.metrics = Metrics(lambda: app.state.engine, lambda: app.state.limiter.in_flight)
+
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(speech.router)
+    app.include_router(speech.router, prefix="/v1")
+    app.include_router(openai.router)
+    app.include_router(voices.router)
+    if importlib.util.find_spec("api.routes.jobs") is not None:
+        from api.routes import jobs
+
+        app.include_router(jobs.router)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"], expose_headers=["X-Request-ID", "X-Sample-Rate", "Content-Disposition"])
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    return app

@@ -1,0 +1,73 @@
+"""Per-request context: an ``X-Request-ID`` on every response, one structured access-log line,
+and the HTTP metrics.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) so streaming bodies pass straight through and a client
+disconnect still reaches the response, which is what cancels generation.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.metrics import Metrics
+
+logger = logging.getLogger("fasttts.access")
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+"""The current request's id, for log records emitted anywhere below the HTTP layer."""
+
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        start = time.perf_counter()
+        status = 500
+        finished = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, finished
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self._record(scope, status if finished else (status if status != 200 else 499), time.perf_counter() - start, request_id)
+            request_id_var.reset(token)
+
+    def _record(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
+        route = getattr(scope.get("route"), "path", None) or ("/static" if scope["path"].startswith("/static/") else "unmatched")
+        method = scope["method"]
+        self.metrics.requests.labels(method, route, str(status)).inc()
+        self.metrics.latency.labels(route).observe(elapsed)
+        logger.info(
+            "%s %s %d %.1fms",
+            method,
+            scope["path"],
+            status,
+            elapsed * 1000,
+            extra={"request_id": request_id, "method": method, "path": scope["path"], "route": route, "status": status, "duration_ms": round(elapsed * 1000, 1)},
+        )

@@ -1,0 +1,95 @@
+"""OpenAI speech request → engine call → audio bytes or SSE.
+
+Maps what OpenAI clients send onto what the loaded model offers: model aliases, OpenAI voice
+names (a default table, overridable with ``settings.openai_voice_map``), the continuous ``speed``
+onto the five speed levels.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from api.openai.protocol import OPENAI_MODELS, OPENAI_VOICES, ModelCard, ModelList, OpenAISpeechRequest, VoiceInfo, VoiceList
+from api.schemas import SamplingFields
+from api.streaming import sse_response
+from api.synthesis import check_features, check_text, respond, start_source
+from fasttts.config import Settings
+from fasttts.engine.base import TTSEngine
+from fasttts.errors import NotFoundError
+
+DEFAULT_VOICE_MAP: dict[str, tuple[str, ...]] = {
+    # OpenAI name -> our candidates, first one the model has wins (Orpheus names, then Spark genders)
+    "alloy": ("tara", "female"), "ash": ("leo", "male"), "ballad": ("dan", "male"), "coral": ("leah", "female"),
+    "echo": ("zac", "male"), "fable": ("jess", "female"), "nova": ("mia", "female"), "onyx": ("leo", "male"),
+    "sage": ("zoe", "female"), "shimmer": ("leah", "female"), "verse": ("dan", "male"), "marin": ("tara", "female"),
+    "cedar": ("zac", "male"),
+}
+"""Voices not in the model fall back to its default voice, so every OpenAI name always speaks."""
+
+SPEED_LEVELS: tuple[tuple[float, str], ...] = ((0.6, "very_low"), (0.85, "low"), (1.2, "moderate"), (1.7, "high"))
+"""Upper bounds (exclusive) of OpenAI speed per level, roughly even on a log scale; above: very_high."""
+
+_CREATED = int(time.time())
+
+
+def speed_level(speed: float) -> str:
+    for bound, level in SPEED_LEVELS:
+        if speed < bound:
+            return level
+    return "very_high"
+
+
+def check_model(model: str, settings: Settings) -> None:
+    if model not in OPENAI_MODELS and model != settings.model_name:
+        raise NotFoundError(f"model '{model}' does not exist; use {settings.model_name} or one of {', '.join(OPENAI_MODELS)}", param="model")
+
+
+def resolve_voice(name: str, engine: TTSEngine, settings: Settings) -> str:
+    """Our voice for ``name``: our own names first, then the configured and default OpenAI maps."""
+    ours = engine.list_voices()
+    if name in ours:
+        return name
+    if name in settings.openai_voice_map:
+        return settings.openai_voice_map[name]
+    if name in DEFAULT_VOICE_MAP:
+        return next((v for v in DEFAULT_VOICE_MAP[name] if v in ours), engine.default_voice)
+    raise NotFoundError(f"voice '{name}' not found; see GET /v1/audio/voices", param="voice")
+
+
+def list_models(settings: Settings) -> ModelList:
+    ids = [settings.model_name, *(m for m in OPENAI_MODELS if m != settings.model_name)]
+    return ModelList(data=[ModelCard(id=i, created=_CREATED) for i in ids])
+
+
+def list_voices(engine: TTSEngine) -> VoiceList:
+    return VoiceList(voices=[VoiceInfo(id=v, name=v) for v in engine.list_voices()])
+
+
+async def _count_tokens(engine: TTSEngine, text: str) -> int:
+    return int(await run_in_threadpool(engine.count_tokens, text))
+
+
+async def create_speech(request: Request, body: OpenAISpeechRequest, engine: TTSEngine, settings: Settings) -> Response:
+    check_model(body.model, settings)
+    text = check_text(body.input, settings, param="input")
+    voice = resolve_voice(body.voice_name, engine, settings)
+    pitch, speed = check_features(engine, pitch=body.pitch, speed=speed_level(body.speed))
+    fields = SamplingFields.model_validate(body.model_dump(include=set(SamplingFields.model_fields)))
+    kwargs = dict(pitch=pitch, speed=speed, instructions=body.instructions, sampling=fields.sampling(), split=fields.split())
+    if body.stream_format == "sse":
+        input_tokens = await _count_tokens(engine, text)
+        source = await start_source(request, engine, lambda: engine.speak_stream(text, voice, **kwargs))
+        # output_tokens: the engine does not report per-request LLM tokens, so audio_seconds is the output measure
+        return sse_response(source, body.response_format, {"input_tokens": input_tokens, "output_tokens": 0, "total_tokens": input_tokens})
+    return await respond(
+        request, engine, stream=body.stream, fmt=body.response_format,
+        streaming=lambda: engine.speak_stream(text, voice, **kwargs),
+        whole=lambda: engine.speak(text, voice, **kwargs),
+    )
+
+
+__all__ = ["DEFAULT_VOICE_MAP", "OPENAI_VOICES", "create_speech", "list_models", "list_voices", "resolve_voice", "speed_level"]

@@ -1,0 +1,111 @@
+"""Reference audio from a request: an upload, a base64 string, or an http(s) URL — with caps.
+
+URLs are fetched asynchronously with httpx, with a timeout and a byte cap, following at most a
+few redirects by hand so that every hop is checked; hosts that resolve to private, loopback,
+link-local or reserved addresses are refused unless ``allow_private_urls`` is set (otherwise the
+server could be used to probe its own network). The decoded audio is checked for length here,
+before the engine sees it, so oversized input is a 413 rather than minutes of encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ipaddress
+import socket
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from fastapi import UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from fasttts.audio.io import load_audio
+from fasttts.config import Settings
+from fasttts.errors import InvalidRequestError, PayloadTooLargeError
+
+FETCH_TIMEOUT_S = 10.0
+MAX_REDIRECTS = 3
+_READ_CHUNK = 64 * 1024
+
+
+async def read_upload(upload: UploadFile, settings: Settings, *, param: str = "reference_audio_file") -> bytes:
+    """Read an uploaded file, refusing more than ``max_upload_bytes``."""
+    data = bytearray()
+    while chunk := await upload.read(_READ_CHUNK):
+        data += chunk
+        if len(data) > settings.max_upload_bytes:
+            raise PayloadTooLargeError(f"{param}: larger than {settings.max_upload_bytes} bytes", param=param)
+    if not data:
+        raise InvalidRequestError(f"{param}: the uploaded file is empty", param=param)
+    return bytes(data)
+
+
+async def resolve_reference(value: str, settings: Settings, *, param: str = "reference_audio") -> bytes:
+    """``value`` is an http(s) URL or base64 (optionally a ``data:`` URL); returns the bytes."""
+    value = value.strip()
+    scheme = urlsplit(value).scheme.lower() if "://" in value[:16] else ""
+    if scheme in ("http", "https"):
+        return await fetch_url(value, settings, param=param)
+    if scheme:
+        raise InvalidRequestError(f"{param}: only http(s) URLs are fetched, not {scheme}://", param=param)
+    if value.startswith("data:") and "," in value:
+        value = value.split(",", 1)[1]
+    if len(value) * 3 // 4 > settings.max_upload_bytes:
+        raise PayloadTooLargeError(f"{param}: larger than {settings.max_upload_bytes} bytes", param=param)
+    try:
+        data = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequestError(f"{param}: neither an http(s) URL nor valid base64", param=param) from None
+    if not data:
+        raise InvalidRequestError(f"{param}: is empty", param=param)
+    return data
+
+
+async def _check_host(host: str, port: int, settings: Settings, param: str) -> None:
+    if settings.allow_private_urls:
+        return
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise InvalidRequestError(f"{param}: cannot resolve host {host!r}", param=param) from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if not address.is_global or address.is_multicast:
+            raise InvalidRequestError(f"{param}: URL host {host!r} resolves to a non-public address ({address}); refused", param=param)
+
+
+async def fetch_url(url: str, settings: Settings, *, param: str = "reference_audio") -> bytes:
+    async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=False) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InvalidRequestError(f"{param}: only http(s) URLs are fetched", param=param)
+            await _check_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), settings, param)
+            try:
+                async with client.stream("GET", url) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        url = urljoin(url, response.headers["location"])
+                        continue
+                    if response.status_code != 200:
+                        raise InvalidRequestError(f"{param}: fetching the URL gave HTTP {response.status_code}", param=param)
+                    declared = int(response.headers.get("content-length") or 0)
+                    if declared > settings.max_upload_bytes:
+                        raise PayloadTooLargeError(f"{param}: larger than {settings.max_upload_bytes} bytes", param=param)
+                    data = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        data += chunk
+                        if len(data) > settings.max_upload_bytes:
+                            raise PayloadTooLargeError(f"{param}: larger than {settings.max_upload_bytes} bytes", param=param)
+                    return bytes(data)
+            except httpx.HTTPError as exc:
+                raise InvalidRequestError(f"{param}: could not fetch the URL ({type(exc).__name__})", param=param) from None
+    raise InvalidRequestError(f"{param}: too many redirects", param=param)
+
+
+async def check_audio(data: bytes, settings: Settings, sample_rate: int, *, param: str = "reference_audio") -> None:
+    """Decode once (in a thread) to enforce the duration cap and reject non-audio early."""
+    try:
+        await run_in_threadpool(load_audio, data, sample_rate, max_seconds=settings.max_reference_seconds, max_bytes=settings.max_upload_bytes)
+    except InvalidRequestError as exc:
+        raise type(exc)(f"{param}: {exc.message}", param=param) from None

@@ -1,0 +1,31 @@
+"""Operations: ``/health`` (the process answers), ``/ready`` (the model is loaded and serving),
+``/metrics`` (Prometheus text format)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from api.deps import APIKey
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health", summary="Liveness: the server process answers (no auth)")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="Readiness: the model is loaded (503 while loading; no auth)", responses={503: {"description": "not ready"}})
+async def ready(request: Request) -> JSONResponse:
+    state = request.app.state
+    engine = getattr(state, "engine", None)
+    if not getattr(state, "ready", False) or engine is None:
+        return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "5"})
+    return JSONResponse({"status": "ready", "model_type": engine.model_type, "model": state.settings.model_name, "sample_rate": engine.sample_rate, "active": engine.num_active})
+
+
+@router.get("/metrics", dependencies=[APIKey], response_class=Response, summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,93 @@
+"""Native endpoints of the server guide (§4): ``/clone_voice``, ``/speak``, ``/multi_speak``,
+``/audio_roles`` — mounted at the root and again under ``/v1``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import Response
+
+from api.deps import APIKey, EngineDep, SettingsDep
+from api.reference import check_audio, read_upload, resolve_reference
+from api.schemas import Level, MultiSpeakRequest, ResponseFormat, RolesResponse, SamplingFields, SpeakRequest
+from api.synthesis import check_features, check_text, respond
+from fasttts.errors import InvalidRequestError, UnsupportedFeatureError
+
+router = APIRouter(dependencies=[APIKey], tags=["speech"])
+
+AUDIO_RESPONSES = {200: {"description": "Audio in the requested format (a complete file, or chunked when stream=true).", "content": {"audio/mpeg": {}, "audio/wav": {}, "audio/flac": {}, "audio/ogg": {}, "audio/aac": {}, "audio/pcm": {}}}}
+
+
+@router.post("/clone_voice", response_class=Response, responses=AUDIO_RESPONSES, summary="Clone a voice from reference audio and speak text with it")
+async def clone_voice(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    text: Annotated[str, Form(min_length=1, description="Text to synthesize.", examples=["Hello, world"])],
+    reference_audio: Annotated[str | None, Form(description="Reference audio as an http(s) URL or a base64 string.")] = None,
+    reference_audio_file: Annotated[UploadFile | None, File(description="Reference audio upload (WAV, MP3, FLAC, OGG...).")] = None,
+    reference_text: Annotated[str | None, Form(max_length=2000, description="Transcript of the reference audio.")] = None,
+    pitch: Annotated[Level | None, Form()] = None,
+    speed: Annotated[Level | None, Form()] = None,
+    temperature: Annotated[float | None, Form(ge=0.0, le=10.0)] = None,
+    top_k: Annotated[int | None, Form(ge=0)] = None,
+    top_p: Annotated[float | None, Form(gt=0.0, le=1.0)] = None,
+    repetition_penalty: Annotated[float | None, Form(ge=0.1, le=10.0)] = None,
+    max_tokens: Annotated[int | None, Form(ge=1, le=1_000_000)] = None,
+    length_threshold: Annotated[int, Form(ge=1, le=100_000)] = 50,
+    window_size: Annotated[int, Form(ge=1, le=100_000)] = 50,
+    seed: Annotated[int | None, Form(ge=0)] = None,
+    stream: Annotated[bool, Form()] = False,
+    response_format: Annotated[ResponseFormat, Form()] = "mp3",
+) -> Response:
+    check_text(text, settings)
+    if not engine.capabilities.clone:
+        raise UnsupportedFeatureError(f"reference_audio: the {engine.model_type} model cannot clone voices", param="reference_audio")
+    pitch, speed = check_features(engine, pitch=pitch, speed=speed)
+    fields = SamplingFields(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, max_tokens=max_tokens, length_threshold=length_threshold, window_size=window_size, seed=seed)
+    if reference_audio_file is not None and reference_audio_file.filename:
+        audio = await read_upload(reference_audio_file, settings)
+        param = "reference_audio_file"
+    elif reference_audio:
+        audio = await resolve_reference(reference_audio, settings)
+        param = "reference_audio"
+    else:
+        raise InvalidRequestError("reference_audio: give reference_audio (URL or base64) or upload reference_audio_file", param="reference_audio")
+    await check_audio(audio, settings, engine.sample_rate, param=param)
+    kwargs = dict(pitch=pitch, speed=speed, sampling=fields.sampling(), split=fields.split())
+    return await respond(
+        request, engine, stream=stream, fmt=response_format,
+        streaming=lambda: engine.clone_stream(text, audio, reference_text, **kwargs),
+        whole=lambda: engine.clone(text, audio, reference_text, **kwargs),
+        filename="clone",
+    )
+
+
+@router.post("/speak", response_class=Response, responses=AUDIO_RESPONSES, summary="Speak text with a stored or built-in voice")
+async def speak(request: Request, body: SpeakRequest, engine: EngineDep, settings: SettingsDep) -> Response:
+    check_text(body.text, settings)
+    pitch, speed = check_features(engine, pitch=body.pitch, speed=body.speed)
+    kwargs = dict(pitch=pitch, speed=speed, sampling=body.sampling(), split=body.split())
+    return await respond(
+        request, engine, stream=body.stream, fmt=body.response_format,
+        streaming=lambda: engine.speak_stream(body.text, body.name, **kwargs),
+        whole=lambda: engine.speak(body.text, body.name, **kwargs),
+    )
+
+
+@router.post("/multi_speak", response_class=Response, responses=AUDIO_RESPONSES, summary="Speak a multi-speaker script ('<role:name> text ...')")
+async def multi_speak(request: Request, body: MultiSpeakRequest, engine: EngineDep, settings: SettingsDep) -> Response:
+    check_text(body.text, settings)
+    kwargs = dict(sampling=body.sampling(), split=body.split())
+    return await respond(
+        request, engine, stream=body.stream, fmt=body.response_format,
+        streaming=lambda: engine.multi_speak_stream(body.text, **kwargs),
+        whole=lambda: engine.multi_speak(body.text, **kwargs),
+        filename="dialogue",
+    )
+
+
+@router.get("/audio_roles", response_model=RolesResponse, summary="List the voices (roles) a request may name")
+async def audio_roles(engine: EngineDep) -> RolesResponse:
+    return RolesResponse(roles=engine.list_voices())

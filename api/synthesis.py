@@ -1,0 +1,76 @@
+"""The steps every synthesis route shares: check the request against the loaded model, take a
+concurrency slot, start the engine stream and turn it into a response.
+
+Routes stay declarative (parse → call :func:`respond`); what a model cannot do becomes a 400
+naming the field *before* any audio work, from :class:`fasttts.engine.base.Capabilities`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import numpy as np
+from fastapi import Request
+from fastapi.responses import Response
+
+from api.streaming import AudioSource, chunked_response, file_response
+from fasttts.config import Settings
+from fasttts.engine.base import TTSEngine
+from fasttts.errors import InvalidRequestError, UnsupportedFeatureError
+
+NEUTRAL_LEVEL = "moderate"
+"""A pitch/speed of ``moderate`` asks for no change, so any model accepts it."""
+
+
+def check_text(text: str, settings: Settings, *, param: str = "text") -> str:
+    if not text.strip():
+        raise InvalidRequestError(f"{param}: must not be empty", param=param)
+    if len(text) > settings.max_input_chars:
+        raise InvalidRequestError(f"{param}: longer than {settings.max_input_chars} characters ({len(text)})", param=param)
+    return text
+
+
+def check_features(engine: TTSEngine, *, pitch: str | None = None, speed: str | None = None) -> tuple[str | None, str | None]:
+    """Returns (pitch, speed) to pass on: neutral levels dropped, unsupported ones refused."""
+    caps = engine.capabilities
+    pitch = None if pitch == NEUTRAL_LEVEL and not caps.pitch else pitch
+    speed = None if speed == NEUTRAL_LEVEL and not caps.speed else speed
+    if pitch is not None and not caps.pitch:
+        raise UnsupportedFeatureError(f"pitch: the {engine.model_type} model has no pitch control", param="pitch")
+    if speed is not None and not caps.speed:
+        raise UnsupportedFeatureError(f"speed: the {engine.model_type} model has no speed control", param="speed")
+    return pitch, speed
+
+
+async def once(result: Awaitable[np.ndarray]) -> AsyncIterator[np.ndarray]:
+    """A whole-audio call seen as a one-chunk stream, so file responses share the streaming path."""
+    yield await result
+
+
+async def start_source(request: Request, engine: TTSEngine, make: Callable[[], AsyncIterator[np.ndarray]]) -> AudioSource:
+    """Admit the request (429 when full), start generation and wait for its first audio."""
+    slot = request.app.state.limiter.acquire()
+    try:
+        chunks = make()
+    except BaseException:
+        slot.release()
+        raise
+    return await AudioSource(request, chunks, engine.sample_rate, slot).start()
+
+
+async def respond(
+    request: Request,
+    engine: TTSEngine,
+    *,
+    stream: bool,
+    fmt: str,
+    streaming: Callable[[], AsyncIterator[np.ndarray]],
+    whole: Callable[[], Awaitable[np.ndarray]],
+    filename: str = "speech",
+) -> Response:
+    """``stream`` → chunked audio as produced; else one complete file with its length."""
+    if stream:
+        source = await start_source(request, engine, streaming)
+        return chunked_response(source, fmt, filename=filename)
+    source = await start_source(request, engine, lambda: once(whole()))
+    return await file_response(source, fmt, filename=filename)
