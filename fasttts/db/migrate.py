@@ -57,3 +57,16 @@ def check_schema(engine: Engine) -> None:
             f"the database {engine.url.render_as_string(hide_password=True)} {state}, but this FastTTS needs {head}; "
             "run `alembic upgrade head` (or start the server with migrations enabled)"
         )
+
+
+def prepare_schema(url: str, *, migrate: bool) -> None:
+    """Start-up: run migrations (``migrate``) or refuse an outdated schema with a clear message."""
+    from fasttts.db.session import create_db_engine
+
+    if migrate:
+        upgrade_to_head(url)
+    engine = create_db_engine(url)
+    try:
+        check_schema(engine)
+    finally:
+        engine.dispose()

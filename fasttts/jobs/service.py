@@ -1,0 +1,290 @@
+"""The job service: submit with idempotency, inspect, list, cancel, delete, reap and expire.
+
+Everything here is synchronous (SQLAlchemy sessions, boto3); the HTTP layer calls it in a thread.
+A job and all its segments are written in one transaction and only then handed to the dispatcher
+("enqueue after commit"): a worker can never see a job that is not in the database, and a job whose
+enqueue was lost (broker down, worker killed) is found again by :meth:`JobService.reap`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fasttts.config import Settings
+from fasttts.db import FINAL_STATUSES, Job, Segment, prepare_schema, utcnow
+from fasttts.engine.base import TTSEngine
+from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError, UnsupportedFeatureError
+from fasttts.jobs.plan import plan_job
+from fasttts.jobs.spec import JobSpec
+from fasttts.storage import ObjectStore, StorageUnavailableError, job_prefix
+
+logger = logging.getLogger(__name__)
+
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class JobsUnavailableError(NotReadyError):
+    """The database, broker or object store is down: HTTP 503 with ``Retry-After``."""
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Dispatcher(Protocol):
+    """Hands a committed job to whatever runs it (Celery, or the in-process runner)."""
+
+    def enqueue(self, job_id: str) -> None: ...
+
+    async def start(self, service: "JobService", engine: TTSEngine | None) -> None:
+        """Start whatever runs jobs locally (the in-process runner); Celery needs nothing here."""
+        ...
+
+    async def stop(self) -> None: ...
+
+    def check(self) -> None:
+        """Raise :class:`JobsUnavailableError` if jobs cannot be queued right now."""
+        ...
+
+
+@dataclass
+class Progress:
+    segments_done: int
+    segments_total: int
+    percent: float
+    audio_seconds: float
+    eta_s: float | None
+
+
+class JobService:
+    def __init__(self, settings: Settings, db: sessionmaker[Session], store: ObjectStore, dispatcher: Dispatcher, engine: TTSEngine | None = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.store = store
+        self.dispatcher = dispatcher
+        self.engine = engine
+        self._maintenance: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Prepare the schema, start the dispatcher's runner (if local) and the maintenance loop."""
+        await asyncio.to_thread(prepare_schema, self.settings.resolved_database_url, migrate=self.settings.auto_migrate)
+        await self.dispatcher.start(self, self.engine)
+        self._maintenance = asyncio.create_task(self._maintain())
+
+    async def stop(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            await asyncio.gather(self._maintenance, return_exceptions=True)
+        await self.dispatcher.stop()
+
+    async def _maintain(self) -> None:
+        """Reap abandoned segments and expire old results, forever (a failure just waits a round)."""
+        interval = max(0.5, min(30.0, self.settings.segment_lease_s / 2))
+        while True:
+            try:
+                await asyncio.to_thread(self.reap)
+                await asyncio.to_thread(self.expire)
+            except Exception as e:
+                logger.warning("job maintenance skipped a round: %s", e)
+            await asyncio.sleep(interval)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose connection failures surface as :class:`JobsUnavailableError`."""
+        try:
+            with self.db() as s:
+                yield s
+        except (OperationalError, DBAPIError) as e:
+            if isinstance(e, IntegrityError):
+                raise
+            raise JobsUnavailableError(f"database unavailable: {type(e.orig or e).__name__}") from e
+
+    # ------------------------------------------------------------------ submit
+    def submit(
+        self,
+        spec: JobSpec,
+        *,
+        job_id: str | None = None,
+        idempotency_key: str | None = None,
+        webhook_url: str | None = None,
+        reference_audio: bytes | None = None,
+        chapters: list[tuple[str, str]] | None = None,
+    ) -> tuple[Job, bool]:
+        """Create a job (or return the one already made for this key/id); returns ``(job, created)``."""
+        if job_id is not None and not JOB_ID_RE.match(job_id):
+            raise InvalidRequestError("job id must be 1-64 characters of letters, digits, '_', '.', '-'", param="id")
+        existing = self._find_existing(job_id, idempotency_key)
+        if existing is not None:
+            return existing, False
+        assert self.engine is not None, "submitting jobs needs an engine to split the text"
+        if spec.kind == "clone":
+            if not self.engine.capabilities.clone:
+                raise UnsupportedFeatureError(f"{self.engine.model_type} cannot clone from reference audio", param="reference_audio")
+            if not reference_audio:
+                raise InvalidRequestError("a clone job needs reference audio", param="reference_audio")
+        self.dispatcher.check()
+        job_id = job_id or f"job_{uuid.uuid4().hex}"
+        if reference_audio:
+            spec.voice.reference_key = job_prefix(job_id) + "input/reference"
+            self.store.put(spec.voice.reference_key, reference_audio)
+        planned, titles = plan_job(self.engine, spec, chapters)
+        request = spec.to_dict() | {"chapters": titles}
+        job = Job(
+            id=job_id, idempotency_key=idempotency_key, kind=spec.kind, status="queued", request=request,
+            output_format=spec.output_format, sample_rate=self.engine.sample_rate, segments_total=len(planned),
+            webhook_url=webhook_url,
+        )
+        job.segments = [Segment(index=p.index, chapter=p.chapter, text=p.text, voice=p.voice) for p in planned]
+        try:
+            with self.session() as s:
+                s.add(job)
+                s.commit()
+        except IntegrityError:  # a concurrent submit with the same key or id won the race
+            existing = self._find_existing(job_id, idempotency_key)
+            if existing is None:
+                raise
+            return existing, False
+        try:
+            self.dispatcher.enqueue(job.id)
+        except Exception:  # the job is durable; the reaper enqueues it once the broker is back
+            logger.exception("enqueue of job %s failed; the reaper will retry", job.id)
+        return job, True
+
+    def _find_existing(self, job_id: str | None, key: str | None) -> Job | None:
+        if job_id is None and key is None:
+            return None
+        with self.session() as s:
+            conds = ([Job.id == job_id] if job_id else []) + ([Job.idempotency_key == key] if key else [])
+            return s.scalars(select(Job).where(or_(*conds))).first()
+
+    # ------------------------------------------------------------------ inspect
+    def get(self, job_id: str) -> Job:
+        with self.session() as s:
+            job = s.get(Job, job_id)
+        if job is None:
+            raise NotFoundError(f"job '{job_id}' not found", param="job_id")
+        return job
+
+    def list(self, *, status: str | None = None, limit: int = 20, offset: int = 0) -> tuple[list[Job], int]:
+        with self.session() as s:
+            q = select(Job)
+            if status:
+                q = q.where(Job.status == status)
+            total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
+            jobs = list(s.scalars(q.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)))
+        return jobs, total
+
+    def progress(self, job: Job) -> Progress:
+        total = max(job.segments_total, 1)
+        eta: float | None = None
+        if job.status in ("queued", "running") and job.started_at and job.segments_done:
+            elapsed = (utcnow() - job.started_at).total_seconds()
+            eta = elapsed / job.segments_done * (job.segments_total - job.segments_done)
+        elif job.status == "succeeded":
+            eta = 0.0
+        return Progress(job.segments_done, job.segments_total, round(100.0 * job.segments_done / total, 1), round(job.audio_seconds, 3), eta)
+
+    def segments(self, job_id: str) -> list[Segment]:
+        with self.session() as s:
+            return list(s.scalars(select(Segment).where(Segment.job_id == job_id).order_by(Segment.index)))
+
+    # ------------------------------------------------------------------ control
+    def cancel(self, job_id: str) -> Job:
+        """Stop a queued or running job; workers notice between segments and abort the one in flight."""
+        now = utcnow()
+        with self.session() as s:
+            s.execute(
+                update(Job).where(Job.id == job_id, Job.status.in_(("queued", "running")))
+                .values(status="cancelled", finished_at=now, expires_at=now + dt.timedelta(seconds=self.settings.job_result_ttl_s))
+            )
+            s.commit()
+        return self.get(job_id)
+
+    def delete(self, job_id: str) -> None:
+        """Remove the job, its segments and every stored object of it."""
+        self.get(job_id)
+        self.cancel(job_id)
+        self._delete_storage(job_id)
+        with self.session() as s:
+            s.execute(delete(Job).where(Job.id == job_id))
+            s.commit()
+
+    def _delete_storage(self, job_id: str) -> None:
+        try:
+            self.store.delete_prefix(job_prefix(job_id))
+        except StorageUnavailableError as e:
+            raise JobsUnavailableError(str(e)) from e
+
+    # ------------------------------------------------------------------ periodic
+    def reap(self) -> tuple[int, int]:
+        """Requeue segments whose lease expired (their worker died) and re-dispatch jobs that have
+        claimable work but nobody on them. Returns ``(segments requeued, jobs re-dispatched)``."""
+        now = utcnow()
+        stale_before = now - dt.timedelta(seconds=self.settings.segment_lease_s)
+        with self.session() as s:
+            requeued = s.execute(
+                update(Segment).where(Segment.status == "running", Segment.lease_expires_at < now)
+                .values(status="pending", lease_owner=None, lease_expires_at=None)
+            ).rowcount
+            s.commit()
+            live = exists().where(Segment.job_id == Job.id, Segment.status == "running")
+            jobs = list(s.scalars(select(Job.id).where(Job.status.in_(("queued", "running")), Job.updated_at < stale_before, ~live)))
+            # Touch them so the next reap waits another lease period before dispatching again.
+            if jobs:
+                s.execute(update(Job).where(Job.id.in_(jobs)).values(updated_at=now))
+                s.commit()
+        dispatched = 0
+        for job_id in jobs:
+            try:
+                self.dispatcher.enqueue(job_id)
+                dispatched += 1
+            except Exception:
+                logger.warning("re-dispatch of job %s failed; will retry", job_id)
+        if requeued or dispatched:
+            logger.info("reaper: %d segment(s) requeued, %d job(s) re-dispatched", requeued, dispatched)
+        return requeued, dispatched
+
+    def expire(self) -> int:
+        """Delete finished jobs (and their audio) whose results outlived the TTL."""
+        with self.session() as s:
+            ids = list(s.scalars(select(Job.id).where(and_(Job.status.in_(FINAL_STATUSES), Job.expires_at < utcnow()))))
+        for job_id in ids:
+            self._delete_storage(job_id)
+            with self.session() as s:
+                s.execute(delete(Job).where(Job.id == job_id))
+                s.commit()
+        return len(ids)
+
+    def check(self) -> None:
+        """Readiness: database, storage and broker reachable, else :class:`JobsUnavailableError`."""
+        with self.session() as s:
+            s.execute(select(1))
+        try:
+            self.store.check()
+        except StorageUnavailableError as e:
+            raise JobsUnavailableError(str(e)) from e
+        self.dispatcher.check()
+
+    def describe(self, job: Job) -> dict[str, Any]:
+        """A JSON-able view of a job (the API adds result links)."""
+        p = self.progress(job)
+        return {
+            "id": job.id, "kind": job.kind, "status": job.status, "output_format": job.output_format,
+            "progress": p.__dict__, "error": job.error,
+            "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at, "expires_at": job.expires_at,
+            "chapters": (job.request or {}).get("chapters", []) if job.kind == "audiobook" else [],
+            "results": sorted((job.result or {}).keys()),
+        }

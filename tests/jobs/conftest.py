@@ -1,0 +1,54 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from service_fixtures import *  # noqa: E402,F401,F403
+
+import asyncio  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+
+import pytest  # noqa: E402
+import pytest_asyncio  # noqa: E402
+
+from fasttts.config import Settings  # noqa: E402
+from fasttts.db import Job  # noqa: E402
+from fasttts.engine.base import TTSEngine  # noqa: E402
+from fasttts.jobs import JobService, build_job_service  # noqa: E402
+
+
+@pytest_asyncio.fixture(scope="session")
+async def piper() -> AsyncIterator[TTSEngine]:
+    """The bundled Piper voice: real speech on CPU, loaded once per session."""
+    from fasttts.engine.auto import AutoEngine
+
+    engine = AutoEngine(None)
+    await engine.start()
+    yield engine
+    await engine.shutdown()
+
+
+def job_settings(tmp_path, **overrides) -> Settings:
+    values = dict(data_dir=tmp_path, segment_lease_s=2.0, job_result_ttl_s=3600, webhook_secret="s3cret", job_batch_size=4)
+    return Settings(**(values | overrides))
+
+
+@pytest_asyncio.fixture
+async def embedded(tmp_path, piper) -> AsyncIterator[JobService]:
+    """The embedded default: SQLite + local directory + in-process runner, all from Settings."""
+    service = build_job_service(job_settings(tmp_path), piper)
+    await service.start()
+    yield service
+    await service.stop()
+
+
+async def wait_final(service: JobService, job_id: str, timeout: float = 60.0) -> Job:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        job = await asyncio.to_thread(service.get, job_id)
+        if job.status in ("succeeded", "failed", "cancelled"):
+            return job
+        if loop.time() > deadline:
+            raise AssertionError(f"job {job_id} still {job.status} after {timeout}s: {service.progress(job)}")
+        await asyncio.sleep(0.1)
