@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     job_wait_timeout_s: float = Field(600.0, gt=0)
     segment_lease_s: float = Field(60.0, gt=0)
     webhook_secret: str | None = None
+    auto_migrate: bool = Field(True, description="Run `alembic upgrade head` at start-up; False: refuse to start on an old schema.")
+    job_queue: str = Field("fasttts-jobs", description="Celery queue the job tasks go to.")
+    job_batch_size: int = Field(8, ge=1, description="Segments a worker claims and synthesises together.")
+    job_max_attempts: int = Field(5, ge=1, description="Claims of one segment before its job fails.")
+    job_inprocess_concurrency: int = Field(2, ge=1, description="Jobs the in-process runner (no broker) works on at once.")
 
     @property
     def resolved_database_url(self) -> str:
