@@ -112,18 +112,20 @@ class _Splitter:
         """Character-level cuts (a tag is one atom): gallop to bracket the fit, then bisect."""
         atoms = _ATOM_RE.findall(text)
         segments = []
-        while atoms:
-            low, probe = 1, min(len(atoms), self.window)
-            while probe > low and self.fits(atoms[:probe]):
+        start = 0
+        while start < len(atoms):
+            rest = len(atoms) - start
+            low, probe = 1, min(rest, self.window)
+            while probe > low and self.fits(atoms[start : start + probe]):
                 low = probe
-                if probe == len(atoms):
+                if probe == rest:
                     break
-                probe = min(len(atoms), 2 * probe)
-            cut = len(atoms) if low == len(atoms) else self.longest_fitting(atoms, low, max(probe, low + 1))
-            while 1 < cut < len(atoms) and _closes(atoms[cut]):
+                probe = min(rest, 2 * probe)
+            cut = rest if low == rest else self.longest_fitting(atoms[start : start + probe], low, max(probe, low + 1))
+            while 1 < cut < rest and _closes(atoms[start + cut]):
                 cut -= 1  # keep closing punctuation (。」!) with the text it ends
-            segments.append("".join(atoms[:cut]).strip())
-            atoms = atoms[cut:]
+            segments.append("".join(atoms[start : start + cut]).strip())
+            start += cut
         return [s for s in segments if s]
 
 
