@@ -36,27 +36,35 @@ class ScriptPart:
     speed: str | None = None
 
 
-def _invalid(message: str) -> InvalidRequestError:
-    return InvalidRequestError(message, param="text")
+def _invalid(message: str, param: str = "text") -> InvalidRequestError:
+    return InvalidRequestError(message, param=param)
 
 
-def validate_role_name(name: str) -> str:
+def _role_name_problem(name: str) -> str | None:
+    if not name:
+        return "role name is empty"
+    if len(name) > MAX_ROLE_NAME_LENGTH:
+        return f"role name is longer than {MAX_ROLE_NAME_LENGTH} characters"
+    if "/" in name or "\\" in name or ".." in name or name.startswith("."):
+        return f"role name {name!r} must not contain '/', '\\', '..' or start with '.'"
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
+        return f"role name {name!r} contains control characters"
+    if any(ch in "<>," for ch in name):
+        return f"role name {name!r} must not contain '<', '>' or ','"
+    return None
+
+
+def validate_role_name(name: str, param: str = "text") -> str:
     """Return ``name`` stripped, or raise if it cannot safely name a voice.
 
     Voice names end up in storage keys and in role tags, so path tricks, control characters and
-    the tag syntax characters ``<``, ``>`` and ``,`` are refused.
+    the tag syntax characters ``<``, ``>`` and ``,`` are refused. ``param`` is the request field
+    the error names (the HTTP layer passes its own, e.g. ``"name"``).
     """
     name = name.strip()
-    if not name:
-        raise _invalid("role name is empty")
-    if len(name) > MAX_ROLE_NAME_LENGTH:
-        raise _invalid(f"role name is longer than {MAX_ROLE_NAME_LENGTH} characters")
-    if "/" in name or "\\" in name or ".." in name or name.startswith("."):
-        raise _invalid(f"role name {name!r} must not contain '/', '\\', '..' or start with '.'")
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
-        raise _invalid(f"role name {name!r} contains control characters")
-    if any(ch in "<>," for ch in name):
-        raise _invalid(f"role name {name!r} must not contain '<', '>' or ','")
+    problem = _role_name_problem(name)
+    if problem:
+        raise _invalid(problem, param)
     return name
 
 
