@@ -7,14 +7,15 @@ the joined audio (each join overlaps the previous segment by the crossfade).
 
 from __future__ import annotations
 
-import tempfile
+import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from fasttts.audio.crossfade import SegmentJoiner
 from fasttts.audio.encode import CONTENT_TYPES, encode_audio
+from fasttts.audio.m4b import write_m4b
+from fasttts.audio.subtitles import write_subtitles
 from fasttts.engine.base import SEGMENT_CROSSFADE_S
 from fasttts.storage import ObjectStore, result_key
 
@@ -56,22 +57,6 @@ def join_with_cues(pieces: list[Piece], rate: int) -> tuple[np.ndarray, list[Cue
     return audio, cues
 
 
-def _ts(seconds: float, sep: str) -> str:
-    ms = int(round(seconds * 1000))
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
-
-
-def to_srt(cues: list[Cue]) -> str:
-    return "\n".join(f"{i}\n{_ts(c.start_s, ',')} --> {_ts(c.end_s, ',')}\n{c.text}\n" for i, c in enumerate(cues, 1))
-
-
-def to_vtt(cues: list[Cue]) -> str:
-    return "WEBVTT\n\n" + "\n".join(f"{_ts(c.start_s, '.')} --> {_ts(c.end_s, '.')}\n{c.text}\n" for c in cues)
-
-
 def assemble(job_id: str, kind: str, fmt: str, rate: int, pieces: list[Piece], titles: list[str], store: ObjectStore) -> dict[str, str]:
     """Write every artifact to ``store``; returns artifact name → key (all keys derive from the
     job id, so assembling twice overwrites)."""
@@ -85,8 +70,9 @@ def assemble(job_id: str, kind: str, fmt: str, rate: int, pieces: list[Piece], t
         result[name] = key
 
     put(f"audio.{fmt}", encode_audio(audio, rate, fmt), CONTENT_TYPES[fmt])
-    put("subtitles.srt", to_srt(cues).encode(), "application/x-subrip")
-    put("subtitles.vtt", to_vtt(cues).encode(), "text/vtt")
+    timings = [(c.start_s, c.end_s, c.text) for c in cues]
+    put("subtitles.srt", write_subtitles(timings, "srt").encode(), "application/x-subrip")
+    put("subtitles.vtt", write_subtitles(timings, "vtt").encode(), "text/vtt")
     if kind == "audiobook":
         chapters: list[tuple[str, np.ndarray]] = []
         for c, title in enumerate(titles):
@@ -98,9 +84,6 @@ def assemble(job_id: str, kind: str, fmt: str, rate: int, pieces: list[Piece], t
 
 
 def _m4b_bytes(chapters: list[tuple[str, np.ndarray]], rate: int) -> bytes:
-    from fasttts.audio.m4b import write_m4b
-
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "book.m4b"
-        write_m4b(chapters, rate, path)
-        return path.read_bytes()
+    buf = io.BytesIO()
+    write_m4b(chapters, rate, buf)
+    return buf.getvalue()

@@ -28,6 +28,7 @@ from fasttts.engine.base import TTSEngine
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError, UnsupportedFeatureError
 from fasttts.jobs.plan import plan_job
 from fasttts.jobs.spec import JobSpec
+from fasttts.text.chapters import detect_chapters
 from fasttts.storage import ObjectStore, StorageUnavailableError, job_prefix
 
 logger = logging.getLogger(__name__)
@@ -121,9 +122,14 @@ class JobService:
         idempotency_key: str | None = None,
         webhook_url: str | None = None,
         reference_audio: bytes | None = None,
-        chapters: list[tuple[str, str]] | None = None,
+        book: bytes | None = None,
+        filename: str | None = None,
+        content_type: str | None = None,
     ) -> tuple[Job, bool]:
-        """Create a job (or return the one already made for this key/id); returns ``(job, created)``."""
+        """Create a job (or return the one already made for this key/id); returns ``(job, created)``.
+
+        Audiobooks read their chapters from ``book`` (plain text, Markdown or EPUB bytes) or, when
+        no file is given, from ``spec.text``."""
         if job_id is not None and not JOB_ID_RE.match(job_id):
             raise InvalidRequestError("job id must be 1-64 characters of letters, digits, '_', '.', '-'", param="id")
         existing = self._find_existing(job_id, idempotency_key)
@@ -140,6 +146,10 @@ class JobService:
         if reference_audio:
             spec.voice.reference_key = job_prefix(job_id) + "input/reference"
             self.store.put(spec.voice.reference_key, reference_audio)
+        chapters = None
+        if spec.kind == "audiobook":
+            found = detect_chapters(book if book is not None else spec.text, filename=filename, content_type=content_type)
+            chapters = [(c.title, c.text) for c in found]
         planned, titles = plan_job(self.engine, spec, chapters)
         request = spec.to_dict() | {"chapters": titles}
         job = Job(

@@ -1,0 +1,165 @@
+"""Audiobook end to end, cancel, delete, TTL expiry and signed webhooks (embedded default, Piper)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import av
+import pytest
+from conftest import job_settings, wait_final
+
+from fasttts.audio.m4b import read_chapters
+from fasttts.errors import NotFoundError
+from fasttts.jobs import JobSpec, build_job_service
+from fasttts.jobs.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from fasttts.storage import job_prefix
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+CHAPTERS = [
+    ("The Harbour", ["The boats came in at dawn.", "Gulls followed them, crying loudly over the water."]),
+    ("The Market", ["By noon the square was full.", "Everyone wanted fish, bread and news."]),
+    ("The Night", ["When the lamps were lit, the town grew quiet.", "Only the sea kept talking."]),
+]
+
+
+def make_epub() -> bytes:
+    from ebooklib import epub
+
+    book = epub.EpubBook()
+    book.set_identifier("fasttts-test")
+    book.set_title("A Small Town")
+    book.set_language("en")
+    items = []
+    for i, (title, paras) in enumerate(CHAPTERS, 1):
+        item = epub.EpubHtml(title=title, file_name=f"ch{i}.xhtml", lang="en")
+        item.content = f"<html><body><h1>{title}</h1>" + "".join(f"<p>{p}</p>" for p in paras) + "</body></html>"
+        book.add_item(item)
+        items.append(item)
+    book.toc = items
+    book.spine = items
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    buf = io.BytesIO()
+    epub.write_epub(buf, book)
+    return buf.getvalue()
+
+
+def duration_s(data: bytes) -> float:
+    with av.open(io.BytesIO(data)) as c:
+        return sum(f.samples for f in c.decode(audio=0)) / c.streams.audio[0].rate
+
+
+async def test_epub_audiobook_gives_audio_chapters_m4b_and_subtitles(embedded, piper) -> None:
+    spec = JobSpec(kind="audiobook", output_format="mp3", split={"length_threshold": 12, "window_size": 12})
+    job, _ = await asyncio.to_thread(embedded.submit, spec, book=make_epub(), filename="town.epub")
+    job = await wait_final(embedded, job.id)
+    assert job.status == "succeeded", job.error
+    segs = await asyncio.to_thread(embedded.segments, job.id)
+    assert sorted({s.chapter for s in segs}) == [0, 1, 2]
+    # every sentence of the book is in exactly one segment, in order: nothing dropped or duplicated
+    spoken = " ".join(s.text for s in segs)
+    for _, paras in CHAPTERS:
+        for p in paras:
+            assert spoken.count(p.rstrip(".")) == 1, p
+    assert all(s.attempt == 1 for s in segs)
+    store, result = embedded.store, job.result
+    chapter_files = sorted(k for k in result if k.startswith("chapters/"))
+    assert chapter_files == ["chapters/001.mp3", "chapters/002.mp3", "chapters/003.mp3"]
+    for c, name in enumerate(chapter_files):  # each chapter file is as long as its segments
+        expected = sum(s.duration_s for s in segs if s.chapter == c)
+        assert duration_s(store.get(result[name])) == pytest.approx(expected, abs=0.15)
+    marks = read_chapters(io.BytesIO(store.get(result["book.m4b"])))
+    assert [m[0] for m in marks] == [t for t, _ in CHAPTERS]
+    assert marks[-1][2] == pytest.approx(sum(s.duration_s for s in segs), abs=0.3)
+    assert duration_s(store.get(result["audio.mp3"])) == pytest.approx(job.audio_seconds, abs=0.3)
+    vtt = store.get(result["subtitles.vtt"]).decode()
+    assert vtt.startswith("WEBVTT") and vtt.count(" --> ") == len(segs)
+
+
+async def test_cancel_stops_a_running_job_promptly(embedded) -> None:
+    long_text = " ".join(f"Sentence number {i} is spoken here." for i in range(60))
+    job, _ = await asyncio.to_thread(embedded.submit, JobSpec(kind="speak", text=long_text, split={"length_threshold": 8, "window_size": 8}))
+    while (await asyncio.to_thread(embedded.get, job.id)).segments_done == 0:
+        await asyncio.sleep(0.05)
+    await asyncio.to_thread(embedded.cancel, job.id)
+    await asyncio.sleep(2.5)  # a few watcher polls
+    segs = await asyncio.to_thread(embedded.segments, job.id)
+    done_then = sum(s.status == "done" for s in segs)
+    await asyncio.sleep(1.5)
+    segs = await asyncio.to_thread(embedded.segments, job.id)
+    job = await asyncio.to_thread(embedded.get, job.id)
+    assert job.status == "cancelled" and job.result is None
+    assert sum(s.status == "done" for s in segs) == done_then < len(segs)
+    assert not any(s.status == "running" for s in segs)
+
+
+async def test_delete_removes_job_and_audio(embedded) -> None:
+    job, _ = await asyncio.to_thread(embedded.submit, JobSpec(kind="speak", text="Delete me soon."))
+    job = await wait_final(embedded, job.id)
+    root = embedded.store.path(job_prefix(job.id))
+    assert any(root.rglob("*.f32"))
+    await asyncio.to_thread(embedded.delete, job.id)
+    assert not root.exists()
+    with pytest.raises(NotFoundError):
+        await asyncio.to_thread(embedded.get, job.id)
+    assert await asyncio.to_thread(embedded.segments, job.id) == []
+
+
+async def test_results_expire_after_ttl(tmp_path, piper) -> None:
+    service = build_job_service(job_settings(tmp_path, job_result_ttl_s=1), piper)
+    await service.start()
+    try:
+        job, _ = await asyncio.to_thread(service.submit, JobSpec(kind="speak", text="Short lived."))
+        job = await wait_final(service, job.id)
+        assert job.status == "succeeded" and service.store.exists(job.result["audio.mp3"])
+        assert await asyncio.to_thread(service.expire) == 0  # not yet
+        await asyncio.sleep(1.2)
+        assert await asyncio.to_thread(service.expire) == 1
+        assert not service.store.exists(job.result["audio.mp3"])
+        with pytest.raises(NotFoundError):
+            await asyncio.to_thread(service.get, job.id)
+    finally:
+        await service.stop()
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.got.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_webhook_is_signed_with_hmac(embedded) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        job, _ = await asyncio.to_thread(embedded.submit, JobSpec(kind="speak", text="Call me back."), webhook_url=url)
+        job = await wait_final(embedded, job.id)
+        for _ in range(50):
+            if _Receiver.got:
+                break
+            await asyncio.sleep(0.1)
+        headers, body = _Receiver.got[0]
+        assert json.loads(body)["id"] == job.id and json.loads(body)["status"] == "succeeded"
+        assert verify("s3cret", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
+        assert not verify("wrong", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
+        assert not verify("s3cret", headers[TIMESTAMP_HEADER], body + b" ", headers[SIGNATURE_HEADER])
+        for _ in range(50):  # the runner records the delivery just after the receiver answered
+            if (await asyncio.to_thread(embedded.get, job.id)).webhook_status:
+                break
+            await asyncio.sleep(0.1)
+        assert (await asyncio.to_thread(embedded.get, job.id)).webhook_status == "delivered 204"
+    finally:
+        server.shutdown()
