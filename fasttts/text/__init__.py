@@ -1,6 +1,12 @@
 """Text processing: normalisation, splitting into segments, multi-speaker scripts, chapters."""
 
-from fasttts.text.chapters import Chapter, chapters_from_epub, chapters_from_markdown, chapters_from_text, detect_chapters
+from fasttts.text.chapters import (
+    Chapter,
+    chapters_from_epub,
+    chapters_from_markdown,
+    chapters_from_text,
+    detect_chapters,
+)
 from fasttts.text.normalize import detect_language, normalize_text
 from fasttts.text.script import ScriptPart, parse_script, validate_role_name
 from fasttts.text.split import split_text

@@ -89,6 +89,9 @@ _FRACTIONS = {2: ("half", "halves"), 3: ("third", "thirds"), 4: ("quarter", "qua
 _PUNCTUATION = str.maketrans({"。": ". ", "、": ", ", "「": '"', "」": '"', "『": '"', "』": '"', "《": '"', "》": '"'})
 
 
+_SENTENCE_START = re.compile(r"\s*(?:$|\n|[A-Z])")
+
+
 def _words(number: str) -> str:
     integer, _, fraction = number.partition(".")
     return en_number(integer, fraction or None)
@@ -100,7 +103,7 @@ def _minus(match: re.Match[str]) -> str:
 
 def _ends_sentence(match: re.Match[str]) -> bool:
     """A consumed trailing period also ended the sentence: keep one."""
-    return match.group().endswith(".") and re.match(r"\s*(?:$|\n|[A-Z])", match.string[match.end() :]) is not None
+    return match.group().endswith(".") and _SENTENCE_START.match(match.string, match.end()) is not None
 
 
 def _keep_period(expansion: str) -> Replacement:
@@ -109,7 +112,7 @@ def _keep_period(expansion: str) -> Replacement:
 
 def _saint_or_street(m: re.Match[str]) -> str:
     """"St. Louis" is a saint, "Main St." a street; anything in between stays as written."""
-    before, after = m.string[: m.start()], m.string[m.end() :]
+    before, after = m.string[max(0, m.start() - 40) : m.start()], m.string[m.end() : m.end() + 40]
     after_name = re.search(r"\b[A-Z][a-z]+ $", before) is not None
     if after_name and re.match(r"\s*(?:$|[,;\n]|\s+[a-z])", after):
         return "Street"
@@ -226,7 +229,10 @@ RULES: list[tuple[re.Pattern[str], Replacement | str]] = [
     (re.compile(r"\b(?P<year>\d{4})-(?P<month>\d{1,2})-(?P<day>\d{1,2})\b"), _iso_date),
     (re.compile(r"\b(?P<a>\d{1,2})/(?P<b>\d{1,2})/(?P<year>\d{4})\b"), _slash_date),
     (re.compile(_MONTH + r"\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?\b(?:,?\s+(?P<year>\d{4})\b)?"), _month_day),
-    (re.compile(r"\b(?P<day>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH + r"(?:,?\s+(?P<year>\d{4})\b)?"), _day_month),
+    (
+        re.compile(r"\b(?P<day>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH + r"(?:,?\s+(?P<year>\d{4})\b)?"),
+        _day_month,
+    ),
     (re.compile(_MONTH + r"\s+(?P<year>\d{4})\b"), _month_year),
     # Times: 3:45, 15:30:10, 3:45 pm, 7 a.m.
     (

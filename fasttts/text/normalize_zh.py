@@ -101,6 +101,10 @@ def _money(m: re.Match[str]) -> str:
     return _minus(m) + _number(m["num"]) + _CURRENCIES[currency]
 
 
+def _unit(m: re.Match[str]) -> str:
+    return _minus(m) + _counted(m["num"]) + _UNITS[m["unit"]]
+
+
 def _range(m: re.Match[str]) -> str:
     return f"{_number(m['a'])}到{_number(m['b'])}"
 
@@ -121,7 +125,7 @@ RULES: list[tuple[re.Pattern[str], Replacement | str]] = [
     (re.compile(NEG + r"(?P<num>\d+\.\d{1,2})(?P<cur>元)"), _money),
     # Percentages, units, ranges, measure words.
     (re.compile(NEG + r"(?P<num>" + NUM + r")\s?%"), lambda m: f"{_minus(m)}百分之{_number(m['num'])}"),
-    (re.compile(NEG + r"(?P<num>" + NUM + r")\s?" + _UNIT), lambda m: _minus(m) + _counted(m["num"]) + _UNITS[m["unit"]]),
+    (re.compile(NEG + r"(?P<num>" + NUM + r")\s?" + _UNIT), _unit),
     (re.compile(r"(?<![\d.,-])(?P<a>[1-9]\d{0,3}(?:\.\d+)?)\s?[-~～]\s?(?P<b>\d{1,4}(?:\.\d+)?)(?![\d.])"), _range),
     (re.compile(r"(?<![\d.,])2(?![\d.,])(?=\s?(?:" + "|".join(_MEASURE_WORDS) + "))"), "两"),
     # Every other number.

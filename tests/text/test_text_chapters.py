@@ -94,7 +94,11 @@ def test_markdown_uses_the_most_frequent_top_heading_level() -> None:
 def test_markdown_level_one_chapters_and_intro() -> None:
     md = "Intro line.\n\n# First\n\nA.\n\n## Sub\n\nB.\n\n# Second\n\nC.\n"
     chapters = chapters_from_markdown(md)
-    assert chapters == [Chapter("Introduction", "Intro line."), Chapter("First", "A.\n\nSub\n\nB."), Chapter("Second", "C.")]
+    assert chapters == [
+        Chapter("Introduction", "Intro line."),
+        Chapter("First", "A.\n\nSub\n\nB."),
+        Chapter("Second", "C."),
+    ]
 
 
 def test_markdown_without_headings_is_one_chapter() -> None:
