@@ -108,12 +108,15 @@ def _decode(container: av.container.InputContainer, max_seconds: float | None) -
 
     to_planar_float = av.AudioResampler(format="fltp")  # keeps the layout and rate
     pieces: list[np.ndarray] = []
-    samples, rate = 0, stream.rate
+    samples, rate = 0, 0  # the rate is taken from decoded frames, not trusted from the header
 
     def keep(frames: list[av.AudioFrame]) -> None:
         nonlocal samples, rate
         for planar in frames:
-            channels = planar.to_ndarray()  # (channels, n)
+            if planar.sample_rate <= 0:
+                raise AudioDecodeError("decoded audio has no valid sample rate", param="audio")
+            # (channels, n); non-finite samples only come from corrupt float files: make them silent
+            channels = np.nan_to_num(planar.to_ndarray(), nan=0.0, posinf=0.0, neginf=0.0)
             pieces.append(channels.mean(axis=0, dtype=np.float32))
             samples, rate = samples + channels.shape[1], planar.sample_rate
             if max_seconds is not None and samples / rate > max_seconds + DURATION_SLACK_S:

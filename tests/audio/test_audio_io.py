@@ -183,3 +183,30 @@ def test_max_seconds_enforced_while_decoding(monkeypatch) -> None:
     with pytest.raises(PayloadTooLargeError, match="longer than"):
         load_audio(data, TARGET, max_seconds=2.0)
     assert decoded_samples < 3 * 16_000  # stopped just past the 2 s cap, not after all 30 s
+
+
+def test_non_finite_float_samples_become_silence() -> None:
+    samples = sine(0.2, 16_000)
+    samples[100:110] = np.nan
+    samples[200] = np.inf
+    audio = load_audio(write_with_pyav(samples[None, :], 16_000, "wav", "pcm_f32le"), 16_000)
+    assert np.isfinite(audio).all()
+    assert (audio[100:110] == 0).all() and audio[200] == 0
+
+
+@pytest.mark.parametrize("name", list(CODECS))
+def test_corrupted_files_decode_or_fail_cleanly(name: str) -> None:
+    """Random byte damage and cuts: either finite float32 mono audio or AudioDecodeError."""
+    rng = np.random.default_rng(sum(map(ord, name)))
+    pristine = make_file(name, 1.0, 48_000 if "opus" in name else 24_000, "stereo" if "vorbis" in name else "mono")
+    for trial in range(10):
+        damaged = bytearray(pristine)
+        for position in rng.integers(0, len(damaged), int(rng.integers(1, 40))):
+            damaged[int(position)] = int(rng.integers(0, 256))
+        if trial % 3 == 0:
+            damaged = damaged[: int(rng.integers(1, len(damaged)))]
+        try:
+            audio = load_audio(bytes(damaged), TARGET, max_seconds=60)
+        except AudioDecodeError:
+            continue
+        assert audio.dtype == np.float32 and audio.ndim == 1 and np.isfinite(audio).all()
