@@ -169,3 +169,13 @@ def test_encoder_is_single_use() -> None:
 def test_supported_formats_and_content_types() -> None:
     assert set(supported_formats()) == set(FORMATS) == set(CONTENT_TYPES)
     assert CONTENT_TYPES["mp3"] == "audio/mpeg" and CONTENT_TYPES["opus"] == "audio/ogg"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("samples", [1, 480])
+def test_tiny_clips_still_come_out(fmt: str, samples: int) -> None:
+    audio = speechlike(samples / 24_000, 24_000)
+    for data in (encode_audio(audio, 24_000, fmt), encode_chunked(fmt, audio, 24_000, seed=samples)):
+        got, _ = decoded_seconds(fmt, data, 24_000)
+        assert got > 0
+        assert abs(got - samples / 24_000) <= TOLERANCE_S
