@@ -94,6 +94,8 @@ class PositionalNoise(nn.Module):
 
 
 def _install_positional_noise(model: SNAC, seed: int) -> _NoiseWindow:
+    if any(isinstance(m, PositionalNoise) for m in model.modules()):
+        raise ValueError("this SNAC module already serves a SnacCodec; load another copy for a second codec")
     window = _NoiseWindow()
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
@@ -137,6 +139,7 @@ class SnacCodec:
         self.device = torch.device(device)
         self.frame_samples = int(model.hop_length) * int(model.vq_strides[0])
         self.sample_rate = int(model.sampling_rate)
+        self.noise_seed = noise_seed
         self._window = _install_positional_noise(self.model, noise_seed)
         self._lock = threading.Lock()
         self.calls = 0
