@@ -1,0 +1,237 @@
+// FastTTS web page: plain JS, no dependencies. Talks to the same API as any client, sending the
+// API key (kept in localStorage) as "Authorization: Bearer <key>". Streaming requests ask for raw
+// PCM and play it through Web Audio as it arrives; the finished audio lands in the <audio> player.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const OPTION_FIELDS = ["temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "length_threshold", "window_size", "seed"];
+let activeTab = "speak";
+let recordedBlob = null;
+
+const keyInput = $("api-key");
+keyInput.value = localStorage.getItem("fasttts-api-key") || "";
+keyInput.addEventListener("change", () => { localStorage.setItem("fasttts-api-key", keyInput.value.trim()); refresh(); });
+
+function authHeaders(extra = {}) {
+  const key = keyInput.value.trim();
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "muted";
+}
+
+async function errorMessage(response) {
+  try {
+    const body = await response.json();
+    if (body.error) return body.error.message;
+    if (Array.isArray(body.detail)) return body.detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("; ");
+    return body.detail || response.statusText;
+  } catch { return `${response.status} ${response.statusText}`; }
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: authHeaders(options.headers || {}) });
+  if (!response.ok) {
+    const message = await errorMessage(response);
+    throw new Error(response.status === 401 ? `${message} — enter the API key at the top right` : message);
+  }
+  return response;
+}
+
+// ------------------------------------------------------------------ model info and voices
+async function refresh() {
+  try {
+    const ready = await (await fetch("/ready")).json();
+    $("model-info").textContent = ready.status === "ready" ? `${ready.model_type} · ${ready.sample_rate} Hz` : "model loading…";
+    const { voices } = await (await api("/v1/audio/voices")).json();
+    const select = $("speak-voice");
+    const previous = select.value;
+    select.innerHTML = "";
+    const tbody = document.querySelector("#voice-table tbody");
+    tbody.innerHTML = "";
+    for (const voice of voices) {
+      select.add(new Option(voice.name, voice.id));
+      const row = tbody.insertRow();
+      row.insertCell().textContent = voice.name;
+      const kind = row.insertCell();
+      const actions = row.insertCell();
+      const del = document.createElement("button");
+      del.textContent = "Delete";
+      del.onclick = () => deleteVoice(voice.id);
+      actions.append(del);
+      api(`/v1/audio/voices/${encodeURIComponent(voice.id)}`).then((r) => r.json()).then((v) => {
+        kind.textContent = v.kind;
+        if (v.kind === "builtin") del.disabled = true;
+      }).catch(() => {});
+    }
+    if (previous) select.value = previous;
+  } catch (err) { setStatus(err.message, true); }
+}
+
+async function deleteVoice(name) {
+  if (!confirm(`Delete voice "${name}"?`)) return;
+  try { await api(`/v1/audio/voices/${encodeURIComponent(name)}`, { method: "DELETE" }); setStatus(`deleted ${name}`); refresh(); }
+  catch (err) { setStatus(err.message, true); }
+}
+
+$("add-voice-btn").onclick = async () => {
+  const form = new FormData();
+  form.append("name", $("new-voice-name").value.trim());
+  const file = $("new-voice-file").files[0];
+  if (file) form.append("reference_audio_file", file);
+  else if ($("new-voice-gender").value) form.append("gender", $("new-voice-gender").value);
+  if ($("new-voice-text").value.trim()) form.append("reference_text", $("new-voice-text").value.trim());
+  try { await api("/v1/audio/voices", { method: "POST", body: form }); setStatus("voice added"); refresh(); }
+  catch (err) { setStatus(err.message, true); }
+};
+
+// ------------------------------------------------------------------ tabs
+document.querySelectorAll(".tab").forEach((tab) => tab.addEventListener("click", () => {
+  activeTab = tab.dataset.tab;
+  document.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t === tab));
+  document.querySelectorAll(".panel").forEach((p) => p.classList.toggle("active", p.id === `tab-${activeTab}`));
+  $("generate-btn").disabled = activeTab === "voices";
+}));
+
+// ------------------------------------------------------------------ recording a reference
+$("record-btn").onclick = async () => {
+  const button = $("record-btn");
+  if (button.recorder) { button.recorder.stop(); return; }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    const recorder = new MediaRecorder(stream);
+    const parts = [];
+    recorder.ondataavailable = (e) => parts.push(e.data);
+    recorder.onstop = () => {
+      stream.getTracks().forEach((t) => t.stop());
+      recordedBlob = new Blob(parts, { type: recorder.mimeType || "audio/webm" });
+      button.recorder = null;
+      button.textContent = "● Record";
+      $("record-status").textContent = `recorded ${(recordedBlob.size / 1024).toFixed(0)} KiB (used unless a file is chosen)`;
+    };
+    recorder.start();
+    button.recorder = recorder;
+    button.textContent = "■ Stop";
+    $("record-status").textContent = "recording…";
+  } catch (err) { setStatus(`microphone: ${err.message}`, true); }
+};
+
+// ------------------------------------------------------------------ synthesis
+function options() {
+  const values = {};
+  for (const field of OPTION_FIELDS) {
+    const raw = $(`opt-${field}`).value;
+    if (raw !== "") values[field] = Number(raw);
+  }
+  if ($("opt-pitch").value) values.pitch = $("opt-pitch").value;
+  if ($("opt-speed").value) values.speed = $("opt-speed").value;
+  return values;
+}
+
+function buildRequest(stream, format) {
+  const common = { ...options(), stream, response_format: format };
+  if (activeTab === "speak") {
+    return ["/speak", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ...common, name: $("speak-voice").value, text: $("speak-text").value }) }];
+  }
+  if (activeTab === "multi") {
+    delete common.pitch; delete common.speed;
+    return ["/multi_speak", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ...common, text: $("multi-text").value }) }];
+  }
+  const form = new FormData();
+  form.append("text", $("clone-text").value);
+  const file = $("clone-file").files[0];
+  if (file) form.append("reference_audio_file", file);
+  else if (recordedBlob) form.append("reference_audio_file", recordedBlob, "recording.webm");
+  else if ($("clone-url").value.trim()) form.append("reference_audio", $("clone-url").value.trim());
+  if ($("clone-ref-text").value.trim()) form.append("reference_text", $("clone-ref-text").value.trim());
+  for (const [k, v] of Object.entries(common)) form.append(k, String(v));
+  return ["/clone_voice", { method: "POST", body: form }];
+}
+
+function wavBlob(int16, rate) {
+  const header = new DataView(new ArrayBuffer(44));
+  const text = (offset, s) => [...s].forEach((c, i) => header.setUint8(offset + i, c.charCodeAt(0)));
+  text(0, "RIFF"); header.setUint32(4, 36 + int16.byteLength, true); text(8, "WAVE"); text(12, "fmt ");
+  header.setUint32(16, 16, true); header.setUint16(20, 1, true); header.setUint16(22, 1, true);
+  header.setUint32(24, rate, true); header.setUint32(28, rate * 2, true); header.setUint16(32, 2, true);
+  header.setUint16(34, 16, true); text(36, "data"); header.setUint32(40, int16.byteLength, true);
+  return new Blob([header, int16], { type: "audio/wav" });
+}
+
+function showResult(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  $("player").src = url;
+  $("download").href = url;
+  $("download").download = filename;
+  $("download").hidden = false;
+}
+
+async function playStream(response) {
+  const rate = Number(response.headers.get("X-Sample-Rate"));
+  const ctx = new AudioContext();
+  let next = ctx.currentTime + 0.05;
+  const parts = [];
+  let leftover = new Uint8Array(0);
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    const bytes = new Uint8Array(leftover.length + value.length);
+    bytes.set(leftover); bytes.set(value, leftover.length);
+    const usable = bytes.length - (bytes.length % 2);
+    leftover = bytes.slice(usable);
+    const int16 = new Int16Array(bytes.slice(0, usable).buffer);
+    if (!int16.length) continue;
+    parts.push(int16);
+    const buffer = ctx.createBuffer(1, int16.length, rate);
+    const channel = buffer.getChannelData(0);
+    for (let i = 0; i < int16.length; i++) channel[i] = int16[i] / 32768;
+    const source = ctx.createBufferSource();
+    source.buffer = buffer;
+    source.connect(ctx.destination);
+    next = Math.max(next, ctx.currentTime);
+    source.start(next);
+    next += buffer.duration;
+    setStatus(`streaming… ${(parts.reduce((n, p) => n + p.length, 0) / rate).toFixed(1)} s`);
+  }
+  const all = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) { all.set(p, offset); offset += p.length; }
+  showResult(wavBlob(all, rate), "speech.wav");
+  return all.length / rate;
+}
+
+$("generate-btn").onclick = async () => {
+  const button = $("generate-btn");
+  const stream = $("opt-stream").checked;
+  const format = stream ? "pcm" : $("opt-format").value;
+  button.disabled = true;
+  setStatus("generating…");
+  const started = performance.now();
+  try {
+    const [path, init] = buildRequest(stream, format);
+    const response = await api(path, init);
+    if (stream) {
+      const seconds = await playStream(response);
+      setStatus(`${seconds.toFixed(1)} s of audio in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    } else {
+      const blob = await response.blob();
+      if (format === "pcm") {  // raw samples: wrap them so the player can play them
+        showResult(wavBlob(new Int16Array(await blob.arrayBuffer()), Number(response.headers.get("X-Sample-Rate"))), "speech.wav");
+      } else {
+        showResult(blob, `speech.${format}`);
+      }
+      setStatus(`done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    }
+  } catch (err) {
+    setStatus(err.message, true);
+  } finally {
+    button.disabled = false;
+  }
+};
+
+refresh();
