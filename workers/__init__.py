@@ -1,0 +1,1 @@
+"""Celery job workers: a thin entry point into :mod:`fasttts.jobs`."""

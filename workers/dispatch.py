@@ -1,0 +1,34 @@
+"""Enqueue jobs on the Celery broker (loaded by name from :func:`fasttts.jobs.load_dispatcher`)."""
+
+from __future__ import annotations
+
+from fasttts.config import Settings
+from fasttts.jobs import JobService, JobsUnavailableError
+from fasttts.engine.base import TTSEngine
+
+
+class CeleryDispatcher:
+    def __init__(self, settings: Settings) -> None:
+        from workers.app import make_celery
+
+        self.settings = settings
+        self.app = make_celery(settings)
+
+    def check(self) -> None:
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
+        except Exception as e:
+            raise JobsUnavailableError(f"job broker unavailable: {type(e).__name__}") from e
+
+    def enqueue(self, job_id: str) -> None:
+        try:
+            self.app.send_task("fasttts.run_job", args=[job_id], queue=self.settings.job_queue, retry=False)
+        except Exception as e:
+            raise JobsUnavailableError(f"job broker unavailable: {type(e).__name__}") from e
+
+    async def start(self, service: JobService, engine: TTSEngine | None) -> None:
+        """Nothing runs here: workers pick the jobs up."""
+
+    async def stop(self) -> None:
+        pass
