@@ -39,6 +39,8 @@ class TorchBackend(LLMBackend):
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Load the model in a worker thread (raises ModelLoadError) and start the scheduler."""
+        if self._scheduler is not None:
+            return
         async with self._lock:
             if self._scheduler is not None:
                 return

@@ -69,7 +69,7 @@ def _prefill(model: CausalLM, cache: KVCache, slot: int, ids: list[int], start: 
     n, end = len(ids), start + len(ids)
     cache.ensure_capacity(end)
     pos = torch.arange(start, end)
-    batch = AttnBatch(slots=torch.full((n,), slot), positions=pos, key_slots=slot, key_len=end,
+    batch = AttnBatch(slots=torch.full((n,), slot), positions=pos, key_slots=slice(slot, slot + 1), key_len=end,
                       mask=(torch.arange(end)[None] <= pos[:, None])[None, None], queries_per_seq=n)
     return model.logits(model(torch.tensor(ids), batch, cache))
 
@@ -253,6 +253,16 @@ def test_repetition_penalty_discourages_seen_tokens() -> None:
     greedy = [SamplingState(0.0, 0, 1.0, 1.5, torch.Generator())]
     assert sample(logits, greedy, seen, None).item() == 1
     assert sample(logits, [SamplingState(0.0, 0, 1.0, 1.0, torch.Generator())], seen, None).item() == 0
+
+
+def test_a_rows_pick_does_not_depend_on_its_neighbours_settings() -> None:
+    logits = torch.randn(2, 300, generator=torch.Generator().manual_seed(2))
+    for seed in range(20):
+        plain = SamplingState(1.0, 0, 1.0, 1.0, torch.Generator().manual_seed(seed))
+        alone = sample(logits[:1], [plain], None, None)
+        plain.generator.manual_seed(seed)
+        neighbour = SamplingState(0.7, 5, 0.5, 1.0, torch.Generator().manual_seed(99))
+        assert sample(logits, [plain, neighbour], None, None)[0] == alone[0]
 
 
 def test_top_k_one_is_greedy_whatever_the_seed() -> None:

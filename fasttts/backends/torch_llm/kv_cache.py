@@ -102,8 +102,6 @@ class KVCache:
         self.k[layer, slots, :, positions] = k
         self.v[layer, slots, :, positions] = v
 
-    def read(self, layer: int, slots: torch.Tensor | int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        # slots [B] (or one int: a copy-free view for prefill) -> keys, values [B, Hkv, L, D]
-        if isinstance(slots, int):
-            return self.k[layer, slots : slots + 1, :, :length], self.v[layer, slots : slots + 1, :, :length]
+    def read(self, layer: int, slots: torch.Tensor | slice, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # slots [B] -> keys, values [B, Hkv, L, D]; a slice of consecutive slots reads a view, no copy
         return self.k[layer, slots, :, :length], self.v[layer, slots, :, :length]

@@ -167,7 +167,7 @@ class AttnBatch:
 
     slots: torch.Tensor  # [N] cache slot of each token
     positions: torch.Tensor  # [N] absolute position of each token
-    key_slots: torch.Tensor | int  # [B] slot of each attending sequence (an int for one sequence)
+    key_slots: torch.Tensor | slice  # [B] slot of each attending sequence (a slice when consecutive)
     key_len: int  # L = keys attended (max over the batch)
     mask: torch.Tensor | None  # [B, 1, Tq, L] bool, True = attend
     queries_per_seq: int  # Tq: N == B * Tq

@@ -69,24 +69,20 @@ def sample(logits: torch.Tensor, states: Sequence[SamplingState], seen: torch.Te
     if all(s.temperature <= 0 for s in states):
         return greedy
 
+    # Every sampled row goes through the same sorted inverse-CDF path, so a row's pick depends only
+    # on its own logits, settings and uniform draw, never on which neighbours need top-k/top-p.
     temps = torch.tensor([s.temperature if s.temperature > 0 else 1.0 for s in states], device=device)[:, None]
-    scaled = logits / temps
+    scaled, order = (logits / temps).sort(dim=-1, descending=True)
     width = scaled.shape[-1]
-    filtered = any(s.top_p < 1.0 or 0 < s.top_k < width for s in states)
-    if filtered:
-        scaled, order = scaled.sort(dim=-1, descending=True)
-        ks = torch.tensor([s.top_k if 0 < s.top_k < width else width for s in states], device=device)[:, None]
-        scaled = scaled.masked_fill(torch.arange(width, device=device) >= ks, float("-inf"))
+    ks = torch.tensor([s.top_k if 0 < s.top_k < width else width for s in states], device=device)[:, None]
+    scaled = scaled.masked_fill(torch.arange(width, device=device) >= ks, float("-inf"))
     probs = torch.softmax(scaled, dim=-1)
-    if filtered:
-        top_p = torch.tensor([s.top_p for s in states], device=device)[:, None]
-        cdf = probs.cumsum(dim=-1)
-        probs = probs.masked_fill(cdf - probs > top_p, 0.0)  # keep the smallest head with mass >= p
+    top_p = torch.tensor([s.top_p for s in states], device=device)[:, None]
+    probs = probs.masked_fill(probs.cumsum(dim=-1) - probs > top_p, 0.0)  # smallest head with mass >= p
     cdf = probs.cumsum(dim=-1)
     u = torch.stack([torch.rand((), generator=s.generator) if s.temperature > 0 else torch.zeros(()) for s in states])
     targets = (u.to(device) * cdf[:, -1])[:, None]
-    picked = torch.searchsorted(cdf, targets, right=True).squeeze(1).clamp_(max=width - 1)
-    if filtered:
-        picked = order.gather(1, picked[:, None]).squeeze(1)
+    picked = torch.searchsorted(cdf, targets, right=True).clamp_(max=width - 1)
+    picked = order.gather(1, picked).squeeze(1)
     is_greedy = torch.tensor([s.temperature <= 0 for s in states], device=device)
     return torch.where(is_greedy, greedy, picked)

@@ -172,7 +172,7 @@ class Scheduler:
         mask = (torch.arange(end, device=self.device)[None, :] <= positions[:, None])[None, None]  # [1, 1, n, end]
         batch = AttnBatch(
             slots=torch.full((n,), seq.slot, device=self.device), positions=positions,
-            key_slots=seq.slot, key_len=end, mask=mask, queries_per_seq=n,
+            key_slots=slice(seq.slot, seq.slot + 1), key_len=end, mask=mask, queries_per_seq=n,
         )
         hidden = self.model(torch.tensor(prompt[start:end], device=self.device), batch, self.cache)
         seq.prefilled = end
@@ -184,17 +184,20 @@ class Scheduler:
 
     def _decode(self, out: list) -> None:
         """One token for every running sequence (including one whose prompt just finished)."""
-        seqs = list(self._running)
+        seqs = sorted(self._running, key=lambda s: s.slot)  # consecutive slots read the cache without a copy
         if not seqs:
             return
+        slot_ids = [s.slot for s in seqs]
+        consecutive = slot_ids == list(range(slot_ids[0], slot_ids[0] + len(seqs)))
         positions = torch.tensor([s.length - 1 for s in seqs], device=self.device)  # of each last token
         key_len = max(s.length for s in seqs)
         self.cache.ensure_capacity(key_len)
-        slots = torch.tensor([s.slot for s in seqs], device=self.device)
+        slots = torch.tensor(slot_ids, device=self.device)
         mask = None
         if any(s.length != key_len for s in seqs):
             mask = (torch.arange(key_len, device=self.device)[None, :] <= positions[:, None])[:, None, None]  # [B,1,1,L]
-        batch = AttnBatch(slots=slots, positions=positions, key_slots=slots, key_len=key_len, mask=mask, queries_per_seq=1)
+        key_slots = slice(slot_ids[0], slot_ids[0] + len(seqs)) if consecutive else slots
+        batch = AttnBatch(slots=slots, positions=positions, key_slots=key_slots, key_len=key_len, mask=mask, queries_per_seq=1)
         hidden = self.model(torch.tensor([s.generated[-1] for s in seqs], device=self.device), batch, self.cache)
         self.stats.decode_steps += 1
         self.stats.decode_tokens += len(seqs)

@@ -1,0 +1,119 @@
+"""LLM backend benchmark: decode throughput (tokens/s) at several batch sizes, in process.
+
+    python bench/bench_llm.py --model_dir /path/to/LLM --batch 1 8
+    python bench/bench_llm.py --preset spark-tiny --batch 1 8      # writes a random model first
+
+For each batch size N it runs N identical-length requests at once through the public backend API
+(``create_backend(...).generate``) and prints aggregate tokens/s, per-request tokens/s, time to
+first token and the scheduler's mean decode batch. Results are appended as JSON lines to
+bench/results/llm.jsonl, stamped with machine and commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from fasttts.backends.base import GenerationRequest
+from fasttts.backends.registry import BackendConfig, create_backend
+
+PRESETS = {"spark-tiny": ("qwen2", "SPARK_QWEN2_TINY"), "spark-full": ("qwen2", "SPARK_QWEN2_FULL"),
+           "orpheus-tiny": ("llama", "ORPHEUS_LLAMA_TINY"), "orpheus-full": ("llama", "ORPHEUS_LLAMA_FULL")}
+
+
+def machine() -> str:
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.processor())
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            cpu += f", {torch.cuda.get_device_name()}"
+    except ImportError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def commit() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
+    except Exception:  # noqa: BLE001 - outside a checkout
+        return "unknown"
+
+
+async def one(backend, prompt: list[int], max_tokens: int, seed: int) -> tuple[int, float, float]:
+    """Returns (tokens, time to first token, total time)."""
+    t0 = time.perf_counter()
+    first, n = 0.0, 0
+    request = GenerationRequest(prompt_ids=prompt, max_tokens=max_tokens, temperature=0.8, top_k=50, top_p=0.95, seed=seed)
+    async for _ in backend.generate(request):
+        n += 1
+        first = first or time.perf_counter() - t0
+    return n, first, time.perf_counter() - t0
+
+
+async def run(args: argparse.Namespace, model_dir: Path) -> list[dict]:
+    backend = create_backend(args.backend, BackendConfig(model_dir=str(model_dir), device=args.device, dtype=args.dtype,
+                                                         attn_implementation=args.attn, batch_size=max(args.batch)))
+    await backend.start()
+    prompt = list(range(10, 10 + args.prompt_len))
+    await one(backend, prompt, 8, 0)  # warm-up
+    results = []
+    for n in args.batch:
+        steps0 = getattr(backend, "stats", None) and (backend.stats.decode_steps, backend.stats.decode_tokens)
+        t0 = time.perf_counter()
+        outs = await asyncio.gather(*(one(backend, prompt, args.max_tokens, seed=i) for i in range(n)))
+        wall = time.perf_counter() - t0
+        tokens = sum(o[0] for o in outs)
+        row = {"backend": args.backend, "model_dir": str(model_dir), "batch": n, "tokens": tokens,
+               "tokens_per_s": tokens / wall, "per_request_tokens_per_s": statistics.mean(o[0] / o[2] for o in outs),
+               "ttft_p50_s": statistics.median(o[1] for o in outs), "device": args.device, "dtype": args.dtype,
+               "machine": machine(), "commit": commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if steps0:
+            steps, toks = backend.stats.decode_steps - steps0[0], backend.stats.decode_tokens - steps0[1]
+            row["mean_decode_batch"] = toks / steps if steps else 0.0
+        print(f"batch {n:4d}: {row['tokens_per_s']:9.1f} tok/s total, {row['per_request_tokens_per_s']:8.1f} tok/s per request, "
+              f"TTFT p50 {row['ttft_p50_s'] * 1000:7.1f} ms, mean decode batch {row.get('mean_decode_batch', float('nan')):.2f}")
+        results.append(row)
+    await backend.shutdown()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_dir", type=Path, help="HF LLM directory (e.g. Spark-TTS-0.5B/LLM)")
+    parser.add_argument("--preset", choices=PRESETS, help="write a random model of this shape instead")
+    parser.add_argument("--backend", default="torch")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--max_tokens", type=int, default=256)
+    parser.add_argument("--prompt_len", type=int, default=64)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--attn", default="sdpa")
+    args = parser.parse_args()
+    if (args.model_dir is None) == (args.preset is None):
+        parser.error("give exactly one of --model_dir and --preset")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model_dir
+        if model_dir is None:
+            from fasttts.models import random_llm
+
+            arch, size = PRESETS[args.preset]
+            model_dir = random_llm.write_random_llm(Path(tmp), arch=arch, size=getattr(random_llm, size), seed=0)
+        results = asyncio.run(run(args, model_dir))
+    out = Path(__file__).parent / "results" / "llm.jsonl"
+    out.parent.mkdir(exist_ok=True)
+    with out.open("a") as f:
+        for row in results:
+            f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
