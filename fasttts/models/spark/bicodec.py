@@ -507,7 +507,7 @@ class Res2Conv1dReluBn(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int, padding: int, dilation: int, scale: int) -> None:
         super().__init__()
-        self.width = channels // scale
+        self.width, self.scale = channels // scale, scale
         self.nums = scale if scale == 1 else scale - 1
         self.convs = nn.ModuleList(
             nn.Conv1d(self.width, self.width, kernel_size, padding=padding, dilation=dilation)
@@ -522,7 +522,7 @@ class Res2Conv1dReluBn(nn.Module):
             sp = sp + splits[i] if i >= 1 else sp
             sp = bn(F.relu(conv(sp)))
             out.append(sp)
-        if self.nums != len(splits):
+        if self.scale != 1:  # the last split passes through untouched
             out.append(splits[self.nums])
         return torch.cat(out, dim=1)
 
@@ -628,7 +628,9 @@ class GEGLU(nn.Module):
 class PerceiverResampler(nn.Module):
     """Resamples a variable-length sequence to ``num_latents`` learned queries (2 layers)."""
 
-    def __init__(self, dim: int, dim_context: int, num_latents: int, depth: int = 2, ff_mult: int = 4) -> None:
+    def __init__(
+        self, dim: int, dim_context: int, num_latents: int, depth: int = 2, ff_mult: int = 4
+    ) -> None:
         super().__init__()
         self.proj_context = nn.Linear(dim_context, dim) if dim_context != dim else nn.Identity()
         self.latents = nn.Parameter(torch.zeros(num_latents, dim))

@@ -75,8 +75,8 @@ class SparkCodec:
         cls,
         model_dir: Path | str,
         *,
-        tokenizer_device: str = "cpu",
-        detokenizer_device: str = "cpu",
+        tokenizer_device: str | torch.device = "cpu",
+        detokenizer_device: str | torch.device = "cpu",
         attn_implementation: str = "eager",
     ) -> SparkCodec:
         model_dir = Path(model_dir)
@@ -158,7 +158,9 @@ class SparkCodec:
             raise ValueError(f"global ids must be in [0, {self.global_codebook_size})")
         if semantic_ids.ndim != 1:
             raise ValueError(f"semantic ids must be 1-D, got shape {semantic_ids.shape}")
-        if semantic_ids.size and (semantic_ids.min() < 0 or semantic_ids.max() >= self.semantic_codebook_size):
+        if semantic_ids.size and (
+            semantic_ids.min() < 0 or semantic_ids.max() >= self.semantic_codebook_size
+        ):
             raise ValueError(f"semantic ids must be in [0, {self.semantic_codebook_size})")
 
     def detokenize(self, global_ids: GlobalIds, semantic_ids: SemanticIds) -> np.ndarray:

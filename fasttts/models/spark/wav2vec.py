@@ -40,7 +40,9 @@ class Wav2VecFeatures:
             if not (model_dir / name).is_file():
                 raise ModelLoadError(f"wav2vec2 directory {model_dir} lacks {name}")
         if attn_implementation not in ("eager", "sdpa"):
-            raise ModelLoadError(f"attn_implementation must be 'eager' or 'sdpa', not {attn_implementation!r}")
+            raise ModelLoadError(
+                f"attn_implementation must be 'eager' or 'sdpa', not {attn_implementation!r}"
+            )
         try:
             self.processor = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
             model, info = Wav2Vec2Model.from_pretrained(
