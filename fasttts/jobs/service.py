@@ -142,6 +142,7 @@ class JobService:
             if not reference_audio:
                 raise InvalidRequestError("a clone job needs reference audio", param="reference_audio")
         self.dispatcher.check()
+        self.store.check()  # refuse now (503) rather than accept a job nobody can store
         job_id = job_id or f"job_{uuid.uuid4().hex}"
         if reference_audio:
             spec.voice.reference_key = job_prefix(job_id) + "input/reference"

@@ -1,0 +1,152 @@
+"""The /v1/jobs routes over HTTP (ASGI), and outages answered with 503 then recovered from."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import socket
+import threading
+
+import httpx
+import pytest
+from conftest import job_settings, wait_final
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.routes import jobs as jobs_routes
+from fasttts.jobs import JobService, JobSpec, build_job_service
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def make_app(service: JobService) -> FastAPI:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(jobs_routes.router)
+    app.state.settings = service.settings
+    app.state.jobs = service
+    return app
+
+
+def client(service: JobService) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=make_app(service)), base_url="http://test")
+
+
+async def poll(c: httpx.AsyncClient, job_id: str, timeout: float = 60.0) -> dict:
+    for _ in range(int(timeout * 10)):
+        body = (await c.get(f"/v1/jobs/{job_id}")).json()
+        if body["status"] in ("succeeded", "failed", "cancelled"):
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {body}")
+
+
+async def test_submit_poll_download_list_cancel_delete(embedded) -> None:
+    async with client(embedded) as c:
+        r = await c.post("/v1/jobs", json={"kind": "speak", "text": "Hello from the job API.", "output_format": "wav"}, headers={"Idempotency-Key": "abc"})
+        assert r.status_code == 202 and r.headers["Location"].endswith(f"/v1/jobs/{r.json()['id']}")
+        again = await c.post("/v1/jobs", json={"kind": "speak", "text": "Hello from the job API."}, headers={"Idempotency-Key": "abc"})
+        assert again.json()["id"] == r.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
+        body = await poll(c, r.json()["id"])
+        assert body["status"] == "succeeded" and body["progress"]["percent"] == 100.0
+        audio = await c.get(body["results"]["audio.wav"].removeprefix("http://test"))
+        assert audio.status_code == 200 and audio.content[:4] == b"RIFF" and len(audio.content) > 44 + 2 * 1000
+        assert (await c.get("/v1/jobs", params={"status": "succeeded"})).json()["total"] == 1
+        assert (await c.get("/v1/jobs", params={"status": "queued"})).json()["total"] == 0
+        bad = await c.post("/v1/jobs", json={"kind": "speak", "text": "x", "output_format": "ogg"})
+        assert bad.status_code in (400, 422)
+        assert (await c.delete(f"/v1/jobs/{body['id']}")).status_code == 204
+        assert (await c.get(f"/v1/jobs/{body['id']}")).status_code == 404
+
+
+async def test_multipart_markdown_audiobook_with_chapter_voice(embedded) -> None:
+    md = b"# One\n\nFirst chapter text.\n\n# Two\n\nSecond chapter text.\n\n# Three\n\nThird chapter text.\n"
+    req = {"kind": "audiobook", "output_format": "mp3", "chapter_voices": {"2": "joe"}}
+    async with client(embedded) as c:
+        r = await c.post("/v1/jobs", data={"request": json.dumps(req)}, files={"file": ("book.md", io.BytesIO(md), "text/markdown")})
+        assert r.status_code == 202, r.text
+        body = await poll(c, r.json()["id"])
+    assert body["status"] == "succeeded" and body["chapters"] == ["One", "Two", "Three"]
+    assert {"book.m4b", "chapters/001.mp3", "chapters/003.mp3", "subtitles.srt", "subtitles.vtt"} <= set(body["results"])
+
+
+async def test_broker_and_database_outages_answer_503(tmp_path, piper) -> None:
+    from service_fixtures import free_port
+
+    dead = free_port()
+    broker_down = build_job_service(job_settings(tmp_path, broker_url=f"redis://127.0.0.1:{dead}/0"), piper)
+    async with client(broker_down) as c:
+        r = await c.post("/v1/jobs", json={"kind": "speak", "text": "Queue me."})
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0
+    db_down = build_job_service(job_settings(tmp_path, database_url=f"postgresql://postgres@127.0.0.1:{dead}/x"), piper)
+    async with client(db_down) as c:
+        for r in (await c.get("/v1/jobs"), await c.get("/v1/jobs/abc"), await c.post("/v1/jobs", json={"kind": "speak", "text": "Hi."})):
+            assert r.status_code == 503 and "Retry-After" in r.headers, r.text
+
+
+class Proxy:
+    """A TCP forwarder we can take down and bring back, standing in for a service outage."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.up = threading.Event()
+        self.up.set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            conn, _ = self.sock.accept()
+            if not self.up.is_set():
+                conn.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                conn.close()
+                continue
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
+        try:
+            while self.up.is_set() and (data := a.recv(65536)):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+async def test_s3_outage_answers_503_and_running_jobs_finish_after(tmp_path, piper, seaweed) -> None:
+    proxy = Proxy(int(seaweed.endpoint.rsplit(":", 1)[1]))
+    settings = job_settings(tmp_path, s3_bucket=seaweed.bucket, s3_endpoint_url=f"http://127.0.0.1:{proxy.port}",
+                            s3_prefix=f"{tmp_path.name}/", s3_access_key_id="k", s3_secret_access_key="s", segment_lease_s=1.0)
+    service = build_job_service(settings, piper)
+    await service.start()
+    try:
+        async with client(service) as c:
+            text = " ".join(f"Part {i} of a job that outlives an outage." for i in range(10))
+            r = await c.post("/v1/jobs", json={"kind": "speak", "text": text, "split": {"length_threshold": 8, "window_size": 8}})
+            job_id = r.json()["id"]
+            while (await c.get(f"/v1/jobs/{job_id}")).json()["progress"]["segments_done"] < 1:
+                await asyncio.sleep(0.05)
+            proxy.up.clear()  # S3 goes away mid-job
+            down = await c.post("/v1/jobs", json={"kind": "speak", "text": "Not now."})
+            assert down.status_code == 503 and "Retry-After" in down.headers
+            await asyncio.sleep(3)
+            assert (await c.get(f"/v1/jobs/{job_id}")).json()["status"] == "running"
+            proxy.up.set()  # back: the reaper re-dispatches and the job completes
+            body = await poll(c, job_id, timeout=90)
+        assert body["status"] == "succeeded", body
+        segs = await asyncio.to_thread(service.segments, job_id)
+        assert all(s.status == "done" for s in segs) and body["progress"]["segments_done"] == len(segs)
+        assert body["results"]["audio.mp3"].startswith(seaweed.endpoint.replace(seaweed.endpoint.rsplit(":", 1)[1], str(proxy.port)))
+    finally:
+        await service.stop()
