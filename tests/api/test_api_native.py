@@ -37,7 +37,7 @@ def _seconds(data: bytes, fmt: str, rate: int) -> float:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_speak_piper_every_format_is_a_complete_file(piper_client, fmt):
-    r = await piper_client.post("/speak", json={**GUIDE_SPEAK, "response_format": fmt, "text": "Hello there, this is a test."})
+    r = await piper_client.post("/speak", json={**GUIDE_SPEAK, "response_format": fmt, "text": "Hello there."})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith({"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac", "wav": "audio/wav", "pcm": "audio/pcm"}[fmt])
     assert int(r.headers["content-length"]) == len(r.content)
