@@ -1,0 +1,185 @@
+"""Spark-TTS end to end on a tiny random-weight model in the official layout, torch backend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from fasttts import AutoEngine, SamplingParams, SplitParams
+from fasttts.errors import AudioDecodeError, GenerationError, ModelLoadError, NotFoundError
+from fasttts.models.spark.engine import SparkEngine
+from fasttts.models.spark.tokens import NUM_GLOBAL
+from fasttts.params import VoiceParams
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+MAX = 90  # tokens per segment: random weights rarely stop on their own
+HOP = 320
+
+
+@pytest.fixture(scope="module")
+async def engine(tiny_spark_dir):
+    eng = AutoEngine(str(tiny_spark_dir), "torch", batch_size=8, wait_timeout=0.02)
+    assert isinstance(eng, SparkEngine)
+    await eng.start()
+    yield eng
+    await eng.shutdown()
+
+
+def sampling(seed=1, max_tokens=MAX, **kw):
+    return SamplingParams(seed=seed, max_tokens=max_tokens, **kw)
+
+
+async def test_created_voice_length_follows_semantic_tokens(engine):
+    audio = await engine.speak("Hello there.", "female", sampling=sampling())
+    # create mode spends 39 tokens on the voice (acoustic values, 32 globals, markers), the rest
+    # are semantic tokens of 320 samples each, unless the model stopped early
+    assert 0 < len(audio) <= (MAX - (7 + NUM_GLOBAL)) * HOP
+    assert len(audio) % HOP == 0
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 1e-4
+
+
+async def test_seed_determinism_and_seed_sensitivity(engine):
+    a = await engine.speak("Same words.", "male", pitch="high", sampling=sampling(seed=5))
+    b = await engine.speak("Same words.", "male", pitch="high", sampling=sampling(seed=5))
+    c = await engine.speak("Same words.", "male", pitch="high", sampling=sampling(seed=6))
+    np.testing.assert_array_equal(a, b)
+    assert len(a) != len(c) or not np.array_equal(a, c)
+
+
+async def test_streaming_equals_non_streaming(engine):
+    text = "Streaming and whole files must agree."
+    whole = await engine.speak(text, "female", sampling=sampling(seed=3, max_tokens=200))
+    chunks = [c async for c in engine.speak_stream(text, "female", sampling=sampling(seed=3, max_tokens=200))]
+    stream = np.concatenate(chunks)
+    assert len(chunks) > 1, "a 3 s utterance should arrive in several chunks"
+    assert len(stream) == len(whole)
+    err = np.abs(stream - whole).max()
+    assert err < 1e-3 * np.abs(whole).max() + 1e-5, f"stream deviates from the one-shot decode by {err}"
+
+
+async def test_clone_with_and_without_transcript(engine, piper_speech):
+    wav, transcript = piper_speech
+    no_text = await engine.clone("A cloned voice.", wav, sampling=sampling())
+    with_text = await engine.clone("A cloned voice.", wav, transcript, sampling=sampling())
+    assert len(no_text) > 0 and len(with_text) > 0
+    assert len(no_text) % HOP == 0 and len(with_text) % HOP == 0
+
+
+async def test_clone_accepts_any_common_format(engine, piper_speech):
+    from fasttts.audio.encode import encode_audio
+    from fasttts.audio.io import load_audio
+
+    wav, _ = piper_speech
+    audio = load_audio(wav, 44100)
+    for data in (encode_audio(audio, 44100, "flac"), encode_audio(audio, 44100, "mp3"), encode_audio(audio, 44100, "opus")):
+        out = await engine.clone("Format check.", data, sampling=sampling(max_tokens=20))
+        assert len(out) > 0
+
+
+async def test_bad_reference_audio_is_a_clear_error(engine):
+    with pytest.raises(AudioDecodeError):
+        await engine.clone("Hello.", b"definitely not audio", sampling=sampling())
+
+
+async def test_unknown_voice_is_not_found(engine):
+    with pytest.raises(NotFoundError, match="nobody"):
+        await engine.speak("Hello.", "nobody", sampling=sampling())
+
+
+async def test_frozen_voice_round_trips_through_json(engine):
+    state = await engine.freeze_voice("narrator", VoiceParams(gender="male", pitch="low"), seed=11)
+    assert state["kind"] == "frozen" and len(state["global_ids"]) == NUM_GLOBAL
+    first = await engine.speak("Frozen voices sound the same.", "narrator", sampling=sampling(seed=2))
+    engine.remove_voice("narrator")
+    engine.load_voice("narrator", json.loads(json.dumps(state)))
+    again = await engine.speak("Frozen voices sound the same.", "narrator", sampling=sampling(seed=2))
+    np.testing.assert_array_equal(first, again)
+    assert "narrator" in engine.list_voices()
+
+
+async def test_registered_clone_needs_no_reencoding(engine, piper_speech):
+    wav, transcript = piper_speech
+    state = await engine.add_voice("guest", wav, transcript)
+    encoder, _ = engine.batchers
+    before = encoder.items_run
+    await engine.speak("Registered voices reuse their tokens.", "guest", sampling=sampling(max_tokens=20))
+    assert encoder.items_run == before
+    assert len(state["global_ids"]) == NUM_GLOBAL and len(state["semantic_ids"]) > 0
+
+
+async def test_no_semantic_tokens_is_retried_then_reported(engine):
+    # max_tokens below the voice-creation prefix leaves no room for a single semantic token
+    with pytest.raises(GenerationError, match="after a retry"):
+        await engine.speak("Too short a budget.", "female", sampling=sampling(max_tokens=20))
+    assert engine.stats.retries >= 1
+
+
+async def test_eight_concurrent_requests_batch_and_complete(engine):
+    texts = [f"Request number {i} speaks." for i in range(8)]
+    results = await asyncio.gather(*(engine.speak(t, "female", sampling=sampling(seed=i)) for i in range(8) for t in texts[i : i + 1]))
+    assert all(len(r) > 0 for r in results)
+    _, decoder = engine.batchers
+    assert decoder.mean_occupancy > 1, "concurrent decodes were never batched"
+
+
+async def test_cancelling_a_stream_stops_generation(engine):
+    stream = engine.speak_stream("Cancel me half way through please.", "female", sampling=sampling(max_tokens=400))
+    first = await stream.__anext__()
+    assert len(first) > 0
+    await stream.aclose()
+    for _ in range(100):
+        if engine.backend.num_active == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert engine.backend.num_active == 0
+
+
+async def test_event_loop_stays_responsive_while_generating(engine):
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await engine.speak("Keep the loop free.", "female", sampling=sampling(max_tokens=150))
+    task.cancel()
+    assert ticks >= 5, "the event loop was blocked during synthesis"
+
+
+async def test_multi_speaker_script(engine, piper_speech):
+    wav, transcript = piper_speech
+    await engine.add_voice("alice", wav, transcript)
+    audio = await engine.multi_speak("Intro line. <role:alice> Hi there! <role:male,pitch=high> Hello Alice.", sampling=sampling(max_tokens=60))
+    assert len(audio) > 0
+    with pytest.raises(NotFoundError, match="bob"):
+        await engine.multi_speak("<role:alice> Hi. <role:bob> Hey.", sampling=sampling())
+
+
+async def test_long_text_is_split_into_segments(engine):
+    text = " ".join(f"Sentence number {i} is here." for i in range(12))
+    segments = engine.segments(text, VoiceParams(name="female"), SplitParams(length_threshold=20, window_size=20))
+    assert len(segments) > 1
+    assert all(engine.count_tokens(s.text) <= 20 for s in segments)
+
+
+async def test_float16_is_promoted_not_silent(tiny_spark_dir, caplog):
+    eng = AutoEngine(str(tiny_spark_dir), "torch", torch_dtype="float16")
+    assert any("float16" in r.message for r in caplog.records)
+    await eng.start()
+    audio = await eng.speak("Half precision.", sampling=sampling(max_tokens=50))
+    assert np.isfinite(audio).all()
+    await eng.shutdown()
+
+
+async def test_incomplete_directory_is_a_load_error(tmp_path):
+    (tmp_path / "LLM").mkdir()
+    (tmp_path / "BiCodec").mkdir()
+    with pytest.raises(ModelLoadError, match="missing"):
+        AutoEngine(str(tmp_path))
