@@ -269,8 +269,10 @@ def _resample_stages(dim: int, inter: int, ratios: list[int], *, up: bool) -> nn
 def _run_stages(
     stages: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | None
 ) -> torch.Tensor:
-    # x: [B, T, C] -> [B, T, C]; masks are only valid at ratio 1 (length-preserving stages)
+    # x: [B, T, C] -> [B, T, C]
     for sampler, backbone in stages:  # type: ignore[misc]
+        if mask is not None and (sampler.up, sampler.down) != (1, 1):
+            raise ValueError("padding masks need length-preserving stages (sample ratio 1)")
         x = backbone(sampler(x), mask=mask)
     return x
 
@@ -683,6 +685,9 @@ class SpeakerEncoder(nn.Module):
 
 
 class BiCodec(nn.Module):
+    """Semantic path: features -> encoder -> VQ ids -> codebook -> prenet (conditioned on the
+    d-vector) + d-vector -> wave generator. Global path: mel -> speaker encoder -> FSQ ids."""
+
     def __init__(self, cfg: BiCodecConfig) -> None:
         super().__init__()
         self.config = cfg
