@@ -16,7 +16,7 @@ from fasttts.models.spark.tokens import SPARK_ADDED_TOKENS
 
 
 def write_random_spark(model_dir: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:
-    """Write a random ``tiny`` (a few MB, synthesises in seconds) or ``full`` (release shapes,
+    """Write a random ``tiny`` (about 35 MB, synthesises in seconds) or ``full`` (release shapes,
     about 4 GB) Spark directory and return its path."""
     if size not in ("tiny", "full"):
         raise ValueError(f"size must be 'tiny' or 'full', not {size!r}")
