@@ -31,6 +31,7 @@ from fasttts.voices import VoiceService
 logger = logging.getLogger("fasttts.api")
 
 STATIC_DIR = Path(__file__).parent / "static"
+_HAS_JOBS = importlib.util.find_spec("api.routes.jobs") is not None
 
 DESCRIPTION = """
 Text to speech with Spark-TTS, Orpheus and Piper.
@@ -54,7 +55,14 @@ async def _load(app: FastAPI, engine: TTSEngine | None) -> None:
         await service.load_stored()
         await engine.start()
         await service.sync()
-        app.state.engine, app.state.voices, app.state.ready = engine, service, True
+        app.state.engine, app.state.voices = engine, service
+        if _HAS_JOBS:
+            from fasttts.jobs import build_job_service
+
+            jobs = build_job_service(settings, engine)
+            await jobs.start()
+            app.state.jobs = jobs
+        app.state.ready = True
         logger.info("model ready: %s at %d Hz, voices: %s", engine.model_type, engine.sample_rate, ", ".join(engine.list_voices()))
     except Exception as exc:
         app.state.load_error = f"{type(exc).__name__}: {exc}"
@@ -77,6 +85,8 @@ def create_app(settings: Settings | None = None, engine: TTSEngine | None = None
             if not app.state.loading.done():
                 app.state.loading.cancel()
             await asyncio.gather(app.state.loading, return_exceptions=True)
+            if app.state.jobs is not None:
+                await app.state.jobs.stop()
             if engine is None and app.state.engine is not None:
                 await app.state.engine.shutdown()
 
@@ -84,6 +94,7 @@ def create_app(settings: Settings | None = None, engine: TTSEngine | None = None
     app.state.settings = settings
     app.state.engine = None
     app.state.voices = None
+    app.state.jobs = None
     app.state.ready = False
     app.state.load_error = None
     app.state.limiter = ConcurrencyLimiter(settings.max_concurrency)
@@ -95,7 +106,7 @@ def create_app(settings: Settings | None = None, engine: TTSEngine | None = None
     app.include_router(speech.router, prefix="/v1")
     app.include_router(openai.router)
     app.include_router(voices.router)
-    if importlib.util.find_spec("api.routes.jobs") is not None:
+    if _HAS_JOBS:
         from api.routes import jobs
 
         app.include_router(jobs.router)

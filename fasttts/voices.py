@@ -27,7 +27,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fasttts.config import Settings
-from fasttts.db import Voice, engine_from_settings, session_factory, upgrade_to_head
+from fasttts.db import Voice, engine_from_settings, session_factory
+from fasttts.db.migrate import prepare_schema
 from fasttts.engine.base import TTSEngine
 from fasttts.errors import InvalidRequestError, NotFoundError, UnsupportedFeatureError
 from fasttts.params import GENDERS, VoiceParams
@@ -78,8 +79,8 @@ class VoiceService:
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: TTSEngine) -> "VoiceService":
-        """Bring the schema to head (Alembic) and connect the database and object store."""
-        upgrade_to_head(settings.resolved_database_url)
+        """Check (or, with ``auto_migrate``, migrate) the schema; connect database and object store."""
+        prepare_schema(settings.resolved_database_url, migrate=settings.auto_migrate)
         sessions = session_factory(engine_from_settings(settings))
         role_dir = Path(settings.role_dir) if settings.role_dir else DEFAULT_ROLE_DIR
         return cls(engine, sessions, store_from_settings(settings), role_dir=role_dir, fix_voice=settings.fix_voice, seed=settings.seed)

@@ -106,3 +106,21 @@ def test_serve_flags_match_the_guide():
         "roles", 5, 2, 8, 0.05, "static", "snac")
     with pytest.raises(SystemExit):
         parse_settings(["--backend", "tensorflow"])
+
+
+async def test_jobs_router_is_served_by_the_app(fake_client):
+    import asyncio
+
+    from api_fakes import decode
+
+    r = await fake_client.post("/v1/jobs", json={"kind": "speak", "text": "three words here", "voice": {"name": "female"}, "output_format": "wav"})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    for _ in range(200):
+        job = (await fake_client.get(f"/v1/jobs/{job['id']}")).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        await asyncio.sleep(0.05)
+    assert job["status"] == "succeeded", job
+    audio = await fake_client.get(job["results"]["audio.wav"].replace("http://testserver", ""))
+    assert abs(len(decode(audio.content)[0]) / 16000 - 0.3) < 0.02
