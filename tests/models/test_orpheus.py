@@ -323,3 +323,14 @@ def test_language_comes_from_lang_then_config_then_english(model_dir, tmp_path):
     with pytest.raises(InvalidRequestError) as err:
         resolve_language("xx", model_dir)
     assert err.value.param == "lang"
+
+
+def test_load_takes_snac_path_and_lang_and_auto_engine_finds_orpheus(model_dir):
+    from fasttts.engine.auto import AutoEngine
+
+    french = OrpheusEngine.load(model_dir, backend="torch", snac_path=model_dir / "snac", lang="fr", llm_device="cpu", detokenizer_device="cpu")
+    assert french.language == "fr" and french.default_voice == "pierre" and french.list_voices() == list(VOICES["fr"])
+    auto = AutoEngine(str(model_dir), backend="torch", llm_device="cpu", detokenizer_device="cpu")
+    assert isinstance(auto, OrpheusEngine) and auto.default_voice == "tara" and auto.sample_rate == 24000
+    with pytest.raises(TypeError, match="no_such_setting"):
+        OrpheusEngine.load(model_dir, no_such_setting=1)
