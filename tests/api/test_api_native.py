@@ -27,6 +27,10 @@ GUIDE_MULTI = {  # the guide's §4.3 body, verbatim
     "response_format": "wav",
 }
 
+# The app's background tasks (model loading, the job runner) are created by async fixtures on the
+# session loop (pyproject: asyncio_default_fixture_loop_scope), so the tests must run on it too.
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
 
 def _seconds(data: bytes, fmt: str, rate: int) -> float:
     if fmt == "pcm":

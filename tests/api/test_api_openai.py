@@ -14,6 +14,10 @@ from fasttts.config import Settings
 
 FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
 
+# The app's background tasks (model loading, the job runner) are created by async fixtures on the
+# session loop (pyproject: asyncio_default_fixture_loop_scope), so the tests must run on it too.
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
 
 def _sse(text: str) -> list[dict]:
     return [json.loads(line[len("data: "):]) for line in text.splitlines() if line.startswith("data: ")]
@@ -82,7 +86,7 @@ async def test_piper_maps_openai_voices_and_speed(piper_client):
     assert voices == {"voices": [{"id": "joe", "name": "joe"}]}
 
 
-def test_speed_mapping_is_monotonic_over_the_openai_range():
+async def test_speed_mapping_is_monotonic_over_the_openai_range():
     levels = ["very_low", "low", "moderate", "high", "very_high"]
     speeds = [0.25, 0.5, 0.7, 0.8, 1.0, 1.1, 1.5, 2.0, 4.0]
     mapped = [levels.index(speed_level(s)) for s in speeds]

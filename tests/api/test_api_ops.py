@@ -10,6 +10,10 @@ from fasttts.config import Settings
 
 KEY = "s3cret-key"
 
+# The app's background tasks (model loading, the job runner) are created by async fixtures on the
+# session loop (pyproject: asyncio_default_fixture_loop_scope), so the tests must run on it too.
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
 
 @pytest.fixture
 async def keyed(settings: Settings):
@@ -80,7 +84,7 @@ async def test_docs_list_every_route_with_examples(fake_client):
     assert clone_form  # multipart with reference_audio_file
 
 
-def test_serve_flags_match_the_guide():
+async def test_serve_flags_match_the_guide():
     from api.main import build_parser, parse_settings
 
     guide = {"--model_path": None, "--backend": "torch", "--snac_path": None, "--role_dir": None, "--api_key": None,

@@ -10,6 +10,10 @@ from conftest import running
 
 from fasttts.config import Settings
 
+# The app's background tasks (model loading, the job runner) are created by async fixtures on the
+# session loop (pyproject: asyncio_default_fixture_loop_scope), so the tests must run on it too.
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
 
 async def _create(client, name: str, audio: bytes | None = None, **data):
     files = {"reference_audio_file": ("ref.wav", audio if audio is not None else tone(0.5), "audio/wav")}
