@@ -15,6 +15,7 @@ nothing and are ignored (the model's pace follows the text and its sampling sett
 
 from __future__ import annotations
 
+import json
 import uuid
 from contextlib import aclosing
 from collections.abc import AsyncIterator, Sequence
@@ -255,8 +256,6 @@ def detect(model_path: str | Path) -> bool:
     """Whether ``model_path`` is an Orpheus LLM directory: ``config.json`` with ``model_type``
     ``llama`` and a ``tokenizer.json`` that has Orpheus's first audio token ``<custom_token_10>``
     (looked up in the tokenizer, not in the directory name)."""
-    import json
-
     root = Path(model_path)
     config, tokenizer = root / "config.json", root / "tokenizer.json"
     if not (config.is_file() and tokenizer.is_file()):
