@@ -10,7 +10,7 @@ import sys
 
 from api.middleware import request_id_var
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName", "color_message"}
 
 
 class _RequestIdFilter(logging.Filter):

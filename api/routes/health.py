@@ -21,7 +21,9 @@ async def health() -> dict[str, str]:
 async def ready(request: Request) -> JSONResponse:
     state = request.app.state
     engine = getattr(state, "engine", None)
-    if not getattr(state, "ready", False) or engine is None:
+    if state.load_error is not None:
+        return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
+    if not state.ready or engine is None:
         return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "5"})
     return JSONResponse({"status": "ready", "model_type": engine.model_type, "model": state.settings.model_name, "sample_rate": engine.sample_rate, "active": engine.num_active})
 
