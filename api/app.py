@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, engine: TTSEngine | None = None
     app.state.engine = None
     app.state.voices = None
     app.state.jobs = None
+    app.state.route_jobs = settings.broker_url is not None  # long sync requests go to workers
     app.state.ready = False
     app.state.load_error = None
     app.state.limiter = ConcurrencyLimiter(settings.max_concurrency)

@@ -13,6 +13,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from api.job_routing import job_spec, run_as_job, should_route
 from api.openai.protocol import OPENAI_MODELS, OPENAI_VOICES, ModelCard, ModelList, OpenAISpeechRequest, VoiceInfo, VoiceList
 from api.schemas import SamplingFields
 from api.streaming import sse_response
@@ -34,6 +35,7 @@ SPEED_LEVELS: tuple[tuple[float, str], ...] = ((0.6, "very_low"), (0.85, "low"),
 """Upper bounds (exclusive) of OpenAI speed per level, roughly even on a log scale; above: very_high."""
 
 _CREATED = int(time.time())
+_SAMPLING = {"temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "seed"}
 
 
 def speed_level(speed: float) -> str:
@@ -85,6 +87,9 @@ async def create_speech(request: Request, body: OpenAISpeechRequest, engine: TTS
         source = await start_source(request, engine, lambda: engine.speak_stream(text, voice, **kwargs))
         # output_tokens: the engine does not report per-request LLM tokens, so audio_seconds is the output measure
         return sse_response(source, body.response_format, {"input_tokens": input_tokens, "output_tokens": 0, "total_tokens": input_tokens})
+    if should_route(request, stream=body.stream, text=text):
+        voice_spec = {"name": voice, "pitch": pitch, "speed": speed, "instructions": body.instructions}
+        return await run_as_job(request, job_spec("speak", text, body.response_format, voice=voice_spec, sampling=fields.model_dump(include=_SAMPLING), split=fields.split().__dict__))
     return await respond(
         request, engine, stream=body.stream, fmt=body.response_format,
         streaming=lambda: engine.speak_stream(text, voice, **kwargs),

@@ -9,12 +9,21 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from api.deps import APIKey, EngineDep, SettingsDep
+from api.job_routing import job_spec, run_as_job, should_route
 from api.reference import check_audio, read_upload, resolve_reference
 from api.schemas import Level, MultiSpeakRequest, ResponseFormat, RolesResponse, SamplingFields, SpeakRequest
 from api.synthesis import check_features, check_text, respond
 from fasttts.errors import InvalidRequestError, UnsupportedFeatureError
 
 router = APIRouter(dependencies=[APIKey], tags=["speech"])
+
+def _sampling(fields: SamplingFields) -> dict[str, object]:
+    return fields.model_dump(include={"temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "seed"})
+
+
+def _split(fields: SamplingFields) -> dict[str, object]:
+    return fields.model_dump(include={"length_threshold", "window_size"})
+
 
 AUDIO_RESPONSES = {200: {"description": "Audio in the requested format (a complete file, or chunked when stream=true).", "content": {"audio/mpeg": {}, "audio/wav": {}, "audio/flac": {}, "audio/ogg": {}, "audio/aac": {}, "audio/pcm": {}}}}
 
@@ -55,6 +64,9 @@ async def clone_voice(
     else:
         raise InvalidRequestError("reference_audio: give reference_audio (URL or base64) or upload reference_audio_file", param="reference_audio")
     await check_audio(audio, settings, engine.sample_rate, param=param)
+    if should_route(request, stream=stream, text=text):
+        spec = job_spec("clone", text, response_format, voice={"pitch": pitch, "speed": speed, "reference_text": reference_text}, sampling=_sampling(fields), split=_split(fields))
+        return await run_as_job(request, spec, reference_audio=audio, filename="clone")
     kwargs = dict(pitch=pitch, speed=speed, sampling=fields.sampling(), split=fields.split())
     return await respond(
         request, engine, stream=stream, fmt=response_format,
@@ -68,6 +80,9 @@ async def clone_voice(
 async def speak(request: Request, body: SpeakRequest, engine: EngineDep, settings: SettingsDep) -> Response:
     check_text(body.text, settings)
     pitch, speed = check_features(engine, pitch=body.pitch, speed=body.speed)
+    if should_route(request, stream=body.stream, text=body.text):
+        spec = job_spec("speak", body.text, body.response_format, voice={"name": body.name, "pitch": pitch, "speed": speed}, sampling=_sampling(body), split=_split(body))
+        return await run_as_job(request, spec)
     kwargs = dict(pitch=pitch, speed=speed, sampling=body.sampling(), split=body.split())
     return await respond(
         request, engine, stream=body.stream, fmt=body.response_format,
@@ -79,6 +94,9 @@ async def speak(request: Request, body: SpeakRequest, engine: EngineDep, setting
 @router.post("/multi_speak", response_class=Response, responses=AUDIO_RESPONSES, summary="Speak a multi-speaker script ('<role:name> text ...')")
 async def multi_speak(request: Request, body: MultiSpeakRequest, engine: EngineDep, settings: SettingsDep) -> Response:
     check_text(body.text, settings)
+    if should_route(request, stream=body.stream, text=body.text, multi=True):
+        spec = job_spec("multi_speak", body.text, body.response_format, voice={}, sampling=_sampling(body), split=_split(body))
+        return await run_as_job(request, spec, filename="dialogue")
     kwargs = dict(sampling=body.sampling(), split=body.split())
     return await respond(
         request, engine, stream=body.stream, fmt=body.response_format,

@@ -4,6 +4,7 @@ list, fetch, fetch reference audio, delete. Stored voices survive restarts (see 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Path, UploadFile
@@ -88,7 +89,8 @@ async def get_voice(name: NamePath, engine: EngineDep, voices: VoicesDep) -> Voi
 @router.get("/{name}/audio", response_class=Response, summary="The stored reference audio of a cloned voice", responses={200: {"content": {"application/octet-stream": {}}}})
 async def get_voice_audio(name: NamePath, voices: VoicesDep) -> Response:
     data = await voices.reference_audio(name)
-    return Response(data, media_type="application/octet-stream", headers={"Content-Disposition": f'attachment; filename="{name}-reference"'})
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)  # names may hold quotes or non-ASCII: keep the header valid
+    return Response(data, media_type="application/octet-stream", headers={"Content-Disposition": f'attachment; filename="{safe}-reference"'})
 
 
 @router.delete("/{name}", response_model=Deleted, summary="Delete a stored voice")

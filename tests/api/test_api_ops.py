@@ -128,3 +128,24 @@ async def test_jobs_router_is_served_by_the_app(fake_client):
     assert job["status"] == "succeeded", job
     audio = await fake_client.get(job["results"]["audio.wav"].replace("http://testserver", ""))
     assert abs(len(decode(audio.content)[0]) / 16000 - 0.3) < 0.02
+
+
+async def test_long_sync_requests_run_as_jobs(settings: Settings):
+    from api_fakes import decode
+
+    async with running(settings.model_copy(update={"job_route_min_chars": 20}), FakeEngine()) as client:
+        client.app.state.route_jobs = True  # as with a broker; the in-process runner plays the worker
+        long_text = "this text is long enough to be routed"
+        r = await client.post("/speak", json={"name": "male", "text": long_text, "response_format": "wav"})
+        assert r.status_code == 200 and r.headers["x-job-id"].startswith("job_")
+        assert abs(len(decode(r.content)[0]) / 16000 - 0.8) < 0.05  # 8 words x 0.1 s
+        r = await client.post("/v1/audio/speech", json={"model": "tts-1", "input": long_text, "voice": "alloy", "stream": False, "response_format": "flac"})
+        assert r.status_code == 200 and "x-job-id" in r.headers and r.headers["content-type"] == "audio/flac"
+        r = await client.post("/multi_speak", json={"text": "<role:female> hi <role:male> yo", "response_format": "wav"})
+        assert r.status_code == 200 and "x-job-id" in r.headers
+        r = await client.post("/speak", json={"name": "male", "text": "short", "response_format": "wav"})
+        assert r.status_code == 200 and "x-job-id" not in r.headers
+        r = await client.post("/speak", json={"name": "male", "text": long_text, "stream": True, "response_format": "wav"})
+        assert r.status_code == 200 and "x-job-id" not in r.headers  # streaming never queues
+        r = await client.post("/speak", json={"name": "male", "text": "FAILNOW " + long_text, "response_format": "wav"})
+        assert r.status_code == 500 and "FAILNOW" in r.json()["detail"]

@@ -1,0 +1,57 @@
+"""Synchronous requests that run as jobs: with a broker configured, a non-streaming request whose
+text is at least ``job_route_min_chars`` long (or any multi-speaker script) is executed by the
+workers instead of this process, and the request waits for the result.
+
+This keeps long synthesis off the API process's engine while clients keep the plain synchronous
+API. Streaming requests never queue. If the result takes longer than ``job_wait_timeout_s``, the
+answer is 202 with the job's URL to poll; a client that goes away cancels its job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from fasttts.audio.encode import CONTENT_TYPES
+from fasttts.errors import GenerationError
+from fasttts.jobs import JobSpec
+
+POLL_INTERVAL_S = 0.2
+
+
+def should_route(request: Request, *, stream: bool, text: str, multi: bool = False) -> bool:
+    state = request.app.state
+    if stream or not state.route_jobs or state.jobs is None:
+        return False
+    return multi or len(text) >= state.settings.job_route_min_chars
+
+
+async def run_as_job(request: Request, spec: JobSpec, *, reference_audio: bytes | None = None, filename: str = "speech") -> Response:
+    service = request.app.state.jobs
+    job, _ = await asyncio.to_thread(service.submit, spec, reference_audio=reference_audio)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + request.app.state.settings.job_wait_timeout_s
+    try:
+        while job.status not in ("succeeded", "failed", "cancelled"):
+            if loop.time() > deadline:
+                url = f"{str(request.base_url).rstrip('/')}/v1/jobs/{job.id}"
+                return JSONResponse({"id": job.id, "status": job.status, "url": url}, status_code=202, headers={"Location": url})
+            await asyncio.sleep(POLL_INTERVAL_S)
+            job = await asyncio.to_thread(service.get, job.id)
+    except asyncio.CancelledError:
+        await asyncio.shield(asyncio.to_thread(service.cancel, job.id))
+        raise
+    if job.status != "succeeded":
+        raise GenerationError(f"job {job.id} {job.status}: {job.error or 'no result'}")
+    fmt = spec.output_format
+    data = await asyncio.to_thread(service.store.get, job.result[f"audio.{fmt}"])
+    headers = {"Content-Disposition": f'attachment; filename="{filename}.{fmt}"', "X-Job-ID": job.id}
+    return Response(data, media_type=CONTENT_TYPES[fmt], headers=headers)
+
+
+def job_spec(kind: str, text: str, fmt: str, *, voice: dict[str, Any], sampling: dict[str, Any], split: dict[str, Any]) -> JobSpec:
+    return JobSpec(kind=kind, text=text, output_format=fmt, voice=voice,  # type: ignore[arg-type]
+                   sampling={k: v for k, v in sampling.items() if v is not None}, split=split)
