@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -98,7 +99,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if not is_openai_path(request):
-        return JSONResponse({"detail": _jsonable(errors)}, status_code=422)
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     param = _loc_param(tuple(first.get("loc", ())))
     message = "; ".join(f"{_loc_param(tuple(e.get('loc', ()))) or 'body'}: {e.get('msg')}" for e in errors)
@@ -111,11 +112,6 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
     type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
     return JSONResponse(openai_error_body(str(exc.detail), type_), status_code=exc.status_code, headers=exc.headers)
-
-
-def _jsonable(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pydantic error dicts may hold exceptions in ``ctx``; keep what JSON can carry."""
-    return [{k: (v if k != "ctx" else {ck: str(cv) for ck, cv in v.items()}) for k, v in e.items() if k != "input" or isinstance(v, (str, int, float, type(None)))} for e in errors]
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import Metrics
@@ -23,6 +24,10 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 """The current request's id, for log records emitted anywhere below the HTTP layer."""
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
 
 
 class RequestContextMiddleware:
@@ -41,11 +46,12 @@ class RequestContextMiddleware:
         start = time.perf_counter()
         status = 500
         finished = False
+        status_sent = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, finished
+            nonlocal status, finished, status_sent
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, status_sent = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
@@ -54,9 +60,24 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception:
+            if status_sent:
+                raise  # mid-body: let the server cut the connection, so the truncation is visible
+            logger.exception("unhandled error")
+            await self._internal_error(scope, send_wrapper)
         finally:
             self._record(scope, status if finished else (status if status != 200 else 499), time.perf_counter() - start, request_id)
             request_id_var.reset(token)
+
+    @staticmethod
+    async def _internal_error(scope: Scope, send: Send) -> None:
+        """A bug is still answered as JSON (OpenAI's shape on /v1) carrying the request id."""
+        message = "internal server error"
+        if scope["path"].startswith("/v1/"):
+            body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+        else:
+            body = {"detail": message}
+        await JSONResponse(body, status_code=500)(scope, _no_receive, send)
 
     def _record(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
         route = getattr(scope.get("route"), "path", None) or ("/static" if scope["path"].startswith("/static/") else "unmatched")

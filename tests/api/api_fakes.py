@@ -28,7 +28,7 @@ class FakeEngine(TTSEngine):
     """A deterministic sine-wave engine that honours the whole TTSEngine contract.
 
     Magic words in the text script failures: ``FAILNOW`` (before any audio), ``FAILMIDWAY`` (after
-    the first chunk). ``chunk_delay`` slows each chunk (disconnect and concurrency tests);
+    the first chunk), ``CRASHNOW`` (a bug: a plain RuntimeError). ``chunk_delay`` slows each chunk (disconnect and concurrency tests);
     ``chunks_per_segment`` sets how many chunks a segment yields.
     """
 
@@ -95,6 +95,8 @@ class FakeEngine(TTSEngine):
         raise NotFoundError(f"voice '{name}' not found", param="voice")
 
     async def _segment_stream(self, text: str, voice: FakeVoice, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
+        if "CRASHNOW" in text:
+            raise RuntimeError("an unexpected bug")
         if "FAILNOW" in text:
             raise GenerationError("the fake model produced no audio (FAILNOW)")
         n = 1600 * max(1, len(text.split()))

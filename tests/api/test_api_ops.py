@@ -149,3 +149,11 @@ async def test_long_sync_requests_run_as_jobs(settings: Settings):
         assert r.status_code == 200 and "x-job-id" not in r.headers  # streaming never queues
         r = await client.post("/speak", json={"name": "male", "text": "FAILNOW " + long_text, "response_format": "wav"})
         assert r.status_code == 500 and "FAILNOW" in r.json()["detail"]
+
+
+async def test_unexpected_errors_are_json_500_with_request_id(fake_client):
+    r = await fake_client.post("/speak", json={"name": "female", "text": "CRASHNOW"})
+    assert r.status_code == 500 and r.json() == {"detail": "internal server error"} and r.headers["x-request-id"]
+    r = await fake_client.post("/v1/audio/speech", json={"model": "tts-1", "input": "CRASHNOW", "voice": "alloy"})
+    assert r.status_code == 500 and r.json()["error"]["type"] == "server_error" and "bug" not in r.text
+    assert fake_client.app.state.limiter.in_flight == 0
