@@ -4,10 +4,8 @@ example, client-disconnect cancellation, a mid-stream failure, and 16 concurrent
 from __future__ import annotations
 
 import asyncio
-import io
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 
