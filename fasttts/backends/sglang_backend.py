@@ -1,0 +1,170 @@
+"""The ``sglang`` backend: SGLang's in-process ``Engine`` (CUDA only; no CPU build exists).
+
+A :class:`~fasttts.backends.base.GenerationRequest` becomes one ``Engine.async_generate`` call
+on token ids (``skip_tokenizer_init``), streamed incrementally (``stream_output``):
+
+- sampling options map one to one (``top_k=0`` is SGLang's ``-1``; the seed is
+  ``sampling_seed``);
+- the :class:`~fasttts.backends.base.TokenConstraint` travels in ``custom_params`` to a custom
+  logit processor (:class:`TokenConstraintProcessor`) that SGLang runs in its scheduler process
+  on every step, masking each row to ``constraint.allowed(req.output_ids)``; so constraints must
+  pickle (SparkGrammar does);
+- stop ids, ``max_tokens`` and a complete constraint are enforced here as tokens arrive, with
+  ``ignore_eos`` set so that SGLang never stops early on the model's own EOS (its stop-token
+  check is disabled together with EOS); when we stop first, or the consumer goes away, the
+  request is aborted at once (``abort_request``), which frees its KV cache.
+
+Engine arguments: ``mem_fraction_static`` from ``gpu_memory_utilization``, ``context_length``
+from ``max_length``, ``max_running_requests`` from ``batch_size``, plus dtype, device and seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import torch
+
+from fasttts.backends.base import GenerationRequest, LLMBackend
+from fasttts.backends.registry import BackendConfig
+from fasttts.errors import BackendError, InvalidRequestError, MissingExtraError
+
+__all__ = ["SGLangBackend", "TokenConstraintProcessor", "sampling_params"]
+
+
+def _import_sglang() -> Any:
+    """The sglang module (tests replace this with a double)."""
+    try:
+        import sglang
+    except ImportError:
+        raise MissingExtraError("sglang", "sglang") from None
+    return sglang
+
+
+class TokenConstraintProcessor:
+    """SGLang custom logit processor: masks each row to its request's allowed ranges.
+
+    SGLang deserialises ``to_str()`` (``dill.loads``, which reads plain pickles), instantiates it
+    in its scheduler process and calls it with ``logits`` [B, V] and one ``custom_params`` dict
+    per row, holding our ``constraint`` and SGLang's ``__req__``. It needs nothing from SGLang's
+    base class, so it is pickled by reference and this module stays free of sglang imports."""
+
+    def __call__(self, logits: Any, custom_param_list: list[dict[str, Any] | None] | None = None) -> Any:
+        for row, params in enumerate(custom_param_list or []):
+            constraint = (params or {}).get("constraint")
+            if constraint is None:
+                continue
+            ranges = constraint.allowed(list(params["__req__"].output_ids))
+            if ranges is None:
+                continue
+            masked = torch.full_like(logits[row], float("-inf"))
+            for lo, hi in ranges:
+                masked[lo:hi] = logits[row, lo:hi]
+            logits[row] = masked
+        return logits
+
+    @classmethod
+    def to_str(cls) -> str:
+        return json.dumps({"callable": pickle.dumps(cls).hex()})
+
+
+def sampling_params(request: GenerationRequest) -> dict[str, Any]:
+    """SGLang's sampling parameters for ``request`` (constraint included, stopping excluded)."""
+    params: dict[str, Any] = {
+        "max_new_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_k": request.top_k if request.top_k > 0 else -1,
+        "top_p": request.top_p,
+        "repetition_penalty": request.repetition_penalty,
+        "ignore_eos": True,  # we stop on request.stop_ids ourselves (see the module docstring)
+        "skip_special_tokens": False,
+    }
+    if request.seed is not None:
+        params["sampling_seed"] = request.seed
+    if request.constraint is not None:
+        params["custom_params"] = {"constraint": request.constraint}
+    return params
+
+
+class SGLangBackend(LLMBackend):
+    name = "sglang"
+
+    def __init__(self, config: BackendConfig) -> None:
+        self._sgl = _import_sglang()  # fail early, with the extra to install
+        self.config = config
+        self._engine: Any = None
+        self._processor: str | None = None
+        self._active: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    def engine_args(self) -> dict[str, Any]:
+        cfg = self.config
+        return dict(
+            model_path=cfg.model_dir, skip_tokenizer_init=True, stream_output=True,
+            mem_fraction_static=cfg.gpu_memory_utilization, context_length=cfg.max_length,
+            max_running_requests=cfg.batch_size, dtype=cfg.dtype, device="cuda" if cfg.device == "auto" else cfg.device,
+            random_seed=cfg.seed, enable_custom_logit_processor=True, log_level="error",
+        )
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self._engine is None:
+                try:
+                    self._engine = await asyncio.to_thread(lambda: self._sgl.Engine(**self.engine_args()))
+                except Exception as exc:
+                    raise BackendError(f"SGLang could not start: {exc}") from exc
+                self._processor = TokenConstraintProcessor.to_str()
+
+    async def shutdown(self) -> None:
+        async with self._lock:
+            if self._engine is not None:
+                await asyncio.to_thread(self._engine.shutdown)
+                self._engine = None
+
+    @property
+    def num_active(self) -> int:
+        return len(self._active)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
+        if not request.prompt_ids:
+            raise InvalidRequestError("the prompt is empty", param="input")
+        if request.max_tokens <= 0:
+            return
+        await self.start()
+        rid = request.request_id or uuid.uuid4().hex
+        kwargs: dict[str, Any] = dict(input_ids=list(request.prompt_ids), sampling_params=sampling_params(request), stream=True, rid=rid)
+        if request.constraint is not None:
+            kwargs["custom_logit_processor"] = self._processor
+        self._active.add(rid)
+        generated: list[int] = []
+        finished = False
+        stream = None
+        try:
+            stream = await self._engine.async_generate(**kwargs)
+            async for chunk in stream:
+                finished = (chunk.get("meta_info") or {}).get("finish_reason") is not None
+                for token in chunk.get("output_ids", ()):  # incremental: stream_output=True
+                    generated.append(int(token))
+                    yield generated[-1]
+                    if self._done(request, generated):
+                        return
+        except ValueError as exc:  # SGLang rejects bad parameters with ValueError
+            raise InvalidRequestError(str(exc)) from exc
+        finally:
+            self._active.discard(rid)
+            if not finished and self._engine is not None:
+                self._engine.tokenizer_manager.abort_request(rid)
+            if stream is not None:
+                await stream.aclose()
+
+    @staticmethod
+    def _done(request: GenerationRequest, generated: list[int]) -> bool:
+        return (
+            generated[-1] in request.stop_ids
+            or len(generated) >= request.max_tokens
+            or (request.constraint is not None and request.constraint.is_complete(generated))
+        )
