@@ -8,7 +8,6 @@ The model loads in a background task started by the lifespan, so ``/health`` ans
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,15 +22,15 @@ from api.concurrency import ConcurrencyLimiter
 from api.errors import install_error_handlers
 from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
-from api.routes import health, openai, speech, voices
+from api.routes import health, jobs, openai, speech, voices
 from fasttts.config import Settings
 from fasttts.engine.base import TTSEngine
+from fasttts.jobs import build_job_service
 from fasttts.voices import VoiceService
 
 logger = logging.getLogger("fasttts.api")
 
 STATIC_DIR = Path(__file__).parent / "static"
-_HAS_JOBS = importlib.util.find_spec("api.routes.jobs") is not None
 
 DESCRIPTION = """
 Text to speech with Spark-TTS, Orpheus and Piper.
@@ -56,12 +55,9 @@ async def _load(app: FastAPI, engine: TTSEngine | None) -> None:
         await engine.start()
         await service.sync()
         app.state.engine, app.state.voices = engine, service
-        if _HAS_JOBS:
-            from fasttts.jobs import build_job_service
-
-            jobs = build_job_service(settings, engine)
-            await jobs.start()
-            app.state.jobs = jobs
+        job_service = build_job_service(settings, engine)
+        await job_service.start()
+        app.state.jobs = job_service
         app.state.ready = True
         logger.info("model ready: %s at %d Hz, voices: %s", engine.model_type, engine.sample_rate, ", ".join(engine.list_voices()))
     except Exception as exc:
@@ -107,10 +103,7 @@ def create_app(settings: Settings | None = None, engine: TTSEngine | None = None
     app.include_router(speech.router, prefix="/v1")
     app.include_router(openai.router)
     app.include_router(voices.router)
-    if _HAS_JOBS:
-        from api.routes import jobs
-
-        app.include_router(jobs.router)
+    app.include_router(jobs.router)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
