@@ -1,0 +1,358 @@
+"""The ``llama-cpp`` backend: a GGUF beside the LLM, many requests decoded together in one context.
+
+Built on llama.cpp's low-level API (``llama_cpp``'s ctypes bindings), not the one-request-at-a-time
+``Llama`` class: one context with a unified KV cache holds up to ``batch_size`` sequences (one
+llama.cpp sequence id each), and a dedicated thread runs iteration-level scheduling: every step
+is one ``llama_decode`` of a single ``llama_batch`` holding the next token of every generating
+sequence plus prompt chunks of newcomers, so requests join and leave between steps. Sampling is
+ours (:class:`~fasttts.backends._constraint_utils.NumpySampler`) on the raw logits, so every
+option and the request's :class:`~fasttts.backends.base.TokenConstraint` apply at every step.
+
+KV memory is reserved per request (prompt + ``max_tokens``) on admission; a request that does not
+fit yet waits, so decoding never runs out of KV cells. A cancelled or finished request's cells
+are freed at once with ``llama_memory_seq_rm``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import random
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fasttts.backends._constraint_utils import NumpySampler, deliver
+from fasttts.backends.base import GenerationRequest, LLMBackend
+from fasttts.backends.registry import BackendConfig
+from fasttts.errors import BackendError, InvalidRequestError, MissingExtraError, ModelLoadError
+
+__all__ = ["LlamaCppBackend", "find_gguf", "gguf_file_type"]
+
+logger = logging.getLogger(__name__)
+
+_END = object()
+_PREFERENCE = ("Q4_K_M", "Q8_0", "F16", "BF16", "F32")  # fastest on CPU first
+_DTYPE_QUANT = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise MissingExtraError("llama-cpp-python", "llama-cpp") from None
+    native = logging.getLogger("llama-cpp-python")  # the bindings print llama.cpp's log below this level
+    if native.level == logging.NOTSET:
+        native.setLevel(logging.WARNING)
+    return llama_cpp
+
+
+def gguf_file_type(path: str | Path) -> str:
+    """The quantisation a GGUF file declares (``general.file_type``), e.g. ``"Q4_K_M"``."""
+    try:
+        import gguf
+    except ImportError:
+        raise MissingExtraError("gguf", "llama-cpp") from None
+    field = gguf.GGUFReader(str(path)).get_field("general.file_type")
+    if field is None:
+        return "unknown"
+    return gguf.LlamaFileType(int(field.contents())).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+
+
+def find_gguf(model_dir: str | Path, dtype: str = "auto") -> Path:
+    """The GGUF to load: ``model_dir`` itself if it is one, else the ``*.gguf`` beside the LLM whose
+    quantisation ``dtype`` names (``Q4_K_M``, ``Q8_0``, ``F16``, ``float16``, ...), else the first
+    of Q4_K_M, Q8_0, F16, BF16, F32 present."""
+    path = Path(model_dir)
+    if path.suffix == ".gguf" and path.is_file():
+        return path
+    files = sorted(path.glob("*.gguf")) if path.is_dir() else []
+    if not files:
+        raise ModelLoadError(f"no *.gguf file in {path}; write one with: python -m fasttts.models.gguf {path} --quant Q4_K_M")
+    types = {f: gguf_file_type(f) for f in files}
+    wanted = _DTYPE_QUANT.get(dtype.lower(), dtype.upper())
+    if dtype.lower() != "auto":
+        match = [f for f, t in types.items() if t == wanted]
+        if not match:
+            raise ModelLoadError(f"no {wanted} GGUF in {path} (found: {', '.join(f'{f.name} ({t})' for f, t in types.items())})")
+        return match[0]
+    return min(files, key=lambda f: _PREFERENCE.index(types[f]) if types[f] in _PREFERENCE else len(_PREFERENCE))
+
+
+@dataclass(eq=False)
+class _Seq:
+    """One request inside the engine thread."""
+
+    request: GenerationRequest
+    sampler: NumpySampler
+    limit: int  # max_tokens, clipped to the context
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue
+    generated: list[int] = field(default_factory=list)
+    seq_id: int | None = None
+    n_past: int = 0  # tokens already in the KV cache
+    cancelled: bool = False
+
+    @property
+    def reserved(self) -> int:
+        return len(self.request.prompt_ids) + self.limit
+
+
+@dataclass
+class LlamaCppStats:
+    """Counters proving (and measuring) batching."""
+
+    decode_calls: int = 0
+    sampled_tokens: int = 0
+    max_batch: int = 0  # most sequences that got a token from one llama_decode
+    finished: int = 0
+    cancelled: int = 0
+
+
+class _Engine:
+    """Owns the llama.cpp model, context and batch; every native call happens on its thread."""
+
+    def __init__(self, path: Path, config: BackendConfig, n_threads: int, n_batch: int) -> None:
+        ll = self.ll = _import_llama_cpp()
+        ll.llama_backend_init()
+        mparams = ll.llama_model_default_params()
+        mparams.n_gpu_layers = 0 if config.device == "cpu" else 999
+        self.model = ll.llama_model_load_from_file(str(path).encode(), mparams)
+        if not self.model:
+            raise ModelLoadError(f"llama.cpp could not load {path}")
+        self.n_vocab = ll.llama_vocab_n_tokens(ll.llama_model_get_vocab(self.model))
+        self.n_seq = max(1, min(config.batch_size, 256))  # llama.cpp's LLAMA_MAX_SEQ
+        n_batch = max(n_batch, self.n_seq)  # room for one token of every sequence
+        cparams = ll.llama_context_default_params()
+        cparams.n_ctx = min(config.max_length, ll.llama_model_n_ctx_train(self.model))
+        cparams.n_batch = cparams.n_ubatch = n_batch
+        cparams.n_seq_max = self.n_seq
+        cparams.kv_unified = True  # one pool of KV cells shared by every sequence
+        cparams.n_threads = cparams.n_threads_batch = n_threads
+        cparams.no_perf = True
+        self.ctx = ll.llama_init_from_model(self.model, cparams)
+        if not self.ctx:
+            ll.llama_model_free(self.model)
+            raise ModelLoadError(f"llama.cpp could not create a context for {path}")
+        self.n_ctx = ll.llama_n_ctx(self.ctx)
+        self.n_batch = n_batch
+        self.memory = ll.llama_get_memory(self.ctx)
+        self.batch = ll.llama_batch_init(n_batch, 0, 1)
+        self.stats = LlamaCppStats()
+        self._cond = threading.Condition()
+        self._inbox: deque[_Seq] = deque()
+        self._waiting: deque[_Seq] = deque()  # not admitted yet (no sequence id / KV reservation)
+        self._active: list[_Seq] = []  # admitted: prefilling or generating
+        self._free_ids = list(range(self.n_seq))
+        self._reserved = 0
+        self._stopping = False
+        self.num_active = 0
+        self._thread = threading.Thread(target=self._run, name="llama-cpp-engine", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ any thread
+    def submit(self, seq: _Seq) -> None:
+        with self._cond:
+            self._inbox.append(seq)
+            self.num_active += 1
+            self._cond.notify()
+
+    def cancel(self, seq: _Seq) -> None:
+        with self._cond:
+            seq.cancelled = True
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+        ll = self.ll
+        ll.llama_batch_free(self.batch)
+        ll.llama_free(self.ctx)
+        ll.llama_model_free(self.model)
+
+    # ------------------------------------------------------------------ engine thread
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._stopping or self._inbox or self._waiting or self._active):
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                self._waiting.extend(self._inbox)
+                self._inbox.clear()
+            out: list[tuple[_Seq, object]] = []
+            try:
+                self._drop_cancelled()
+                self._admit()
+                self._step(out)
+            except Exception as exc:  # never let the thread die: fail the requests it was serving
+                logger.exception("llama.cpp step failed")
+                for seq in list(self._active):
+                    out.append((seq, BackendError(f"llama-cpp backend step failed: {exc}")))
+                    self._release(seq)
+                    self._finish(seq)
+            deliver(out)
+        with self._cond:
+            left = [*self._inbox, *self._waiting, *self._active]
+        deliver([(seq, BackendError("llama-cpp backend shut down")) for seq in left])
+
+    def _drop_cancelled(self) -> None:
+        for seq in [s for s in self._waiting if s.cancelled]:
+            self._waiting.remove(seq)
+            self._finish(seq, cancelled=True)
+        for seq in [s for s in self._active if s.cancelled]:
+            self._release(seq)
+            self._finish(seq, cancelled=True)
+
+    def _admit(self) -> None:
+        while self._waiting and self._free_ids and self._reserved + self._waiting[0].reserved <= self.n_ctx:
+            seq = self._waiting.popleft()
+            seq.seq_id = self._free_ids.pop()
+            self._reserved += seq.reserved
+            self._active.append(seq)
+
+    def _release(self, seq: _Seq) -> None:
+        """Free ``seq``'s KV cells and sequence id."""
+        self._active.remove(seq)
+        self.ll.llama_memory_seq_rm(self.memory, seq.seq_id, -1, -1)
+        self._free_ids.append(seq.seq_id)
+        self._reserved -= seq.reserved
+
+    def _finish(self, seq: _Seq, *, cancelled: bool = False) -> None:
+        with self._cond:
+            self.num_active -= 1
+        if cancelled:
+            self.stats.cancelled += 1
+        else:
+            self.stats.finished += 1
+
+    def _step(self, out: list[tuple[_Seq, object]]) -> None:
+        """One llama_decode: the next token of every generating sequence, then prompt chunks."""
+        b, n, rows = self.batch, 0, []
+        for seq in self._active:
+            if seq.generated:  # generating: feed back the last sampled token
+                n = self._put(n, seq.generated[-1], seq, logits=True)
+                rows.append((n - 1, seq))
+        for seq in self._active:
+            prompt = seq.request.prompt_ids
+            while not seq.generated and seq.n_past < len(prompt) and n < self.n_batch:
+                last = seq.n_past == len(prompt) - 1
+                n = self._put(n, prompt[seq.n_past], seq, logits=last)
+                if last:
+                    rows.append((n - 1, seq))
+        if n == 0:
+            return
+        b.n_tokens = n
+        rc = self.ll.llama_decode(self.ctx, b)
+        if rc != 0:
+            raise BackendError(f"llama_decode returned {rc}")
+        self.stats.decode_calls += 1
+        self.stats.max_batch = max(self.stats.max_batch, len(rows))
+        for i, seq in rows:
+            logits = np.ctypeslib.as_array(self.ll.llama_get_logits_ith(self.ctx, i), shape=(self.n_vocab,))
+            self._sample(seq, logits, out)
+
+    def _put(self, n: int, token: int, seq: _Seq, *, logits: bool) -> int:
+        b = self.batch
+        b.token[n], b.pos[n], b.n_seq_id[n], b.logits[n] = token, seq.n_past, 1, logits
+        b.seq_id[n][0] = seq.seq_id
+        seq.n_past += 1
+        return n + 1
+
+    def _sample(self, seq: _Seq, logits: np.ndarray, out: list[tuple[_Seq, object]]) -> None:
+        req = seq.request
+        ranges = req.constraint.allowed(seq.generated) if req.constraint is not None else None
+        token = seq.sampler.sample(logits, ranges)
+        seq.generated.append(token)
+        self.stats.sampled_tokens += 1
+        out.append((seq, token))
+        done = (
+            token in req.stop_ids
+            or len(seq.generated) >= seq.limit
+            or (req.constraint is not None and req.constraint.is_complete(seq.generated))
+        )
+        if done:
+            out.append((seq, _END))
+            self._release(seq)
+            self._finish(seq)
+
+
+class LlamaCppBackend(LLMBackend):
+    """``Class(BackendConfig)``; ``n_threads`` defaults to the CPUs this process may use."""
+
+    name = "llama-cpp"
+
+    def __init__(self, config: BackendConfig, *, n_threads: int | None = None, n_batch: int = 512) -> None:
+        _import_llama_cpp()  # fail early, with the extra to install
+        self.config = config
+        self.n_threads = n_threads or len(os.sched_getaffinity(0))
+        self.n_batch = n_batch
+        self._seeds = random.Random(config.seed)  # seeds for requests that bring none
+        self._engine: _Engine | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self._engine is None:
+                path = await asyncio.to_thread(find_gguf, self.config.model_dir, self.config.dtype)
+                self._engine = await asyncio.to_thread(_Engine, path, self.config, self.n_threads, self.n_batch)
+
+    async def shutdown(self) -> None:
+        async with self._lock:
+            if self._engine is not None:
+                await asyncio.to_thread(self._engine.stop)
+                self._engine = None
+
+    @property
+    def num_active(self) -> int:
+        return self._engine.num_active if self._engine is not None else 0
+
+    @property
+    def stats(self) -> LlamaCppStats:
+        return self._engine.stats if self._engine is not None else LlamaCppStats()
+
+    async def generate(self, request: GenerationRequest) -> Any:
+        await self.start()
+        engine = self._engine
+        assert engine is not None
+        self._validate(request, engine)
+        limit = min(request.max_tokens, engine.n_ctx - len(request.prompt_ids))
+        if limit <= 0:
+            return
+        seed = request.seed if request.seed is not None else self._seeds.getrandbits(63)
+        sampler = NumpySampler(
+            temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
+            repetition_penalty=request.repetition_penalty, seed=seed, prompt_ids=request.prompt_ids,
+        )
+        queue: asyncio.Queue = asyncio.Queue()
+        seq = _Seq(request=request, sampler=sampler, limit=limit, loop=asyncio.get_running_loop(), queue=queue)
+        engine.submit(seq)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            engine.cancel(seq)  # no-op once finished; otherwise its KV cells are freed next step
+
+    @staticmethod
+    def _validate(request: GenerationRequest, engine: _Engine) -> None:
+        if not request.prompt_ids:
+            raise InvalidRequestError("the prompt is empty", param="input")
+        if len(request.prompt_ids) >= engine.n_ctx:
+            raise InvalidRequestError(f"the prompt has {len(request.prompt_ids)} tokens; the limit is {engine.n_ctx - 1}", param="input")
+        if min(request.prompt_ids) < 0 or max(request.prompt_ids) >= engine.n_vocab:
+            raise InvalidRequestError(f"prompt token ids must be in [0, {engine.n_vocab})", param="input")
+        if request.temperature < 0 or not 0 < request.top_p <= 1 or request.top_k < 0 or request.repetition_penalty <= 0:
+            raise InvalidRequestError("invalid sampling parameters (temperature >= 0, 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0)", param="temperature")
