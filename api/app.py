@@ -55,7 +55,7 @@ async def _load(app: FastAPI, engine: TTSEngine | None) -> None:
         await engine.start()
         await service.sync()
         app.state.engine, app.state.voices = engine, service
-        job_service = build_job_service(settings, engine)
+        job_service = build_job_service(settings, engine, _queue_dispatcher(settings))
         await job_service.start()
         app.state.jobs = job_service
         app.state.ready = True
@@ -64,6 +64,15 @@ async def _load(app: FastAPI, engine: TTSEngine | None) -> None:
         app.state.load_error = f"{type(exc).__name__}: {exc}"
         logger.critical("the model failed to load: %s", app.state.load_error, exc_info=exc)
         raise
+
+
+def _queue_dispatcher(settings: Settings):  # noqa: ANN202
+    """The Celery dispatcher when a broker is configured; None runs jobs in-process."""
+    if not settings.broker_url:
+        return None
+    from workers.dispatch import CeleryDispatcher
+
+    return CeleryDispatcher(settings)
 
 
 def create_app(settings: Settings | None = None, engine: TTSEngine | None = None) -> FastAPI:

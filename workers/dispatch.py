@@ -1,4 +1,4 @@
-"""Enqueue jobs on the Celery broker (loaded by name from :func:`fasttts.jobs.load_dispatcher`)."""
+"""Enqueue jobs on the Celery broker (the API and workers pass this to ``build_job_service``)."""
 
 from __future__ import annotations
 

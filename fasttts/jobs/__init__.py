@@ -7,8 +7,6 @@ broker is configured, and the reaper/expiry loop) and ``await service.stop()`` a
 
 from __future__ import annotations
 
-import importlib
-
 from fasttts.config import Settings
 from fasttts.db import engine_from_settings, session_factory
 from fasttts.engine.base import TTSEngine
@@ -18,24 +16,21 @@ from fasttts.jobs.service import Dispatcher, JobService, JobsUnavailableError, P
 from fasttts.jobs.spec import OUTPUT_FORMATS, JobSpec, VoiceSpec
 from fasttts.storage import store_from_settings
 
-CELERY_DISPATCHER = "workers.dispatch:CeleryDispatcher"
-"""Loaded by name only when a broker is configured: ``fasttts`` itself never imports Celery."""
-
-
-def load_dispatcher(settings: Settings) -> Dispatcher:
-    if not settings.broker_url:
-        return InProcessDispatcher(settings.job_inprocess_concurrency)
-    module, _, name = CELERY_DISPATCHER.partition(":")
-    return getattr(importlib.import_module(module), name)(settings)
-
-
 def build_job_service(settings: Settings, engine: TTSEngine | None, dispatcher: Dispatcher | None = None) -> JobService:
-    """Wire database, object store and dispatcher from ``settings`` (nothing is contacted yet)."""
+    """Wire database, object store and dispatcher from ``settings`` (nothing is contacted yet).
+
+    With a broker configured the caller passes the queue's dispatcher (``workers.dispatch.
+    CeleryDispatcher``; the library never imports Celery); without one, jobs run in-process.
+    """
+    if dispatcher is None:
+        if settings.broker_url:
+            raise ValueError("a broker is configured: pass its dispatcher (workers.dispatch.CeleryDispatcher)")
+        dispatcher = InProcessDispatcher(settings.job_inprocess_concurrency)
     db = session_factory(engine_from_settings(settings))
-    return JobService(settings, db, store_from_settings(settings), dispatcher or load_dispatcher(settings), engine)
+    return JobService(settings, db, store_from_settings(settings), dispatcher, engine)
 
 
 __all__ = [
     "JobService", "JobRunner", "JobSpec", "VoiceSpec", "Progress", "Dispatcher", "JobsUnavailableError",
-    "InProcessDispatcher", "OUTPUT_FORMATS", "build_job_service", "load_dispatcher",
+    "InProcessDispatcher", "OUTPUT_FORMATS", "build_job_service",
 ]

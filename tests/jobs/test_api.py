@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from api.errors import install_error_handlers
 from api.routes import jobs as jobs_routes
 from fasttts.jobs import JobService, JobSpec, build_job_service
+from workers.dispatch import CeleryDispatcher
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -75,7 +76,8 @@ async def test_broker_and_database_outages_answer_503(tmp_path, piper) -> None:
     from service_fixtures import free_port
 
     dead = free_port()
-    broker_down = build_job_service(job_settings(tmp_path, broker_url=f"redis://127.0.0.1:{dead}/0"), piper)
+    down_settings = job_settings(tmp_path, broker_url=f"redis://127.0.0.1:{dead}/0")
+    broker_down = build_job_service(down_settings, piper, CeleryDispatcher(down_settings))
     async with client(broker_down) as c:
         r = await c.post("/v1/jobs", json={"kind": "speak", "text": "Queue me."})
     assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0
@@ -94,7 +96,17 @@ class Proxy:
         self.port = self.sock.getsockname()[1]
         self.up = threading.Event()
         self.up.set()
+        self.open: set[socket.socket] = set()
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def down(self) -> None:
+        """Refuse new connections and cut the open ones (pooled keep-alive connections too)."""
+        self.up.clear()
+        for s in list(self.open):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _accept(self) -> None:
         while True:
@@ -107,6 +119,7 @@ class Proxy:
             except OSError:
                 conn.close()
                 continue
+            self.open.update((conn, upstream))
             for a, b in ((conn, upstream), (upstream, conn)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -137,7 +150,7 @@ async def test_s3_outage_answers_503_and_running_jobs_finish_after(tmp_path, pip
             job_id = r.json()["id"]
             while (await c.get(f"/v1/jobs/{job_id}")).json()["progress"]["segments_done"] < 1:
                 await asyncio.sleep(0.05)
-            proxy.up.clear()  # S3 goes away mid-job
+            proxy.down()  # S3 goes away mid-job
             down = await c.post("/v1/jobs", json={"kind": "speak", "text": "Not now."})
             assert down.status_code == 503 and "Retry-After" in down.headers
             await asyncio.sleep(3)

@@ -16,6 +16,7 @@ from conftest import wait_final
 from fasttts.config import Settings
 from fasttts.db import upgrade_to_head
 from fasttts.jobs import JobSpec, build_job_service
+from workers.dispatch import CeleryDispatcher
 from fasttts.storage import job_prefix, segment_key
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.services, pytest.mark.slow]
@@ -53,7 +54,8 @@ def settings_from(env: dict[str, str]) -> Settings:
 
 
 async def test_sigkilled_worker_loses_nothing_and_repeats_only_inflight(worker_env, piper, tmp_path) -> None:
-    service = build_job_service(settings_from(worker_env), piper)
+    settings = settings_from(worker_env)
+    service = build_job_service(settings, piper, CeleryDispatcher(settings))
     text = " ".join(f"This is sentence number {i} of the long job." for i in range(16))
     job, _ = await asyncio.to_thread(service.submit, JobSpec(kind="speak", text=text, output_format="wav", split={"length_threshold": 10, "window_size": 10}))
     total = job.segments_total
