@@ -25,10 +25,14 @@ from fasttts.models.spark.tokens import SPARK_ADDED_TOKENS, SparkGrammar, SparkV
 TEXTS = ["Hello, world! This is a small test.", "The quick brown fox jumps over the lazy dog, twice."]
 
 
+# Head size 64 as in the real Spark LLM (896 / 14): vLLM's CPU attention supports only a few sizes.
+TINY_SIZE = {**SPARK_QWEN2_TINY, "hidden": 128, "heads": 2, "kv_heads": 1, "intermediate": 256}
+
+
 @functools.cache
 def _write_tiny_spark_llm(root: Path) -> Path:
     # Qwen2 specials (<|endoftext|>, <|im_start|>, <|im_end|>) are write_random_llm's qwen2 default.
-    return write_random_llm(root, arch="qwen2", size=SPARK_QWEN2_TINY, added_tokens=SPARK_ADDED_TOKENS, seed=21)
+    return write_random_llm(root, arch="qwen2", size=TINY_SIZE, added_tokens=SPARK_ADDED_TOKENS, seed=21)
 
 
 def tiny_spark_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
