@@ -17,6 +17,7 @@ import torch
 from safetensors import safe_open
 
 from fasttts.backends.torch_llm.model import CausalLM, LLMConfig
+from fasttts.backends.torch_llm.cpu_linear import pack_linears
 from fasttts.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,9 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
             with safe_open(str(path), framework="pt") as f:
                 for name in names:  # one tensor in memory at a time
                     params[name].copy_(f.get_tensor(name).to(torch_dtype))
-    logger.info("loaded %s LLM from %s: %d layers, %s on %s", cfg.model_type, model_dir, cfg.num_layers, torch_dtype, dev)
+    packed = pack_linears(model.model, dev, torch_dtype)  # decoder layers; the LM head is sliced per step
+    logger.info("loaded %s LLM from %s: %d layers, %s on %s%s", cfg.model_type, model_dir, cfg.num_layers, torch_dtype, dev,
+                f", {packed} linear layers packed for oneDNN" if packed else "")
     return model.eval()
 
 
