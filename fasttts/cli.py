@@ -18,13 +18,14 @@ FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"serve": _serve, "worker": _worker, "infer": _infer, "random-model": _random_model}
+    commands = {"serve": _serve, "worker": _worker, "infer": _infer, "random-model": _random_model, "gguf": _gguf}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print("usage: fasttts {serve,worker,infer,random-model} [options]\n"
               "  serve         run the HTTP server (fasttts serve --help)\n"
               "  worker        run a Celery job worker\n"
               "  infer         synthesize text to an audio file\n"
-              "  random-model  write a random-weight model directory in the official layout")  # fmt: skip
+              "  random-model  write a random-weight model directory in the official layout\n"
+              "  gguf          write the GGUF of an LLM directory for the llama-cpp backend")  # fmt: skip
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return commands[argv[0]](argv[1:]) or 0
 
@@ -166,6 +167,8 @@ def _random_model(argv: list[str]) -> int:
     parser.add_argument("directory")
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gguf", nargs="*", metavar="QUANT", default=None,
+                        help="also write the LLM as GGUF for llama-cpp (F16, Q8_0, Q4_K_M; default Q4_K_M)")
     args = parser.parse_args(argv)
     out = Path(args.directory)
     if args.family == "spark":
@@ -177,6 +180,19 @@ def _random_model(argv: list[str]) -> int:
 
         write_random_orpheus(out, size=args.size, seed=args.seed)
     print(f"wrote a random {args.size} {args.family} model to {out}")
+    if args.gguf is not None:
+        from fasttts.models.gguf import write_gguf
+
+        llm_dir = out / "LLM" if args.family == "spark" else out
+        for quant in args.gguf or ["Q4_K_M"]:
+            print(f"wrote {write_gguf(llm_dir, quant)}")
+    return 0
+
+
+def _gguf(argv: list[str]) -> int:
+    from fasttts.models.gguf import main as gguf_main
+
+    gguf_main(argv)
     return 0
 
 
