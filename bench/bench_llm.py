@@ -59,6 +59,15 @@ async def one(backend, prompt: list[int], max_tokens: int, seed: int) -> tuple[i
     return n, first, time.perf_counter() - t0
 
 
+def _steps(backend: object) -> tuple[int, int] | None:
+    """(decode steps, tokens decoded) from a backend's counters: torch and llama-cpp keep them."""
+    stats = getattr(backend, "stats", None)
+    for steps, tokens in (("decode_steps", "decode_tokens"), ("decode_calls", "sampled_tokens")):
+        if hasattr(stats, steps):
+            return getattr(stats, steps), getattr(stats, tokens)
+    return None
+
+
 async def run(args: argparse.Namespace, model_dir: Path) -> list[dict]:
     backend = create_backend(args.backend, BackendConfig(model_dir=str(model_dir), device=args.device, dtype=args.dtype,
                                                          attn_implementation=args.attn, batch_size=max(args.batch)))
@@ -67,7 +76,7 @@ async def run(args: argparse.Namespace, model_dir: Path) -> list[dict]:
     await one(backend, prompt, 8, 0)  # warm-up
     results = []
     for n in args.batch:
-        steps0 = getattr(backend, "stats", None) and (backend.stats.decode_steps, backend.stats.decode_tokens)
+        steps0 = _steps(backend)
         t0 = time.perf_counter()
         outs = await asyncio.gather(*(one(backend, prompt, args.max_tokens, seed=i) for i in range(n)))
         wall = time.perf_counter() - t0
@@ -77,7 +86,8 @@ async def run(args: argparse.Namespace, model_dir: Path) -> list[dict]:
                "ttft_p50_s": statistics.median(o[1] for o in outs), "device": args.device, "dtype": args.dtype,
                "machine": machine(), "commit": commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if steps0:
-            steps, toks = backend.stats.decode_steps - steps0[0], backend.stats.decode_tokens - steps0[1]
+            steps1 = _steps(backend)
+            steps, toks = steps1[0] - steps0[0], steps1[1] - steps0[1]
             row["mean_decode_batch"] = toks / steps if steps else 0.0
         print(f"batch {n:4d}: {row['tokens_per_s']:9.1f} tok/s total, {row['per_request_tokens_per_s']:8.1f} tok/s per request, "
               f"TTFT p50 {row['ttft_p50_s'] * 1000:7.1f} ms, mean decode batch {row.get('mean_decode_batch', float('nan')):.2f}")
