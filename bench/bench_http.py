@@ -10,7 +10,8 @@ For each server, text (short, long), mode (full, stream) and concurrency N it se
 ``POST /v1/audio/speech`` (``response_format=pcm``: 16-bit mono) at once and prints: aggregate
 real-time factor (wall time ÷ audio seconds; < 1 is faster than real time), time to first audio
 byte p50/p95, audio tokens/s (audio seconds × ``--token_rate``, Spark's 50 semantic tokens per
-second by default) and, for a server this script started, its peak resident memory.
+second by default), ``GET /health`` latency while the run is in flight (p99/max: is the event loop
+free?) and, for a server this script started, its peak resident memory.
 Rows are appended to bench/results/http.jsonl with machine and commit.
 """
 
@@ -93,6 +94,18 @@ async def one(client: httpx.AsyncClient, url: str, args: argparse.Namespace, tex
     return size / 2 / rate, first or 0.0, rate
 
 
+async def probe_health(client: httpx.AsyncClient, url: str, latencies: list[float], stop: asyncio.Event) -> None:
+    """Time ``GET /health`` every 50 ms while a run is in flight: is the event loop responsive?"""
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        try:
+            await client.get(f"{url}/health")
+            latencies.append(time.perf_counter() - t0)
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.05)
+
+
 async def run(args: argparse.Namespace) -> None:
     servers: list[Server] = []
     urls = list(args.url or [])
@@ -104,7 +117,7 @@ async def run(args: argparse.Namespace) -> None:
     out_file = Path(__file__).parent / "results" / "http.jsonl"
     out_file.parent.mkdir(exist_ok=True)
     print(f"machine: {machine()}  commit: {commit()}")
-    print(f"{'server':26} {'text':5} {'mode':6} {'N':>3} {'wall s':>7} {'audio s':>8} {'RTF':>6} {'TTFA p50':>9} {'p95':>7} {'tok/s':>7} {'peak MB':>8}")
+    print(f"{'server':26} {'text':5} {'mode':6} {'N':>3} {'wall s':>7} {'audio s':>8} {'RTF':>6} {'TTFA p50':>9} {'p95':>7} {'tok/s':>7} {'peak MB':>8} {'health p99/max ms':>18}")
     timeout = httpx.Timeout(args.timeout)
     async with httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=256)) as client:
         for url in urls:
@@ -113,9 +126,17 @@ async def run(args: argparse.Namespace) -> None:
             for text_name in args.texts:
                 for stream in (False, True):
                     for n in args.concurrency:
+                        latencies: list[float] = []
+                        stop = asyncio.Event()
+                        prober = asyncio.create_task(probe_health(client, url, latencies, stop))
                         t0 = time.perf_counter()
                         results = await asyncio.gather(*(one(client, url, args, TEXTS[text_name], stream, i) for i in range(n)))
                         wall = time.perf_counter() - t0
+                        stop.set()
+                        await prober
+                        latencies.sort()
+                        health_p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000 if latencies else float("nan")
+                        health_max = latencies[-1] * 1000 if latencies else float("nan")
                         if server:
                             server.sample_memory()
                         audio = sum(r[0] for r in results)
@@ -124,12 +145,13 @@ async def run(args: argparse.Namespace) -> None:
                         row = dict(machine=machine(), commit=commit(), server=url, model=args.model_path, backend=args.backend,
                                    text=text_name, stream=stream, concurrency=n, wall_s=wall, audio_s=audio, rtf=wall / audio if audio else None,
                                    ttfa_p50=p50, ttfa_p95=p95, tokens_per_s=audio * args.token_rate / wall,
-                                   peak_rss_mb=server.peak_rss_mb if server else None)  # fmt: skip
+                                   peak_rss_mb=server.peak_rss_mb if server else None,
+                                   health_p99_ms=health_p99, health_max_ms=health_max)  # fmt: skip
                         with out_file.open("a") as f:
                             f.write(json.dumps(row) + "\n")
                         mem = f"{server.peak_rss_mb:8.0f}" if server else f"{'-':>8}"
                         print(f"{url[-26:]:26} {text_name:5} {'stream' if stream else 'full':6} {n:>3} {wall:7.2f} {audio:8.2f} "
-                              f"{row['rtf'] or float('nan'):6.3f} {p50:9.3f} {p95:7.3f} {row['tokens_per_s']:7.1f} {mem}")  # fmt: skip
+                              f"{row['rtf'] or float('nan'):6.3f} {p50:9.3f} {p95:7.3f} {row['tokens_per_s']:7.1f} {mem} {health_p99:8.1f}/{health_max:<8.1f}")  # fmt: skip
     for server in servers:
         server.stop()
 
