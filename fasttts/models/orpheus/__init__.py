@@ -2,6 +2,6 @@
 
 from fasttts.models.orpheus.engine import OrpheusEngine, detect
 from fasttts.models.orpheus.random_model import write_random_orpheus
-from fasttts.models.orpheus.voices import OPENAI_VOICES, VOICES
+from fasttts.models.orpheus.voices import VOICES
 
-__all__ = ["OPENAI_VOICES", "VOICES", "OrpheusEngine", "detect", "write_random_orpheus"]
+__all__ = ["VOICES", "OrpheusEngine", "detect", "write_random_orpheus"]

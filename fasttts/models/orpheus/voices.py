@@ -30,21 +30,6 @@ VOICES: dict[str, tuple[str, ...]] = {
 }
 """Speaker names each checkpoint was fine-tuned on, default voice first."""
 
-OPENAI_VOICES: dict[str, str] = {
-    "alloy": "tara",
-    "ash": "leo",
-    "ballad": "dan",
-    "coral": "leah",
-    "echo": "zac",
-    "fable": "jess",
-    "nova": "mia",
-    "onyx": "leo",
-    "sage": "zoe",
-    "shimmer": "zoe",
-    "verse": "dan",
-}
-"""Default mapping of OpenAI's voice names onto the English voices (``openai_voice_map`` overrides it)."""
-
 
 def resolve_language(lang: str | None, llm_dir: str | Path) -> str:
     """``lang`` if given, else the ``language`` field of ``llm_dir/config.json``, else English."""
