@@ -24,7 +24,7 @@ SERVER_FLAGS = (
     # ours
     "lang", "model_name", "fix_voice", "max_concurrency", "cors_origins", "max_input_chars", "max_upload_bytes",
     "max_reference_seconds", "allow_private_urls", "openai_voice_map", "data_dir", "database_url", "broker_url",
-    "s3_bucket", "s3_prefix", "s3_endpoint_url", "s3_region",
+    "s3_bucket", "s3_prefix", "s3_endpoint_url", "s3_region", "job_route_min_chars", "job_wait_timeout_s", "job_result_ttl_s",
 )  # fmt: skip
 
 GUIDE_DEFAULT_TEXT = {"role_dir": "data/roles", "model_path": "the bundled Piper voice"}
