@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from fasttts.audio.crossfade import SegmentJoiner
-from fasttts.errors import GenerationError, NotFoundError, UnsupportedFeatureError
+from fasttts.errors import GenerationError, InvalidRequestError, NotFoundError, UnsupportedFeatureError
 from fasttts.params import SamplingParams, SplitParams, VoiceParams
 from fasttts.text import normalize_text, parse_script, split_text
 
@@ -227,8 +227,6 @@ class TTSEngine(abc.ABC):
 
     async def _run(self, segments: list[Segment], sampling: SamplingParams | None, *, stream: bool) -> AsyncIterator[np.ndarray]:
         if not segments:
-            from fasttts.errors import InvalidRequestError
-
             raise InvalidRequestError("text is empty after normalisation", param="text")
         resolved = (sampling or SamplingParams()).with_defaults(self.default_sampling)
         voices: dict[int, Any] = {}
