@@ -33,6 +33,26 @@ def job_settings(tmp_path, **overrides) -> Settings:
     return Settings(**(values | overrides))
 
 
+def deployment_settings(kind: str, tmp_path, request: pytest.FixtureRequest, **overrides) -> Settings:
+    """``embedded``: SQLite + local directory. ``services``: the real PostgreSQL on 127.0.0.1 and the
+    suite's SeaweedFS S3 server (jobs still run in-process here; test_celery_worker.py covers Celery
+    workers on the Redis broker)."""
+    if kind == "embedded":
+        return job_settings(tmp_path, **overrides)
+    pg_url, seaweed = request.getfixturevalue("pg_url"), request.getfixturevalue("seaweed")
+    return job_settings(tmp_path, database_url=pg_url, s3_bucket=seaweed.bucket, s3_endpoint_url=seaweed.endpoint,
+                        s3_prefix=f"{tmp_path.name}/", s3_access_key_id="test", s3_secret_access_key="test", **overrides)
+
+
+@pytest_asyncio.fixture(params=["embedded", "services"])
+async def jobs(request: pytest.FixtureRequest, tmp_path, piper) -> AsyncIterator[JobService]:
+    """A started job service on each deployment: the embedded default and the production services."""
+    service = build_job_service(deployment_settings(request.param, tmp_path, request), piper)
+    await service.start()
+    yield service
+    await service.stop()
+
+
 @pytest_asyncio.fixture
 async def embedded(tmp_path, piper) -> AsyncIterator[JobService]:
     """The embedded default: SQLite + local directory + in-process runner, all from Settings."""
