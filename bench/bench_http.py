@@ -127,7 +127,7 @@ async def run(args: argparse.Namespace) -> None:
             server = next((s for s in servers if s.url == url), None)
             await one(client, url, args, TEXTS["short"], False, 0)  # warm-up
             for text_name in args.texts:
-                for stream in (False, True):
+                for stream in [m == "stream" for m in args.modes]:
                     for n in args.concurrency:
                         latencies: list[float] = []
                         stop = asyncio.Event()
@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--api_key", default=None)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16, 32])
     parser.add_argument("--texts", nargs="+", default=["short", "long"], choices=list(TEXTS))
+    parser.add_argument("--modes", nargs="+", default=["full", "stream"], choices=["full", "stream"])
     parser.add_argument("--max_tokens", type=int, default=500, help="bounds random-weight models, which rarely stop by themselves")
     parser.add_argument("--sample_rate", type=int, default=24000, help="PCM rate when the server sends no X-Sample-Rate (OpenAI: 24000)")
     parser.add_argument("--token_rate", type=float, default=50.0, help="LLM audio tokens per second of audio (Spark: 50)")

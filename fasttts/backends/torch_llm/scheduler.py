@@ -128,7 +128,7 @@ class Scheduler:
                 out: list[tuple[Sequence, object]] = []
                 try:
                     self._drop_cancelled()
-                    self._prefill_one(out)
+                    self._prefill(out)
                     self._decode(out)
                 except Exception as exc:  # never let the thread die: fail the affected requests
                     logger.exception("torch LLM step failed")
@@ -155,17 +155,27 @@ class Scheduler:
         with self._cond:
             self._active -= 1
 
-    def _prefill_one(self, out: list) -> None:
-        if not self._waiting:
-            return
+    def _prefill(self, out: list) -> None:
+        """Prefill waiting prompts, at most ``prefill_chunk`` tokens per step: several short prompts
+        that arrive together all start in one step (so none waits a decode step per earlier
+        newcomer), while a long prompt is cut into chunks and running sequences decode in between."""
+        budget = self.prefill_chunk
+        while self._waiting and budget > 0:
+            used = self._prefill_one(out, budget)
+            if not used:
+                return
+            budget -= used
+
+    def _prefill_one(self, out: list, budget: int) -> int:
+        """Prefill up to ``budget`` tokens of the first waiting prompt; returns how many (0: no slot)."""
         seq = self._waiting[0]
         if seq.slot is None:
             if self.cache.num_free == 0:
-                return  # batch full: wait for a sequence to leave
+                return 0  # batch full: wait for a sequence to leave
             seq.slot = self.cache.acquire()
             self._reset_seen(seq)
         prompt = seq.request.prompt_ids
-        start, end = seq.prefilled, min(len(prompt), seq.prefilled + self.prefill_chunk)
+        start, end = seq.prefilled, min(len(prompt), seq.prefilled + budget)
         self.cache.ensure_capacity(end)
         n = end - start
         positions = torch.arange(start, end, device=self.device)
@@ -181,6 +191,7 @@ class Scheduler:
             self._waiting.popleft()
             self._running.append(seq)
             self._sample_and_emit([seq], hidden[-1:], out)
+        return n
 
     def _decode(self, out: list) -> None:
         """One token for every running sequence (including one whose prompt just finished)."""
