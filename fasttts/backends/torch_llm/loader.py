@@ -18,6 +18,7 @@ from safetensors import safe_open
 
 from fasttts.backends.torch_llm.model import CausalLM, LLMConfig
 from fasttts.backends.torch_llm.cpu_linear import pack_linears
+from fasttts.checkpoint import check_tensors
 from fasttts.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,9 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
     for path in set(files.values()):
         with safe_open(str(path), framework="pt") as f:
             shapes.update({n: tuple(f.get_slice(n).get_shape()) for n in f.keys() if files.get(n) == path})
-    check_tensors(expected, shapes, tied=cfg.tie_word_embeddings, where=str(model_dir))
+    tied = cfg.tie_word_embeddings
+    check_tensors(expected, shapes, where=f"the checkpoint in {model_dir}",  # computed buffers, and a tied head HF drops
+                  ignore=lambda n: n.endswith(_IGNORED_SUFFIXES) or (tied and n == "lm_head.weight"))
 
     model = model.to(dtype=torch_dtype).to_empty(device=dev)
     params = model.state_dict()
@@ -97,21 +100,3 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
                 f", {packed} linear layers packed for oneDNN" if packed else "")
     return model.eval()
 
-
-def check_tensors(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], *, tied: bool, where: str) -> None:
-    """Raise ModelLoadError naming every missing, unexpected or wrongly shaped tensor."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(
-        n for n in set(found) - set(expected)
-        if not n.endswith(_IGNORED_SUFFIXES) and not (tied and n == "lm_head.weight")  # HF ties it away
-    )
-    wrong = sorted(f"{n} (checkpoint {list(found[n])}, model {list(expected[n])})" for n in set(expected) & set(found) if found[n] != expected[n])
-    problems = []
-    if missing:
-        problems.append(f"missing tensors: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected tensors: {', '.join(unexpected)}")
-    if wrong:
-        problems.append(f"wrongly shaped tensors: {', '.join(wrong)}")
-    if problems:
-        raise ModelLoadError(f"checkpoint in {where} does not match its config.json; " + "; ".join(problems))

@@ -29,6 +29,7 @@ import yaml
 from safetensors.torch import load_file
 from torch import nn
 
+from fasttts.checkpoint import check_tensors
 from fasttts.errors import ModelLoadError
 from fasttts.models.spark.mel import MelSpectrogram
 
@@ -768,22 +769,7 @@ def _check_and_fold(
 ) -> dict[str, torch.Tensor]:
     expected = checkpoint_shapes(model)
     state = {k: v for k, v in state.items() if not k.startswith("mel_transformer.")}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {expected[k]}"
-        for k in set(expected) & set(state)
-        if tuple(state[k].shape) != expected[k]
-    )
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing tensors: {missing}")
-        if unexpected:
-            parts.append(f"unexpected tensors: {unexpected}")
-        if wrong:
-            parts.append(f"wrong shapes: {wrong}")
-        raise ModelLoadError(f"BiCodec checkpoint {source} does not match its config; " + "; ".join(parts))
+    check_tensors(expected, {k: tuple(v.shape) for k, v in state.items()}, where=f"the BiCodec checkpoint {source}")
     folded: dict[str, torch.Tensor] = {}
     for name, t in state.items():
         if name.endswith(".weight_v"):
