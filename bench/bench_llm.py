@@ -2,11 +2,14 @@
 
     python bench/bench_llm.py --model_dir /path/to/LLM --batch 1 8
     python bench/bench_llm.py --preset spark-tiny --batch 1 8      # writes a random model first
+    python bench/bench_llm.py --model_dir /path/to/LLM --grammar spark   # as in synthesis
 
 For each batch size N it runs N identical-length requests at once through the public backend API
 (``create_backend(...).generate``) and prints aggregate tokens/s, per-request tokens/s, time to
-first token and the scheduler's mean decode batch. Results are appended as JSON lines to
-bench/results/llm.jsonl, stamped with machine and commit.
+first token and the scheduler's mean decode batch. ``--grammar spark`` (or ``orpheus``) decodes the
+way synthesis does: the model's prompt layout and output grammar, and its output vocabulary given
+to the backend (``BackendConfig.output_ids``; ``--full_head`` withholds it). Results are appended as
+JSON lines to bench/results/llm.jsonl, stamped with machine and commit.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fasttts.backends.base import GenerationRequest
+from fasttts.backends.base import GenerationRequest, TokenConstraint
 from fasttts.backends.registry import BackendConfig, create_backend
 
 PRESETS = {"spark-tiny": ("qwen2", "SPARK_QWEN2_TINY"), "spark-full": ("qwen2", "SPARK_QWEN2_FULL"),
@@ -48,11 +51,32 @@ def commit() -> str:
         return "unknown"
 
 
-async def one(backend, prompt: list[int], max_tokens: int, seed: int) -> tuple[int, float, float]:
+def grammar(name: str, model_dir: Path, prompt_len: int) -> tuple[list[int], TokenConstraint | None]:
+    """The prompt (``prompt_len`` text ids in the model's layout) and output grammar of ``name``."""
+    text = list(range(10, 10 + prompt_len))
+    if name == "none":
+        return text, None
+    from fasttts.models.random_llm import load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir)
+    if name == "spark":
+        from fasttts.models.spark.tokens import SparkGrammar, SparkVocab
+
+        vocab = SparkVocab.from_tokenizer(tokenizer)
+        return vocab.create_prompt(text, gender=0, pitch=2, speed=2), SparkGrammar(vocab, "create")
+    from fasttts.models.orpheus.constraint import OrpheusConstraint
+    from fasttts.models.orpheus.prompt import OrpheusVocab
+
+    vocab = OrpheusVocab.from_tokenizer(tokenizer)
+    return [vocab.start_of_human, *text, vocab.end_of_turn, vocab.end_of_human, vocab.start_of_ai, vocab.start_of_speech], OrpheusConstraint(vocab)
+
+
+async def one(backend, prompt: list[int], constraint: TokenConstraint | None, max_tokens: int, seed: int) -> tuple[int, float, float]:
     """Returns (tokens, time to first token, total time)."""
     t0 = time.perf_counter()
     first, n = 0.0, 0
-    request = GenerationRequest(prompt_ids=prompt, max_tokens=max_tokens, temperature=0.8, top_k=50, top_p=0.95, seed=seed)
+    request = GenerationRequest(prompt_ids=prompt, max_tokens=max_tokens, temperature=0.8, top_k=50, top_p=0.95, seed=seed,
+                                constraint=constraint)
     async for _ in backend.generate(request):
         n += 1
         first = first or time.perf_counter() - t0
@@ -69,19 +93,22 @@ def _steps(backend: object) -> tuple[int, int] | None:
 
 
 async def run(args: argparse.Namespace, model_dir: Path) -> list[dict]:
+    prompt, constraint = grammar(args.grammar, model_dir, args.prompt_len)
+    output_ids = constraint.vocabulary() if constraint is not None and not args.full_head else None
     backend = create_backend(args.backend, BackendConfig(model_dir=str(model_dir), device=args.device, dtype=args.dtype,
-                                                         attn_implementation=args.attn, batch_size=max(args.batch)))
+                                                         attn_implementation=args.attn, batch_size=max(args.batch),
+                                                         output_ids=output_ids))
     await backend.start()
-    prompt = list(range(10, 10 + args.prompt_len))
-    await one(backend, prompt, 8, 0)  # warm-up
+    await one(backend, prompt, constraint, 8, 0)  # warm-up
     results = []
     for n in args.batch:
         steps0 = _steps(backend)
         t0 = time.perf_counter()
-        outs = await asyncio.gather(*(one(backend, prompt, args.max_tokens, seed=i) for i in range(n)))
+        outs = await asyncio.gather(*(one(backend, prompt, constraint, args.max_tokens, seed=i) for i in range(n)))
         wall = time.perf_counter() - t0
         tokens = sum(o[0] for o in outs)
-        row = {"backend": args.backend, "model_dir": str(model_dir), "batch": n, "tokens": tokens,
+        row = {"backend": args.backend, "model_dir": str(model_dir), "grammar": args.grammar, "cut_head": output_ids is not None,
+               "batch": n, "tokens": tokens,
                "tokens_per_s": tokens / wall, "per_request_tokens_per_s": statistics.mean(o[0] / o[2] for o in outs),
                "ttft_p50_s": statistics.median(o[1] for o in outs), "device": args.device, "dtype": args.dtype,
                "machine": machine(), "commit": commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -107,6 +134,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--attn", default="sdpa")
+    parser.add_argument("--grammar", choices=("none", "spark", "orpheus"), default="none",
+                        help="decode as synthesis does: this model's prompt layout, output grammar and output vocabulary")
+    parser.add_argument("--full_head", action="store_true", help="with --grammar: keep the whole LM head (no output_ids)")
     args = parser.parse_args()
     if (args.model_dir is None) == (args.preset is None):
         parser.error("give exactly one of --model_dir and --preset")

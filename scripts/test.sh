@@ -10,7 +10,7 @@
 #   6. the main suite (last, so its summary closes the output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}"
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}"
 python3 -m pip install -q -e ".[test,llama-cpp,mlx]"
 python3 -m fasttts.models.gguf --fetch-converter >/dev/null
 bash scripts/services.sh

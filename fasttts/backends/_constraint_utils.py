@@ -20,12 +20,18 @@ import numpy as np
 
 from fasttts.backends.base import Ranges
 
-__all__ = ["NumpySampler", "allowed_ids", "allowed_mask", "deliver"]
+__all__ = ["NumpySampler", "allowed_ids", "allowed_mask", "deliver", "rows_of"]
 
 
 def allowed_ids(ranges: Ranges, vocab_size: int) -> np.ndarray:
     """Every id in ``ranges`` (clipped to the vocabulary), ascending, int64."""
     parts = [np.arange(max(lo, 0), min(hi, vocab_size), dtype=np.int64) for lo, hi in ranges]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def rows_of(ranges: Ranges, ids: np.ndarray) -> np.ndarray:
+    """Indices into the sorted ``ids`` of every id that lies in ``ranges``."""
+    parts = [np.arange(np.searchsorted(ids, lo), np.searchsorted(ids, hi), dtype=np.int64) for lo, hi in ranges]
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
@@ -47,13 +53,21 @@ class NumpySampler:
         self.rng = np.random.default_rng(seed)
         self.seen: set[int] = set(prompt_ids)
 
-    def sample(self, logits: np.ndarray, ranges: Ranges | None) -> int:
-        """Pick the next id from ``logits`` [V] (not modified) under the allowed ``ranges``."""
-        vocab = logits.shape[0]
-        ids = np.arange(vocab, dtype=np.int64) if ranges is None else allowed_ids(ranges, vocab)
+    def sample(self, logits: np.ndarray, ranges: Ranges | None, row_ids: np.ndarray | None = None) -> int:
+        """Pick the next id from ``logits`` (not modified) under the allowed ``ranges``.
+
+        ``logits`` is [V], one score per id, or, with ``row_ids`` (sorted ids), one score per
+        entry of ``row_ids`` (an LM head cut to a model's output vocabulary).
+        """
+        if row_ids is None:
+            vocab = logits.shape[0]
+            ids = rows = np.arange(vocab, dtype=np.int64) if ranges is None else allowed_ids(ranges, vocab)
+        else:
+            rows = np.arange(len(row_ids), dtype=np.int64) if ranges is None else rows_of(ranges, row_ids)
+            ids = row_ids[rows]
         if ids.size == 0:
             raise ValueError("the constraint allows no token")
-        cand = logits[ids].astype(np.float64)  # [N], candidates only (Spark: 8192 of 166,000)
+        cand = logits[rows].astype(np.float64)  # [N], candidates only (Spark: 8192 of 166,000)
         if self.repetition_penalty != 1.0 and self.seen:
             seen = np.fromiter(self.seen, dtype=np.int64, count=len(self.seen))
             hit = np.isin(ids, seen, assume_unique=True)

@@ -8,7 +8,7 @@ step, so output is always well-formed whatever the weights (random test models i
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 Ranges = tuple[tuple[int, int], ...]
@@ -30,6 +30,22 @@ class TokenConstraint(abc.ABC):
     def is_complete(self, generated: Sequence[int]) -> bool:
         """Whether ``generated`` already ends the grammar (no further token may follow)."""
         return False
+
+    def vocabulary(self) -> Ranges | None:
+        """Every id :meth:`allowed` can ever return, or ``None`` (anything). A model passes it to
+        its backend as :attr:`~fasttts.backends.registry.BackendConfig.output_ids`."""
+        return None
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> Ranges:
+    """Sort half-open ranges and merge touching/overlapping ones (the contract wants them disjoint)."""
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return tuple(merged)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from fasttts.backends.base import LLMBackend
+from fasttts.backends.base import LLMBackend, Ranges
 
 BACKENDS: dict[str, str] = {
     "torch": "fasttts.backends.torch_backend:TorchBackend",
@@ -33,6 +33,9 @@ class BackendConfig:
     attn_implementation: str = "eager"
     cache_implementation: str | None = None
     seed: int = 0
+    output_ids: Ranges | None = None
+    """Every id the model can emit (its grammar's :meth:`~fasttts.backends.base.TokenConstraint.vocabulary`);
+    a backend may compute the LM head for these rows only. ``None``: the whole vocabulary."""
 
 
 def create_backend(name: str, config: BackendConfig) -> LLMBackend:

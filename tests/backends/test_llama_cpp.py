@@ -18,10 +18,12 @@ gguf = pytest.importorskip("gguf")
 from conformance import Conformance, tiny_spark_llm  # noqa: E402
 from fasttts.backends._constraint_utils import NumpySampler, allowed_mask  # noqa: E402
 from fasttts.backends.llama_cpp_backend import LlamaCppBackend, find_gguf, gguf_file_type  # noqa: E402
+from fasttts.backends.gguf_head import EmbeddingTable, head_gguf  # noqa: E402
 from fasttts.backends.registry import BackendConfig, create_backend  # noqa: E402
 from fasttts.errors import ModelLoadError  # noqa: E402
 from fasttts.models.gguf import find_converter, quantize_gguf, write_gguf  # noqa: E402
 from fasttts.models.random_llm import load_tokenizer  # noqa: E402
+from fasttts.models.spark.tokens import SparkGrammar, SparkVocab  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +85,77 @@ def test_the_backend_picks_a_gguf_by_dtype_or_speed(ggufs: dict[str, Path]) -> N
         find_gguf(d / "nowhere")
 
 
+# ----------------------------------------------------------------------------- the cut LM head
+def _spark_output_ids(llm_dir: Path) -> np.ndarray:
+    vocab = SparkVocab.from_tokenizer(load_tokenizer(llm_dir))
+    return np.concatenate([np.arange(lo, hi) for lo, hi in SparkGrammar(vocab, "create").vocabulary()])
+
+
+def test_a_cut_head_gguf_keeps_the_output_rows_and_everything_else(ggufs: dict[str, Path], tmp_path: Path) -> None:
+    ids = _spark_output_ids(ggufs["dir"])
+    src = gguf.GGUFReader(str(ggufs["Q4_K_M"]))
+    vocab = src.get_field("tokenizer.ggml.tokens")
+    assert 0 < len(ids) < len(vocab.data)
+    path = head_gguf(ggufs["Q4_K_M"], ids, tmp_path)
+    cut = gguf.GGUFReader(str(path))
+    assert cut.get_field("tokenizer.ggml.model").contents() == "none"
+    assert cut.get_field("qwen2.vocab_size").contents() == len(ids)
+    assert cut.get_field("tokenizer.ggml.tokens") is None
+    assert cut.get_field("qwen2.block_count").contents() == src.get_field("qwen2.block_count").contents()
+    src_tensors = {t.name: t for t in src.tensors}
+    assert [t.name for t in cut.tensors] == list(src_tensors)
+    for t in cut.tensors:
+        want = src_tensors[t.name].data
+        assert t.tensor_type == src_tensors[t.name].tensor_type
+        np.testing.assert_array_equal(t.data, want[ids] if t.name == "token_embd.weight" else want)
+    mtime = path.stat().st_mtime_ns
+    assert head_gguf(ggufs["Q4_K_M"], ids, tmp_path) == path and path.stat().st_mtime_ns == mtime  # written once
+    assert head_gguf(ggufs["Q4_K_M"], ids[:-1], tmp_path) != path  # another vocabulary, another file
+    with pytest.raises(ModelLoadError, match="sorted, unique"):
+        head_gguf(ggufs["Q4_K_M"], ids[::-1].copy(), tmp_path)
+
+
+def test_embedding_rows_are_the_checkpoint_embeddings(ggufs: dict[str, Path]) -> None:
+    from safetensors.numpy import load_file
+
+    weights = load_file(str(ggufs["dir"] / "model.safetensors"))
+    embed = next(v for k, v in weights.items() if k.endswith("embed_tokens.weight")).astype(np.float32)
+    for quant, tol in (("F16", 1e-3), ("Q8_0", 0.02)):
+        table = EmbeddingTable(ggufs[quant])
+        assert (table.vocab_size, table.dim) == embed.shape
+        rows = [0, 5, embed.shape[0] - 1, 5]
+        got = table.rows(rows)
+        assert got.dtype == np.float32 and got.shape == (4, embed.shape[1])
+        assert np.abs(got - embed[rows]).max() <= tol * np.abs(embed).max()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_cut_head_generates_what_the_full_head_generates(ggufs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same prompts, seeds and grammar: the same tokens, whether the head has 166k rows or the output ones."""
+    from conformance import SparkPrompts, collect
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    spark = SparkPrompts(ggufs["dir"])
+    base = dict(model_dir=str(ggufs["dir"]), device="cpu", max_length=2048, batch_size=4)
+    output_ids = SparkGrammar(spark.vocab, "create").vocabulary()
+    results = []
+    for config in (BackendConfig(**base), BackendConfig(**base, output_ids=output_ids)):
+        backend = LlamaCppBackend(config)
+        try:
+            prompts = [spark.create(0), spark.create(1), spark.clone(0, with_semantics=True)]
+            results.append(await asyncio.gather(*(
+                collect(backend, prompt_ids=ids, max_tokens=48, temperature=0.9, top_k=40, top_p=0.95, repetition_penalty=1.1,
+                        seed=i, stop_ids=spark.vocab.stop_ids, constraint=grammar)
+                for i, (ids, grammar) in enumerate(prompts))))
+            results.append(backend._engine.n_rows)
+        finally:
+            await backend.shutdown()
+    full, full_rows, cut, cut_rows = results
+    assert cut == full
+    assert cut_rows == len(_spark_output_ids(ggufs["dir"])) < full_rows
+    assert list((tmp_path / "fasttts" / "gguf-heads").glob("*.gguf"))  # the derived file went to the cache
+
+
 # ----------------------------------------------------------------------------- sampler
 def test_sampler_masks_penalises_and_filters() -> None:
     logits = np.array([3.0, 2.0, 1.0, -1.0, 0.5], dtype=np.float32)
@@ -108,6 +181,24 @@ def test_sampler_masks_penalises_and_filters() -> None:
     assert [a.sample(logits, None) for _ in range(20)] == [b.sample(logits, None) for _ in range(20)]
 
 
+def test_sampling_over_a_cut_head_equals_sampling_over_the_full_one() -> None:
+    rng = np.random.default_rng(0)
+    full = rng.normal(size=100).astype(np.float32)
+    row_ids = np.array([3, 4, 5, 40, 41, 90], dtype=np.int64)  # the ids the cut head computes
+    cut = full[row_ids]
+    ranges = ((4, 6), (41, 95))
+    for kw in (dict(temperature=0.0, top_k=0, top_p=1.0), dict(temperature=1.0, top_k=3, top_p=0.9)):
+        a = NumpySampler(repetition_penalty=1.3, prompt_ids=[5], seed=4, **kw)
+        b = NumpySampler(repetition_penalty=1.3, prompt_ids=[5], seed=4, **kw)
+        masked = np.full_like(full, -np.inf)
+        masked[row_ids] = cut
+        want = [a.sample(masked, ranges) for _ in range(30)]
+        assert [b.sample(cut, ranges, row_ids) for _ in range(30)] == want
+        assert set(want) <= {4, 5, 41, 90}
+    with pytest.raises(ValueError, match="allows no token"):
+        NumpySampler(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0, seed=0, prompt_ids=[]).sample(cut, ((6, 40),), row_ids)
+
+
 def test_allowed_mask() -> None:
     assert allowed_mask(None, 5) is None
     assert allowed_mask(((0, 1), (3, 9)), 5).tolist() == [True, False, False, True, True]
@@ -121,6 +212,24 @@ class TestLlamaCppConformance(Conformance):
         backend = create_backend("llama-cpp", config)
         assert isinstance(backend, LlamaCppBackend)
         await backend.start()
+        yield backend
+        await backend.shutdown()
+
+    def batched_requests(self, backend: LlamaCppBackend) -> int:
+        return backend.stats.max_batch
+
+
+class TestLlamaCppCutHeadConformance(Conformance):
+    """The same contract with the LM head cut to the Spark output vocabulary."""
+
+    @pytest_asyncio.fixture(scope="class", loop_scope="session")
+    async def backend(self, ggufs: dict[str, Path]) -> AsyncIterator[LlamaCppBackend]:
+        vocab = SparkVocab.from_tokenizer(load_tokenizer(ggufs["dir"]))
+        config = BackendConfig(model_dir=str(ggufs["dir"]), device="cpu", max_length=2048, batch_size=8,
+                               output_ids=SparkGrammar(vocab, "create").vocabulary())
+        backend = LlamaCppBackend(config)
+        await backend.start()
+        assert backend._engine is not None and backend._engine.table is not None
         yield backend
         await backend.shutdown()
 

@@ -10,19 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fasttts.backends.base import Ranges, TokenConstraint
+from fasttts.backends.base import Ranges, TokenConstraint, merge_ranges
 from fasttts.models.orpheus.prompt import FRAME_CODES, OrpheusVocab
-
-
-def _merge(ranges: list[tuple[int, int]]) -> Ranges:
-    """Sort half-open ranges and merge touching/overlapping ones (the contract wants them disjoint)."""
-    merged: list[tuple[int, int]] = []
-    for lo, hi in sorted(ranges):
-        if merged and lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
-        else:
-            merged.append((lo, hi))
-    return tuple(merged)
 
 
 class OrpheusConstraint(TokenConstraint):
@@ -30,8 +19,8 @@ class OrpheusConstraint(TokenConstraint):
 
     def __init__(self, vocab: OrpheusVocab) -> None:
         self.stop_ids = vocab.stop_ids
-        self._bands: tuple[Ranges, ...] = tuple(_merge([band]) for band in vocab.bands)
-        self._boundary: Ranges = _merge([vocab.bands[0], *((s, s + 1) for s in self.stop_ids)])
+        self._bands: tuple[Ranges, ...] = tuple(merge_ranges([band]) for band in vocab.bands)
+        self._boundary: Ranges = merge_ranges([vocab.bands[0], *((s, s + 1) for s in self.stop_ids)])
 
     def allowed(self, generated: Sequence[int]) -> Ranges | None:
         n = len(generated)
@@ -43,3 +32,6 @@ class OrpheusConstraint(TokenConstraint):
 
     def is_complete(self, generated: Sequence[int]) -> bool:
         return bool(generated) and generated[-1] in self.stop_ids
+
+    def vocabulary(self) -> Ranges:
+        return merge_ranges([*(r for band in self._bands for r in band), *self._boundary])

@@ -128,6 +128,7 @@ class OrpheusEngine(TTSEngine):
         snac_dir = Path(snac_path or s.snac_path or root / "snac")
         language = resolve_language(lang or s.lang, root)
         codec = SnacCodec.load(snac_dir, device=_device(s.detokenizer_device), noise_seed=s.seed)
+        tokenizer = load_tokenizer(root)
         if not isinstance(backend, LLMBackend):
             config = BackendConfig(
                 model_dir=str(root),
@@ -139,11 +140,12 @@ class OrpheusEngine(TTSEngine):
                 attn_implementation=s.llm_attn_implementation,
                 cache_implementation=s.cache_implementation,
                 seed=s.seed,
+                output_ids=OrpheusConstraint(OrpheusVocab.from_tokenizer(tokenizer)).vocabulary(),
             )
             backend = create_backend(backend or s.backend, config)
         return cls(
             backend=backend,
-            tokenizer=load_tokenizer(root),
+            tokenizer=tokenizer,
             codec=codec,
             language=language,
             batch_size=s.batch_size,

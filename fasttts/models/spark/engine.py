@@ -129,6 +129,7 @@ class SparkEngine(TTSEngine):
         if torch_dtype == "float16":
             logger.warning("Spark-TTS's LLM overflows in float16 (it outputs garbage); promoting --torch_dtype float16 to float32 on CPU / bfloat16 on CUDA")
         codec = SparkCodec.load(root, tokenizer_device=_device(tokenizer_device), detokenizer_device=_device(detokenizer_device), attn_implementation=wav2vec_attn_implementation)
+        tokenizer = Tokenizer.from_file(str(root / "LLM" / "tokenizer.json"))
         config = BackendConfig(
             model_dir=str(root / "LLM"),
             device=llm_device,
@@ -139,9 +140,9 @@ class SparkEngine(TTSEngine):
             attn_implementation=llm_attn_implementation,
             cache_implementation=cache_implementation,
             seed=kwargs.get("seed", 0),
+            output_ids=SparkGrammar(SparkVocab.from_tokenizer(tokenizer), "create").vocabulary(),
         )
         llm = create_backend(backend, config)
-        tokenizer = Tokenizer.from_file(str(root / "LLM" / "tokenizer.json"))
         return cls(codec=codec, backend=llm, tokenizer=tokenizer, **kwargs)
 
     # ------------------------------------------------------------------ codec API

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fasttts.backends.base import Ranges, TokenConstraint
+from fasttts.backends.base import Ranges, TokenConstraint, merge_ranges
 from fasttts.errors import ModelLoadError
 
 NUM_GLOBAL = 32
@@ -220,3 +220,6 @@ class SparkGrammar(TokenConstraint):
 
     def is_complete(self, generated: Sequence[int]) -> bool:
         return len(generated) > self._prefix + 1 and generated[-1] in self._stops
+
+    def vocabulary(self) -> Ranges:
+        return merge_ranges([*(r for step in self._steps for r in step.ranges), *self._semantic_or_stop])
