@@ -1,4 +1,4 @@
-"""Helpers for backends that run their own engine thread: constraints, sampling, delivery.
+"""Constraints and sampling for backends that sample on the host (llama-cpp; masks for mlx, vLLM).
 
 llama.cpp hands us one logits row per sequence; we apply the request's
 :class:`~fasttts.backends.base.TokenConstraint` and every sampling option here, with the same
@@ -6,21 +6,18 @@ semantics as the torch backend (:mod:`fasttts.backends.torch_llm.sampling`): CTR
 penalty over prompt + generated ids, then the allowed-id mask, then temperature (0 = greedy),
 top-k, top-p, and one uniform draw per token from the request's own generator (inverse CDF), so a
 seed gives the same tokens whatever else shares the batch. Other backends (mlx, vLLM) reuse
-:func:`allowed_mask` to build their own masks. :func:`deliver` hands an engine thread's results
-to each request's asyncio queue, one ``call_soon_threadsafe`` per event loop per step.
+:func:`allowed_mask` to build their own masks.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
-from typing import Protocol
 
 import numpy as np
 
 from fasttts.backends.base import Ranges
 
-__all__ = ["NumpySampler", "allowed_ids", "allowed_mask", "deliver", "rows_of"]
+__all__ = ["NumpySampler", "allowed_ids", "allowed_mask", "rows_of"]
 
 
 def allowed_ids(ranges: Ranges, vocab_size: int) -> np.ndarray:
@@ -100,25 +97,3 @@ class NumpySampler:
         u = self.rng.random()
         pick = min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(order) - 1)
         return int(order[pick])
-
-
-class _Listener(Protocol):
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue
-
-
-def deliver(out: list[tuple[_Listener, object]]) -> None:
-    """From an engine thread: put each item on its request's queue, in its request's event loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, object]]] = {}
-    for req, item in out:
-        by_loop.setdefault(req.loop, []).append((req.queue, item))
-    for loop, items in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_put_all, items)
-        except RuntimeError:  # that loop is closed: nobody is listening any more
-            pass
-
-
-def _put_all(items: list[tuple[asyncio.Queue, object]]) -> None:
-    for queue, item in items:
-        queue.put_nowait(item)

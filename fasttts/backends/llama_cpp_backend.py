@@ -21,29 +21,29 @@ largest single cost of a decode step.
 from __future__ import annotations
 
 import asyncio
-import ctypes
+import contextlib
 import logging
 import os
 import random
-import threading
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fasttts.backends._constraint_utils import NumpySampler, allowed_ids, deliver
+from fasttts.backends._constraint_utils import NumpySampler, allowed_ids
 from fasttts.backends.base import GenerationRequest, LLMBackend
+from fasttts.backends.engine_thread import END, EngineThread, ThreadRequest, check_request, stream
 from fasttts.backends.gguf_head import EmbeddingTable, head_gguf
 from fasttts.backends.registry import BackendConfig
-from fasttts.errors import BackendError, InvalidRequestError, MissingExtraError, ModelLoadError
+from fasttts.errors import BackendError, MissingExtraError, ModelLoadError
 
 __all__ = ["LlamaCppBackend", "find_gguf", "gguf_file_type"]
 
 logger = logging.getLogger(__name__)
 
-_END = object()
 _PREFERENCE = ("Q4_K_M", "Q8_0", "F16", "BF16", "F32")  # fastest on CPU first
 _DTYPE_QUANT = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
 
@@ -91,19 +91,14 @@ def find_gguf(model_dir: str | Path, dtype: str = "auto") -> Path:
     return min(files, key=lambda f: _PREFERENCE.index(types[f]) if types[f] in _PREFERENCE else len(_PREFERENCE))
 
 
-@dataclass(eq=False)
-class _Seq:
+@dataclass(eq=False, kw_only=True)
+class _Seq(ThreadRequest):
     """One request inside the engine thread."""
 
-    request: GenerationRequest
     sampler: NumpySampler
     limit: int  # max_tokens, clipped to the context
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue
-    generated: list[int] = field(default_factory=list)
     seq_id: int | None = None
     n_past: int = 0  # tokens already in the KV cache
-    cancelled: bool = False
 
     @property
     def reserved(self) -> int:
@@ -121,8 +116,10 @@ class LlamaCppStats:
     cancelled: int = 0
 
 
-class _Engine:
-    """Owns the llama.cpp model, context and batch; every native call happens on its thread."""
+class _Engine(EngineThread):
+    """Owns the llama.cpp model, context and batch; every decode happens on its thread."""
+
+    name = "llama-cpp"
 
     def __init__(self, path: Path, config: BackendConfig, n_threads: int, n_batch: int) -> None:
         ll = self.ll = _import_llama_cpp()
@@ -160,98 +157,51 @@ class _Engine:
         self.n_batch = n_batch
         self.memory = ll.llama_get_memory(self.ctx)
         self.batch = ll.llama_batch_init(n_batch, self.table.dim if self.table is not None else 0, 1)
-        self._tokens: list[int] = []  # the ids of the batch being built
         self.stats = LlamaCppStats()
-        self._cond = threading.Condition()
-        self._inbox: deque[_Seq] = deque()
+        self._tokens: list[int] = []  # the ids of the batch being built
         self._waiting: deque[_Seq] = deque()  # not admitted yet (no sequence id / KV reservation)
         self._active: list[_Seq] = []  # admitted: prefilling or generating
         self._free_ids = list(range(self.n_seq))
         self._reserved = 0
-        self._stopping = False
-        self.num_active = 0
-        self._thread = threading.Thread(target=self._run, name="llama-cpp-engine", daemon=True)
-        self._thread.start()
+        super().__init__()
+        self.start()
 
-    # ------------------------------------------------------------------ any thread
-    def submit(self, seq: _Seq) -> None:
-        with self._cond:
-            self._inbox.append(seq)
-            self.num_active += 1
-            self._cond.notify()
-
-    def cancel(self, seq: _Seq) -> None:
-        with self._cond:
-            seq.cancelled = True
-            self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._thread.join()
+    def close(self) -> None:
         ll = self.ll
         ll.llama_batch_free(self.batch)
         ll.llama_free(self.ctx)
         ll.llama_model_free(self.model)
 
     # ------------------------------------------------------------------ engine thread
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not (self._stopping or self._inbox or self._waiting or self._active):
-                    self._cond.wait()
-                if self._stopping:
-                    break
-                self._waiting.extend(self._inbox)
-                self._inbox.clear()
-            out: list[tuple[_Seq, object]] = []
-            try:
-                self._drop_cancelled()
-                self._admit()
-                self._step(out)
-            except Exception as exc:  # never let the thread die: fail the requests it was serving
-                logger.exception("llama.cpp step failed")
-                for seq in list(self._active):
-                    out.append((seq, BackendError(f"llama-cpp backend step failed: {exc}")))
-                    self._release(seq)
-                    self._finish(seq)
-            deliver(out)
-        with self._cond:
-            left = [*self._inbox, *self._waiting, *self._active]
-        deliver([(seq, BackendError("llama-cpp backend shut down")) for seq in left])
+    def admit(self, newcomers: list[ThreadRequest]) -> None:
+        self._waiting.extend(newcomers)  # type: ignore[arg-type]
 
-    def _drop_cancelled(self) -> None:
-        for seq in [s for s in self._waiting if s.cancelled]:
+    def requests(self) -> list[ThreadRequest]:
+        return [*self._waiting, *self._active]
+
+    def release(self, req: ThreadRequest) -> None:
+        seq = req
+        assert isinstance(seq, _Seq)
+        if seq in self._waiting:
             self._waiting.remove(seq)
-            self._finish(seq, cancelled=True)
-        for seq in [s for s in self._active if s.cancelled]:
-            self._release(seq)
-            self._finish(seq, cancelled=True)
+        if seq in self._active:  # free its KV cells and sequence id
+            self._active.remove(seq)
+            self.ll.llama_memory_seq_rm(self.memory, seq.seq_id, -1, -1)
+            self._free_ids.append(seq.seq_id)
+            self._reserved -= seq.reserved
 
-    def _admit(self) -> None:
+    def step(self, out: list[tuple[ThreadRequest, object]]) -> None:
+        for seq in [s for s in self.requests() if s.cancelled]:
+            self.stats.cancelled += 1
+            self.retire(seq)
         while self._waiting and self._free_ids and self._reserved + self._waiting[0].reserved <= self.n_ctx:
             seq = self._waiting.popleft()
             seq.seq_id = self._free_ids.pop()
             self._reserved += seq.reserved
             self._active.append(seq)
+        self._decode(out)
 
-    def _release(self, seq: _Seq) -> None:
-        """Free ``seq``'s KV cells and sequence id."""
-        self._active.remove(seq)
-        self.ll.llama_memory_seq_rm(self.memory, seq.seq_id, -1, -1)
-        self._free_ids.append(seq.seq_id)
-        self._reserved -= seq.reserved
-
-    def _finish(self, seq: _Seq, *, cancelled: bool = False) -> None:
-        with self._cond:
-            self.num_active -= 1
-        if cancelled:
-            self.stats.cancelled += 1
-        else:
-            self.stats.finished += 1
-
-    def _step(self, out: list[tuple[_Seq, object]]) -> None:
+    def _decode(self, out: list[tuple[ThreadRequest, object]]) -> None:
         """One llama_decode: the next token of every generating sequence, then prompt chunks."""
         b, n, rows = self.batch, 0, []
         self._tokens.clear()
@@ -291,7 +241,7 @@ class _Engine:
         seq.n_past += 1
         return n + 1
 
-    def _sample(self, seq: _Seq, logits: np.ndarray, out: list[tuple[_Seq, object]]) -> None:
+    def _sample(self, seq: _Seq, logits: np.ndarray, out: list[tuple[ThreadRequest, object]]) -> None:
         req = seq.request
         ranges = req.constraint.allowed(seq.generated) if req.constraint is not None else None
         token = seq.sampler.sample(logits, ranges, self.row_ids)
@@ -304,9 +254,9 @@ class _Engine:
             or (req.constraint is not None and req.constraint.is_complete(seq.generated))
         )
         if done:
-            out.append((seq, _END))
-            self._release(seq)
-            self._finish(seq)
+            out.append((seq, END))
+            self.stats.finished += 1
+            self.retire(seq)
 
 
 class LlamaCppBackend(LLMBackend):
@@ -343,11 +293,11 @@ class LlamaCppBackend(LLMBackend):
     def stats(self) -> LlamaCppStats:
         return self._engine.stats if self._engine is not None else LlamaCppStats()
 
-    async def generate(self, request: GenerationRequest) -> Any:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
         await self.start()
         engine = self._engine
         assert engine is not None
-        self._validate(request, engine)
+        check_request(request, max_length=engine.n_ctx, vocab_size=engine.n_vocab)
         limit = min(request.max_tokens, engine.n_ctx - len(request.prompt_ids))
         if limit <= 0:
             return
@@ -356,27 +306,6 @@ class LlamaCppBackend(LLMBackend):
             temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
             repetition_penalty=request.repetition_penalty, seed=seed, prompt_ids=request.prompt_ids,
         )
-        queue: asyncio.Queue = asyncio.Queue()
-        seq = _Seq(request=request, sampler=sampler, limit=limit, loop=asyncio.get_running_loop(), queue=queue)
-        engine.submit(seq)
-        try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            engine.cancel(seq)  # no-op once finished; otherwise its KV cells are freed next step
-
-    @staticmethod
-    def _validate(request: GenerationRequest, engine: _Engine) -> None:
-        if not request.prompt_ids:
-            raise InvalidRequestError("the prompt is empty", param="input")
-        if len(request.prompt_ids) >= engine.n_ctx:
-            raise InvalidRequestError(f"the prompt has {len(request.prompt_ids)} tokens; the limit is {engine.n_ctx - 1}", param="input")
-        if min(request.prompt_ids) < 0 or max(request.prompt_ids) >= engine.n_vocab:
-            raise InvalidRequestError(f"prompt token ids must be in [0, {engine.n_vocab})", param="input")
-        if request.temperature < 0 or not 0 < request.top_p <= 1 or request.top_k < 0 or request.repetition_penalty <= 0:
-            raise InvalidRequestError("invalid sampling parameters (temperature >= 0, 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0)", param="temperature")
+        async with contextlib.aclosing(stream(engine, _Seq(request=request, sampler=sampler, limit=limit))) as tokens:
+            async for token in tokens:
+                yield token

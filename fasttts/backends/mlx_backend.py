@@ -16,26 +16,24 @@ draw is seeded from the request's own generator: a seed gives the same tokens wh
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import random
-import threading
-from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fasttts.backends._constraint_utils import allowed_mask, deliver
+from fasttts.backends._constraint_utils import allowed_mask
 from fasttts.backends.base import GenerationRequest, LLMBackend, Ranges
+from fasttts.backends.engine_thread import END, EngineThread, ThreadRequest, check_request, stream
 from fasttts.backends.registry import BackendConfig
-from fasttts.errors import BackendError, InvalidRequestError, MissingExtraError, ModelLoadError
+from fasttts.errors import MissingExtraError, ModelLoadError
 
 __all__ = ["MLXBackend"]
 
-logger = logging.getLogger(__name__)
 
-_END = object()
 _DTYPES = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
 
 
@@ -48,16 +46,11 @@ def _import_mlx() -> tuple[Any, Any]:
     return mx, sample_utils
 
 
-@dataclass(eq=False)
-class _Request:
+@dataclass(eq=False, kw_only=True)
+class _Request(ThreadRequest):
     """One request inside the engine thread."""
 
-    request: GenerationRequest
     seeds: np.random.Generator
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue
-    generated: list[int] = field(default_factory=list)
-    cancelled: bool = False
     cache: list[Any] | None = None
     tokens: Any = None  # mx.array [T], prompt + generated (for the repetition penalty)
     logits: Any = None  # mx.array [1, V], for the next token
@@ -65,47 +58,23 @@ class _Request:
     processors: list[Any] = field(default_factory=list)
 
 
-class _Engine:
-    """Owns the MLX model; every MLX call happens on its thread."""
+class _Engine(EngineThread):
+    """Owns the MLX model; every MLX call happens on its thread (loaded there too)."""
+
+    name = "mlx-lm"
 
     def __init__(self, config: BackendConfig, prefill_chunk: int) -> None:
         self.config, self.prefill_chunk = config, prefill_chunk
         self.steps = 0
         self.max_batch = 0
-        self.num_active = 0
-        self._cond = threading.Condition()
-        self._inbox: deque[_Request] = deque()
+        self._pending: list[_Request] = []  # admitted, not prefilled yet
         self._active: list[_Request] = []
         self._masks: dict[Ranges, Any] = {}
-        self._stopping = False
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="mlx-engine", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
-
-    # ------------------------------------------------------------------ any thread
-    def submit(self, req: _Request) -> None:
-        with self._cond:
-            self._inbox.append(req)
-            self.num_active += 1
-            self._cond.notify()
-
-    def cancel(self, req: _Request) -> None:
-        with self._cond:
-            req.cancelled = True
-            self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._thread.join()
+        super().__init__()
+        self.start()
 
     # ------------------------------------------------------------------ engine thread
-    def _load(self) -> None:
+    def setup(self) -> None:
         self.mx, self.sample_utils = _import_mlx()
         from mlx_lm.models.cache import make_prompt_cache
         from mlx_lm.utils import load_model
@@ -120,36 +89,27 @@ class _Engine:
         self.vocab_size = int(model_config["vocab_size"])
         self.max_length = min(self.config.max_length, int(model_config.get("max_position_embeddings", self.config.max_length)))
 
-    def _run(self) -> None:
-        try:
-            self._load()
-        except BaseException as exc:
-            self._error = exc
-            return
-        finally:
-            self._ready.set()
-        while True:
-            with self._cond:
-                while not (self._stopping or self._inbox or self._active):
-                    self._cond.wait()
-                if self._stopping:
-                    break
-                newcomers = list(self._inbox)
-                self._inbox.clear()
-            out: list[tuple[_Request, object]] = []
-            try:
-                for req in newcomers:
-                    self._prefill(req)
-                    self._active.append(req)
-                self._drop_cancelled()
-                self._step(out)
-            except Exception as exc:  # never let the thread die: fail the requests it was serving
-                logger.exception("mlx step failed")
-                for req in list(self._active):
-                    out.append((req, BackendError(f"mlx-lm backend step failed: {exc}")))
-                    self._remove(req)
-            deliver(out)
-        deliver([(req, BackendError("mlx-lm backend shut down")) for req in [*self._inbox, *self._active]])
+    def admit(self, newcomers: list[ThreadRequest]) -> None:
+        self._pending.extend(newcomers)  # type: ignore[arg-type]
+
+    def requests(self) -> list[ThreadRequest]:
+        return [*self._pending, *self._active]
+
+    def release(self, req: ThreadRequest) -> None:
+        assert isinstance(req, _Request)
+        for group in (self._pending, self._active):
+            if req in group:
+                group.remove(req)
+        req.cache = req.logits = req.tokens = None  # the KV cache goes with them
+
+    def step(self, out: list[tuple[ThreadRequest, object]]) -> None:
+        for req in [r for r in self.requests() if r.cancelled]:
+            self.retire(req)
+        while self._pending:
+            req = self._pending[0]
+            self._prefill(req)
+            self._active.append(self._pending.pop(0))
+        self._decode(out)
 
     def _prefill(self, req: _Request) -> None:
         mx, r = self.mx, req.request
@@ -202,17 +162,7 @@ class _Engine:
 
         return processor
 
-    def _drop_cancelled(self) -> None:
-        for req in [q for q in self._active if q.cancelled]:
-            self._remove(req)
-
-    def _remove(self, req: _Request) -> None:
-        self._active.remove(req)
-        req.cache = req.logits = req.tokens = None  # the KV cache goes with them
-        with self._cond:
-            self.num_active -= 1
-
-    def _step(self, out: list[tuple[_Request, object]]) -> None:
+    def _decode(self, out: list[tuple[ThreadRequest, object]]) -> None:
         """Sample one token for every active request, then feed each back (lazily)."""
         mx = self.mx
         if not self._active:
@@ -236,8 +186,8 @@ class _Engine:
             if token in r.stop_ids or len(req.generated) >= min(r.max_tokens, self.max_length - len(r.prompt_ids)) or (
                 r.constraint is not None and r.constraint.is_complete(req.generated)
             ):
-                out.append((req, _END))
-                self._remove(req)
+                out.append((req, END))
+                self.retire(req)
                 continue
             y = pick.reshape(1)
             req.tokens = mx.concatenate([req.tokens, y])
@@ -292,35 +242,15 @@ class MLXBackend(LLMBackend):
         """The most requests that got a token in one step so far."""
         return self._engine.max_batch if self._engine is not None else 0
 
-    async def generate(self, request: GenerationRequest) -> Any:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
         await self.start()
         engine = self._engine
         assert engine is not None
-        self._validate(request, engine)
+        check_request(request, max_length=engine.max_length, vocab_size=engine.vocab_size)
         if request.max_tokens <= 0:
             return
         seed = request.seed if request.seed is not None else self._seeds.getrandbits(63)
-        queue: asyncio.Queue = asyncio.Queue()
-        req = _Request(request=request, seeds=np.random.default_rng(seed), loop=asyncio.get_running_loop(), queue=queue)
-        engine.submit(req)
-        try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            engine.cancel(req)  # no-op once finished; otherwise dropped (with its cache) next step
-
-    @staticmethod
-    def _validate(request: GenerationRequest, engine: _Engine) -> None:
-        if not request.prompt_ids:
-            raise InvalidRequestError("the prompt is empty", param="input")
-        if len(request.prompt_ids) >= engine.max_length:
-            raise InvalidRequestError(f"the prompt has {len(request.prompt_ids)} tokens; the limit is {engine.max_length - 1}", param="input")
-        if min(request.prompt_ids) < 0 or max(request.prompt_ids) >= engine.vocab_size:
-            raise InvalidRequestError(f"prompt token ids must be in [0, {engine.vocab_size})", param="input")
-        if request.temperature < 0 or not 0 < request.top_p <= 1 or request.top_k < 0 or request.repetition_penalty <= 0:
-            raise InvalidRequestError("invalid sampling parameters (temperature >= 0, 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0)", param="temperature")
+        req = _Request(request=request, seeds=np.random.default_rng(seed))
+        async with contextlib.aclosing(stream(engine, req)) as tokens:
+            async for token in tokens:
+                yield token

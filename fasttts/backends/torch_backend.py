@@ -9,18 +9,19 @@ the event loop never runs model code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator
 
 import torch
 
 from fasttts.backends.base import GenerationRequest, LLMBackend
+from fasttts.backends.engine_thread import check_request, stream
 from fasttts.backends.registry import BackendConfig
 from fasttts.backends.torch_llm.loader import load_model
 from fasttts.backends.torch_llm.model import CausalLM
 from fasttts.backends.torch_llm.sampling import SamplingState
-from fasttts.backends.torch_llm.scheduler import END, Scheduler, SchedulerStats, Sequence
-from fasttts.errors import InvalidRequestError
+from fasttts.backends.torch_llm.scheduler import Scheduler, SchedulerStats, Sequence
 
 __all__ = ["TorchBackend"]
 
@@ -81,8 +82,8 @@ class TorchBackend(LLMBackend):
     async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
         await self.start()
         scheduler = self._scheduler
-        assert scheduler is not None and self._model is not None
-        self._validate(request, scheduler.max_length)
+        assert scheduler is not None
+        check_request(request, max_length=scheduler.max_length, vocab_size=scheduler.vocab_size)
         if request.max_tokens <= 0:
             return
         seed = request.seed if request.seed is not None else self._seeds.getrandbits(63)
@@ -90,27 +91,6 @@ class TorchBackend(LLMBackend):
             temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
             repetition_penalty=request.repetition_penalty, generator=torch.Generator().manual_seed(seed),
         )
-        queue: asyncio.Queue = asyncio.Queue()
-        seq = Sequence(request=request, sampling=sampling, loop=asyncio.get_running_loop(), queue=queue)
-        scheduler.submit(seq)
-        try:
-            while True:
-                item = await queue.get()
-                if item is END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            scheduler.cancel(seq)  # no-op once finished; otherwise the next step drops it
-
-    def _validate(self, request: GenerationRequest, max_length: int) -> None:
-        vocab = self._model.cfg.vocab_size if self._model is not None else 0
-        if not request.prompt_ids:
-            raise InvalidRequestError("the prompt is empty", param="input")
-        if len(request.prompt_ids) >= max_length:
-            raise InvalidRequestError(f"the prompt has {len(request.prompt_ids)} tokens; the limit is {max_length - 1}", param="input")
-        if min(request.prompt_ids) < 0 or max(request.prompt_ids) >= vocab:
-            raise InvalidRequestError(f"prompt token ids must be in [0, {vocab})", param="input")
-        if request.temperature < 0 or not 0 < request.top_p <= 1 or request.top_k < 0 or request.repetition_penalty <= 0:
-            raise InvalidRequestError("invalid sampling parameters (temperature >= 0, 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0)", param="temperature")
+        async with contextlib.aclosing(stream(scheduler, Sequence(request=request, sampling=sampling))) as tokens:
+            async for token in tokens:
+                yield token

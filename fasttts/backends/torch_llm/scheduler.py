@@ -1,48 +1,32 @@
-"""Continuous batching in one dedicated thread.
+"""Continuous batching on the engine thread (:class:`~fasttts.backends.engine_thread.EngineThread`).
 
-Each iteration of the loop (1) admits newly submitted sequences and drops cancelled ones,
-(2) runs at most one prefill chunk for the oldest sequence still reading its prompt, then (3) one
-batched decode step for every sequence already generating. So newcomers join between decode steps
-without stalling the others for a whole long prompt, and a finished or cancelled sequence leaves
-(and frees its KV slot) at the next step. New tokens go to each request's asyncio queue through
-``loop.call_soon_threadsafe``, one call per event loop per step; the event loop never waits on the
-model.
+Each step (1) drops cancelled sequences, (2) prefills waiting prompts up to a token budget, then
+(3) runs one batched decode step for every sequence already generating. So newcomers join between
+decode steps without stalling the others for a whole long prompt, and a finished or cancelled
+sequence leaves (and frees its KV slot) at the next step. New tokens go to each request's asyncio
+queue through ``loop.call_soon_threadsafe``, one call per event loop per step; the event loop
+never waits on the model.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import threading
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from fasttts.backends.base import GenerationRequest
+from fasttts.backends.engine_thread import END, EngineThread, ThreadRequest
 from fasttts.backends.torch_llm.kv_cache import KVCache
 from fasttts.backends.torch_llm.model import AttnBatch, CausalLM
 from fasttts.backends.torch_llm.sampling import SamplingState, allowed_mask, sample, vocab_window
-from fasttts.errors import BackendError
-
-logger = logging.getLogger(__name__)
-
-END = object()
-"""Queue item that ends a request's stream (after its last token)."""
 
 
-@dataclass(eq=False)
-class Sequence:
+@dataclass(eq=False, kw_only=True)
+class Sequence(ThreadRequest):
     """One request as the scheduler sees it."""
 
-    request: GenerationRequest
     sampling: SamplingState
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue
-    generated: list[int] = field(default_factory=list)
     slot: int | None = None
     prefilled: int = 0  # prompt tokens already in the KV cache
-    cancelled: bool = False
 
     @property
     def length(self) -> int:
@@ -65,7 +49,9 @@ class SchedulerStats:
         return self.decode_tokens / self.decode_steps if self.decode_steps else 0.0
 
 
-class Scheduler:
+class Scheduler(EngineThread):
+    name = "torch"
+
     def __init__(self, model: CausalLM, *, batch_size: int, max_length: int, prefill_chunk: int = 512) -> None:
         param = model.lm_head_weight
         self.model, self.batch_size, self.max_length, self.prefill_chunk = model, batch_size, max_length, prefill_chunk
@@ -76,75 +62,20 @@ class Scheduler:
         )
         self.stats = SchedulerStats()
         self._seen: torch.Tensor | None = None  # [slots, V] bool, for repetition penalties
-        self._cond = threading.Condition()
-        self._inbox: deque[Sequence] = deque()
-        self._waiting: deque[Sequence] = deque()  # admitted, prompt not fully prefilled
+        self._waiting: list[Sequence] = []  # admitted, prompt not fully prefilled
         self._running: list[Sequence] = []
-        self._active = 0
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
-    # ------------------------------------------------------------------ public, any thread
-    @property
-    def num_active(self) -> int:
-        return self._active
+    # ------------------------------------------------------------------ engine thread
+    def admit(self, newcomers: list[ThreadRequest]) -> None:
+        self._waiting.extend(newcomers)  # type: ignore[arg-type]
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="torch-llm-scheduler", daemon=True)
-            self._thread.start()
+    def requests(self) -> list[ThreadRequest]:
+        return [*self._waiting, *self._running]
 
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def submit(self, seq: Sequence) -> None:
-        with self._cond:
-            self._inbox.append(seq)
-            self._active += 1
-            self._cond.notify()
-
-    def cancel(self, seq: Sequence) -> None:
-        """Drop ``seq`` at the next step (no-op if it already finished)."""
-        with self._cond:
-            seq.cancelled = True
-            self._cond.notify()
-
-    # ------------------------------------------------------------------ the loop
-    def _run(self) -> None:
-        with torch.inference_mode():
-            while True:
-                with self._cond:
-                    while not (self._stopping or self._inbox or self._waiting or self._running):
-                        self._cond.wait()
-                    if self._stopping:
-                        break
-                    self._waiting.extend(self._inbox)
-                    self._inbox.clear()
-                out: list[tuple[Sequence, object]] = []
-                try:
-                    self._drop_cancelled()
-                    self._prefill(out)
-                    self._decode(out)
-                except Exception as exc:  # never let the thread die: fail the affected requests
-                    logger.exception("torch LLM step failed")
-                    for seq in [*self._waiting, *self._running]:
-                        out.append((seq, BackendError(f"torch backend step failed: {exc}")))
-                        self._remove(seq)
-                self._deliver(out)
-        for seq in [*self._inbox, *self._waiting, *self._running]:
-            self._deliver([(seq, BackendError("torch backend shut down"))])
-
-    def _drop_cancelled(self) -> None:
-        for seq in [s for s in [*self._waiting, *self._running] if s.cancelled]:
-            self.stats.cancelled += 1
-            self._remove(seq)
-
-    def _remove(self, seq: Sequence) -> None:
+    def release(self, req: ThreadRequest) -> None:
+        seq = req
+        assert isinstance(seq, Sequence)
         if seq in self._waiting:
             self._waiting.remove(seq)
         if seq in self._running:
@@ -152,8 +83,14 @@ class Scheduler:
         if seq.slot is not None:
             self.cache.release(seq.slot)
             seq.slot = None
-        with self._cond:
-            self._active -= 1
+
+    def step(self, out: list[tuple[ThreadRequest, object]]) -> None:
+        for seq in [s for s in self.requests() if s.cancelled]:
+            self.stats.cancelled += 1
+            self.retire(seq)
+        with torch.inference_mode():
+            self._prefill(out)
+            self._decode(out)
 
     def _prefill(self, out: list) -> None:
         """Prefill waiting prompts, at most ``prefill_chunk`` tokens per step: several short prompts
@@ -188,7 +125,7 @@ class Scheduler:
         seq.prefilled = end
         self.stats.prefill_chunks += 1
         if end == len(prompt):
-            self._waiting.popleft()
+            self._waiting.pop(0)
             self._running.append(seq)
             self._sample_and_emit([seq], hidden[-1:], out)
         return n
@@ -249,8 +186,8 @@ class Scheduler:
 
     def _finish(self, seq: Sequence, out: list) -> None:
         self.stats.finished += 1
-        self._remove(seq)
         out.append((seq, END))
+        self.retire(seq)
 
     def _reset_seen(self, seq: Sequence) -> None:
         """Mark the prompt in this slot's row of the seen-token matrix (penalised requests only)."""
@@ -268,22 +205,3 @@ class Scheduler:
             grown = torch.zeros(self.cache.num_slots, self.vocab_size, dtype=torch.bool, device=self.device)
             grown[: self._seen.shape[0]] = self._seen
             self._seen = grown
-
-    # ------------------------------------------------------------------ delivery
-    def _deliver(self, out: list[tuple[Sequence, object]]) -> None:
-        """Hand items to their event loops: one ``call_soon_threadsafe`` per loop."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, object]]] = {}
-        for seq, item in out:
-            by_loop.setdefault(seq.loop, []).append((seq.queue, item))
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_put_all, items)
-            except RuntimeError:  # the consumer's loop is closed: nobody is listening
-                for seq, _ in out:
-                    if seq.loop is loop:
-                        seq.cancelled = True
-
-
-def _put_all(items: list[tuple[asyncio.Queue, object]]) -> None:
-    for queue, item in items:
-        queue.put_nowait(item)

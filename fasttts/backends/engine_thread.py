@@ -1,0 +1,200 @@
+"""The engine thread that the torch, llama-cpp and mlx-lm backends share.
+
+Each of these backends runs its model on one dedicated thread: the model is native code that must
+never run on the event loop, its state (KV caches, MLX streams) belongs to one thread, and batching
+is iteration-level (requests join and leave between steps). What differs is one step of the model,
+:meth:`EngineThread.step`; this module holds the rest: the inbox and its condition,
+submit/cancel/stop, failing every request when a step raises or the engine stops, delivering each
+step's tokens to the requests' event loops, and the async side (:func:`stream`) that a backend's
+``generate`` consumes, which cancels the request when its consumer goes away.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from fasttts.backends.base import GenerationRequest
+from fasttts.errors import BackendError, InvalidRequestError
+
+__all__ = ["END", "EngineThread", "ThreadRequest", "check_request", "deliver", "stream"]
+
+logger = logging.getLogger(__name__)
+
+END = object()
+"""Queue item that ends a request's stream (after its last token)."""
+
+
+@dataclass(eq=False, kw_only=True)
+class ThreadRequest:
+    """One request as an engine thread sees it; backends subclass it with their own state.
+    Created inside ``generate``, so ``loop`` is the consumer's event loop."""
+
+    request: GenerationRequest
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    generated: list[int] = field(default_factory=list)
+    cancelled: bool = False
+
+
+class EngineThread(abc.ABC):
+    """Owns a model on one thread and serves every request through :meth:`step`.
+
+    Subclasses keep their requests in their own structures (admitted from :meth:`admit`), report
+    them through :meth:`requests`, and end each one with :meth:`retire` (after putting ``END`` or
+    an error in ``out``).
+    """
+
+    name = "engine"
+
+    def __init__(self) -> None:
+        self.num_active = 0  # submitted and not retired
+        self._cond = threading.Condition()
+        self._inbox: deque[ThreadRequest] = deque()
+        self._stopping = False
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"{self.name}-engine", daemon=True)
+
+    # ------------------------------------------------------------------ any thread
+    def start(self) -> None:
+        """Start the thread and wait for :meth:`setup` (its error, if any, is raised here)."""
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+
+    def submit(self, req: ThreadRequest) -> None:
+        with self._cond:
+            self._inbox.append(req)
+            self.num_active += 1
+            self._cond.notify()
+
+    def cancel(self, req: ThreadRequest) -> None:
+        """Drop ``req`` at the next step (no-op once it has finished)."""
+        with self._cond:
+            req.cancelled = True
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """End the thread (pending requests get an error), then :meth:`close`."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.close()
+
+    # ------------------------------------------------------------------ for subclasses
+    def setup(self) -> None:
+        """Runs first, on the engine thread (for models that must be loaded there)."""
+
+    def close(self) -> None:
+        """Frees native resources once the thread has ended."""
+
+    @abc.abstractmethod
+    def admit(self, newcomers: list[ThreadRequest]) -> None:
+        """Take newly submitted requests into the subclass's own structures (must not fail)."""
+
+    @abc.abstractmethod
+    def requests(self) -> list[ThreadRequest]:
+        """Every admitted request not yet retired."""
+
+    @abc.abstractmethod
+    def step(self, out: list[tuple[ThreadRequest, object]]) -> None:
+        """Drop cancelled requests, run one model step; put each token, ``END`` or error in ``out``."""
+
+    @abc.abstractmethod
+    def release(self, req: ThreadRequest) -> None:
+        """Forget ``req`` and free what it holds (KV cells, cache slot)."""
+
+    def retire(self, req: ThreadRequest) -> None:
+        """``req`` is done (finished, cancelled or failed): release it and count it out."""
+        self.release(req)
+        with self._cond:
+            self.num_active -= 1
+
+    # ------------------------------------------------------------------ engine thread
+    def _run(self) -> None:
+        try:
+            self.setup()
+        except BaseException as exc:  # noqa: BLE001 - handed to start()
+            self._error = exc
+            return
+        finally:
+            self._ready.set()
+        while True:
+            with self._cond:
+                while not (self._stopping or self._inbox or self.requests()):
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                newcomers = list(self._inbox)
+                self._inbox.clear()
+            self.admit(newcomers)
+            out: list[tuple[ThreadRequest, object]] = []
+            try:
+                self.step(out)
+            except Exception as exc:  # never let the thread die: fail the requests it was serving
+                logger.exception("%s step failed", self.name)
+                for req in self.requests():
+                    out.append((req, BackendError(f"{self.name} backend step failed: {exc}")))
+                    self.retire(req)
+            deliver(out)
+        with self._cond:
+            left = [*self._inbox, *self.requests()]
+        deliver([(req, BackendError(f"{self.name} backend shut down")) for req in left])
+
+
+def deliver(out: list[tuple[ThreadRequest, object]]) -> None:
+    """From an engine thread: put each item on its request's queue, one ``call_soon_threadsafe``
+    per event loop. A request whose loop has closed is cancelled (nobody is listening)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[ThreadRequest, object]]] = {}
+    for req, item in out:
+        by_loop.setdefault(req.loop, []).append((req, item))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_put_all, items)
+        except RuntimeError:
+            for req, _ in items:
+                req.cancelled = True
+
+
+def _put_all(items: list[tuple[ThreadRequest, object]]) -> None:
+    for req, item in items:
+        req.queue.put_nowait(item)
+
+
+async def stream(engine: EngineThread, req: ThreadRequest) -> AsyncIterator[int]:
+    """Submit ``req`` and yield its tokens; closing this iterator cancels it (a backend's
+    ``generate`` wraps it in :func:`contextlib.aclosing`, so that happens when its own consumer
+    closes, not when the garbage collector gets to it)."""
+    engine.submit(req)
+    try:
+        while True:
+            item = await req.queue.get()
+            if item is END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        engine.cancel(req)
+
+
+def check_request(request: GenerationRequest, *, max_length: int, vocab_size: int) -> None:
+    """Reject, with a 4xx-mapped error, what no backend can run."""
+    if not request.prompt_ids:
+        raise InvalidRequestError("the prompt is empty", param="input")
+    if len(request.prompt_ids) >= max_length:
+        raise InvalidRequestError(f"the prompt has {len(request.prompt_ids)} tokens; the limit is {max_length - 1}", param="input")
+    if min(request.prompt_ids) < 0 or max(request.prompt_ids) >= vocab_size:
+        raise InvalidRequestError(f"prompt token ids must be in [0, {vocab_size})", param="input")
+    if request.temperature < 0 or not 0 < request.top_p <= 1 or request.top_k < 0 or request.repetition_penalty <= 0:
+        raise InvalidRequestError("invalid sampling parameters (temperature >= 0, 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0)", param="temperature")
