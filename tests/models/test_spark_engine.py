@@ -183,3 +183,34 @@ async def test_incomplete_directory_is_a_load_error(tmp_path):
     (tmp_path / "BiCodec").mkdir()
     with pytest.raises(ModelLoadError, match="missing"):
         AutoEngine(str(tmp_path))
+
+
+async def test_a_created_voice_keeps_its_first_segment_voice_across_a_long_text(engine, monkeypatch):
+    """Segments after the first reuse the pitch/speed values and 32 global tokens the first one wrote
+    (one speaker per request), and the next request creates its voice afresh."""
+    calls: list[tuple[list[int], list[int]]] = []
+    generate = engine.backend.generate
+
+    async def recording(request):
+        out: list[int] = []
+        calls.append((request.prompt_ids, out))
+        async for token in generate(request):
+            out.append(token)
+            yield token
+
+    monkeypatch.setattr(engine.backend, "generate", recording)
+    v = engine.vocab
+    text = " ".join(f"Sentence number {i} is here." for i in range(6))
+    split = SplitParams(length_threshold=12, window_size=12)
+    for _ in range(2):
+        first = len(calls)
+        audio = await engine.speak(text, "female", sampling=sampling(seed=4, max_tokens=50), split=split)
+        assert len(audio) > 0
+        requests = calls[first:]
+        assert len(requests) >= 3
+        (prompt0, out0), *later = requests
+        assert prompt0[-1] == v.end_style  # the first segment creates the voice ...
+        written = [v.start_acoustic, out0[1], out0[2], v.end_acoustic, v.start_global, *out0[5 : 5 + NUM_GLOBAL], v.end_global]
+        for prompt, out in later:  # ... and every later one is told it, and writes semantics only
+            assert prompt[-len(written):] == written
+            assert all(v.semantic0 <= t < v.semantic0 + 8192 or t in v.stop_ids for t in out[1:])

@@ -54,9 +54,12 @@ class SparkVoice:
     semantic_ids: tuple[int, ...] | None = None  # clone with transcript: reference semantics
     reference_text: str | None = None
     style: tuple[int, int] | None = field(default=None)  # clone: optional pitch/speed labels
+    written: list[tuple[tuple[int, int], tuple[int, ...]]] = field(default_factory=list, compare=False, repr=False)
+    """create: the (acoustic values, global ids) the first segment of this request wrote; later
+    segments of the request reuse them so a long text keeps one voice. Never stored."""
 
     def to_state(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if v is not None}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if v is not None and k != "written"}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "SparkVoice":
@@ -189,11 +192,16 @@ class SparkEngine(TTSEngine):
         tokens = [t async for t in self.backend.generate(request)]
         if len(tokens) < grammar.prefix_length:
             raise GenerationError("the model stopped before writing the voice's global tokens")
-        acoustic = (tokens[1] - vocab.pitch_value0, tokens[2] - vocab.speed_value0)
-        global_ids = tuple(t - vocab.global0 for t in tokens[5 : 5 + NUM_GLOBAL])
+        acoustic, global_ids = self._written_voice(tokens)
         frozen = SparkVoice("frozen", created.gender, created.pitch, created.speed, acoustic=acoustic, global_ids=global_ids)
         self._voices[name] = frozen
         return frozen.to_state()
+
+    def _written_voice(self, prefix: Sequence[int]) -> tuple[tuple[int, int], tuple[int, ...]]:
+        """(pitch and speed values, global ids) from what a create-mode request wrote before its
+        first semantic token (the layout of :class:`SparkGrammar` in ``"create"`` mode)."""
+        v = self.vocab
+        return (prefix[1] - v.pitch_value0, prefix[2] - v.speed_value0), tuple(t - v.global0 for t in prefix[5 : 5 + NUM_GLOBAL])
 
     async def start(self) -> None:
         await self.backend.start()
@@ -273,6 +281,10 @@ class SparkEngine(TTSEngine):
         )
 
     async def _segment_stream(self, text: str, voice: SparkVoice, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
+        created = voice
+        if voice.kind == "create" and voice.written:  # not the request's first segment: keep its voice
+            acoustic, globals_ = voice.written[0]
+            voice = SparkVoice("frozen", voice.gender, voice.pitch, voice.speed, acoustic=acoustic, global_ids=globals_)
         prompt, grammar = self._prompt(text, voice)
         request = self._request(prompt, grammar, sampling)
         vocab = self.vocab
@@ -280,6 +292,7 @@ class SparkEngine(TTSEngine):
         s_lo, s_hi = vocab.semantic_range()
         global_ids: list[int] = list(voice.global_ids or ())
         semantic: list[int] = []
+        prefix: list[int] = []  # the tokens before the first semantic one (create: the voice)
 
         async def decode(tokens: Sequence[int]) -> np.ndarray:
             return await self.detokenize(global_ids, tokens)
@@ -291,6 +304,8 @@ class SparkEngine(TTSEngine):
         generated = self.backend.generate(request)
         try:
             async for token in generated:
+                if len(prefix) < grammar.prefix_length:
+                    prefix.append(token)
                 if s_lo <= token < s_hi:
                     semantic.append(token - s_lo)
                     if stream:
@@ -304,6 +319,8 @@ class SparkEngine(TTSEngine):
             return
         if len(global_ids) != NUM_GLOBAL:
             raise GenerationError(f"the model wrote {len(global_ids)} global tokens instead of {NUM_GLOBAL}")
+        if voice.kind == "create" and not created.written:
+            created.written.append(self._written_voice(prefix))
         if stream:
             for chunk in await chunker.flush():
                 yield chunk
