@@ -7,6 +7,7 @@ One dataclass per concern, each field documented, validated in ``__post_init__``
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from fasttts.errors import InvalidRequestError
 
@@ -95,6 +96,9 @@ class VoiceParams:
     """One of :data:`LEVELS`."""
     instructions: str | None = None
     """Free-text style instructions (OpenAI ``instructions``); used where the model supports it."""
+    state: dict[str, Any] | None = field(default=None, hash=False)
+    """A voice as the model exported it (:meth:`~fasttts.engine.base.TTSEngine.pin_voice`); when
+    given it is used as is (job segments carry their pinned voice this way)."""
 
     def __post_init__(self) -> None:
         if self.pitch is not None:

@@ -21,7 +21,7 @@ from api.deps import APIKey, SettingsDep
 from api.reference import read_upload
 from fasttts.db import JOB_STATUSES, Job
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError
-from fasttts.jobs import OUTPUT_FORMATS, JobService, JobSpec
+from fasttts.jobs import OUTPUT_FORMATS, JobService, JobSpec, pin_job_voices
 from fasttts.storage import LocalStore
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[APIKey], tags=["jobs"])
@@ -137,6 +137,8 @@ async def create_job(request: Request, response: Response, settings: SettingsDep
     body, extra = await _parse(request, settings)
     spec = JobSpec(kind=body.kind, text=body.text, voice=body.voice.model_dump(), output_format=body.output_format,
                    sampling=body.sampling, split=body.split, default_voice=body.default_voice, chapter_voices=body.chapter_voices)
+    if service.engine is not None:
+        await pin_job_voices(service.engine, spec)
     job, created = await asyncio.to_thread(service.submit, spec, job_id=body.id, idempotency_key=idempotency_key, webhook_url=body.webhook_url, **extra)
     out = _out(request, service, job)
     response.headers["Location"] = out.url

@@ -119,6 +119,13 @@ class TTSEngine(abc.ABC):
         """Fix a created voice (e.g. ``female``, high pitch) so it sounds the same every time."""
         raise UnsupportedFeatureError(f"{self.model_type} cannot freeze created voices", param="voice")
 
+    async def pin_voice(self, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any] | None:
+        """A state (for :attr:`VoiceParams.state`) that makes ``voice`` sound the same wherever it is
+        used, e.g. by every worker running a job's segments; ``None`` when it already does (stored,
+        cloned and named voices of models without created voices). ``seed`` fixes which voice a
+        created one becomes (default: a new one, as a request would get)."""
+        return None
+
     def normalize(self, text: str) -> str:
         return normalize_text(text, language=self.language)
 

@@ -11,6 +11,7 @@ from fasttts.config import Settings
 from fasttts.db import engine_from_settings, session_factory
 from fasttts.engine.base import TTSEngine
 from fasttts.jobs.inprocess import InProcessDispatcher
+from fasttts.jobs.plan import pin_job_voices
 from fasttts.jobs.runner import JobRunner
 from fasttts.jobs.service import Dispatcher, JobService, JobsUnavailableError, Progress
 from fasttts.jobs.spec import OUTPUT_FORMATS, JobSpec, VoiceSpec
@@ -32,5 +33,5 @@ def build_job_service(settings: Settings, engine: TTSEngine | None, dispatcher: 
 
 __all__ = [
     "JobService", "JobRunner", "JobSpec", "VoiceSpec", "Progress", "Dispatcher", "JobsUnavailableError",
-    "InProcessDispatcher", "OUTPUT_FORMATS", "build_job_service",
+    "InProcessDispatcher", "OUTPUT_FORMATS", "build_job_service", "pin_job_voices",
 ]

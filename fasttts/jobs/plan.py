@@ -6,6 +6,7 @@ sync request of the same text produce the same segments. Audiobooks are split pe
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +24,28 @@ class PlannedSegment:
     voice: dict[str, Any]
 
 
-def _voice_dict(v: VoiceParams, base: VoiceSpec) -> dict[str, Any]:
+def voice_key(v: VoiceParams) -> str:
+    """What a segment's voice asks for (name, gender, pitch, speed): the key of ``JobSpec.pinned_voices``."""
+    return json.dumps([v.name, v.gender, v.pitch, v.speed])
+
+
+def _voice_dict(v: VoiceParams, spec: JobSpec) -> dict[str, Any]:
+    base = spec.voice
     return VoiceSpec(name=v.name, gender=v.gender, pitch=v.pitch, speed=v.speed, instructions=v.instructions,
-                     reference_key=base.reference_key, reference_text=base.reference_text).__dict__.copy()
+                     reference_key=base.reference_key, reference_text=base.reference_text,
+                     state=spec.pinned_voices.get(voice_key(v))).__dict__.copy()
+
+
+def _book_voice(engine: TTSEngine, spec: JobSpec, name: str | None) -> VoiceParams:
+    """An audiobook voice: ``name`` (a chapter's own) or the book's narrator."""
+    return VoiceParams(name=name or spec.voice.name or engine.default_voice, pitch=spec.voice.pitch, speed=spec.voice.speed)
+
+
+def _single_voice(engine: TTSEngine, spec: JobSpec) -> VoiceParams:
+    voice = spec.voice.to_params()
+    if spec.kind == "speak" and not (voice.name or voice.gender):
+        voice = VoiceParams(name=engine.default_voice, pitch=voice.pitch, speed=voice.speed, instructions=voice.instructions)
+    return voice
 
 
 def plan_job(engine: TTSEngine, spec: JobSpec, chapters: list[tuple[str, str]] | None = None) -> tuple[list[PlannedSegment], list[str]]:
@@ -36,23 +56,38 @@ def plan_job(engine: TTSEngine, spec: JobSpec, chapters: list[tuple[str, str]] |
 
     def add(segments: list, chapter: int) -> None:
         for seg in segments:
-            planned.append(PlannedSegment(len(planned), chapter, seg.text, _voice_dict(seg.voice, spec.voice)))
+            planned.append(PlannedSegment(len(planned), chapter, seg.text, _voice_dict(seg.voice, spec)))
 
     if spec.kind == "audiobook":
         if not chapters:
             raise InvalidRequestError("the book has no text", param="file")
         for c, (title, text) in enumerate(chapters):
-            name = spec.chapter_voices.get(str(c + 1)) or spec.voice.name or engine.default_voice
-            voice = VoiceParams(name=name, pitch=spec.voice.pitch, speed=spec.voice.speed)
-            add(engine.segments(text, voice, split), c)
+            add(engine.segments(text, _book_voice(engine, spec, spec.chapter_voices.get(str(c + 1))), split), c)
             titles.append(title)
     elif spec.kind == "multi_speak":
         add(engine.script_segments(spec.text, default_voice=spec.default_voice or spec.voice.name, split=split), 0)
     else:
-        voice = spec.voice.to_params()
-        if spec.kind == "speak" and not (voice.name or voice.gender):
-            voice = VoiceParams(name=engine.default_voice, pitch=voice.pitch, speed=voice.speed, instructions=voice.instructions)
-        add(engine.segments(spec.text, voice, split), 0)
+        add(engine.segments(spec.text, _single_voice(engine, spec), split), 0)
     if not planned:
         raise InvalidRequestError("text is empty after normalisation", param="text")
     return planned, titles or [""]
+
+
+async def pin_job_voices(engine: TTSEngine, spec: JobSpec) -> None:
+    """Make each created voice the job can use once, now, into ``spec.pinned_voices``: a job's
+    segments run on any worker in any order, and a created voice (Spark's ``female`` without
+    ``--fix_voice``) would otherwise be made anew, and sound different, in each of them. Voices
+    that are fixed already (stored, cloned, other models' named voices) are left alone."""
+    if spec.kind == "clone":
+        return
+    if spec.kind == "audiobook":
+        voices = [_book_voice(engine, spec, name) for name in [*spec.chapter_voices.values(), None]]
+    elif spec.kind == "multi_speak":
+        voices = [seg.voice for seg in engine.script_segments(spec.text, default_voice=spec.default_voice or spec.voice.name, split=spec.split_params())]
+    else:
+        voices = [_single_voice(engine, spec)]
+    seed = spec.sampling_params().seed
+    for voice in voices:
+        key = voice_key(voice)
+        if key not in spec.pinned_voices and (state := await engine.pin_voice(voice, seed=seed)) is not None:
+            spec.pinned_voices[key] = state

@@ -27,6 +27,9 @@ class VoiceSpec:
     instructions: str | None = None
     reference_key: str | None = None
     reference_text: str | None = None
+    state: dict[str, Any] | None = None
+    """A created voice pinned at submit (:func:`fasttts.jobs.plan.pin_job_voices`), so every
+    worker speaks with the same one."""
 
     def __post_init__(self) -> None:
         VoiceParams(name=self.name, gender=self.gender, pitch=self.pitch, speed=self.speed)  # validates labels
@@ -35,6 +38,7 @@ class VoiceSpec:
         return VoiceParams(
             name=None if reference_audio else self.name, gender=self.gender, pitch=self.pitch, speed=self.speed,
             instructions=self.instructions, reference_audio=reference_audio, reference_text=self.reference_text,
+            state=self.state,
         )
 
     @classmethod
@@ -59,6 +63,8 @@ class JobSpec:
     """``multi_speak``: who speaks untagged text."""
     chapter_voices: dict[str, str] = field(default_factory=dict)
     """``audiobook``: chapter number (1-based, as a string) → voice name."""
+    pinned_voices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Created voices made once at submit (:func:`fasttts.jobs.plan.pin_job_voices`): voice key → state."""
 
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:

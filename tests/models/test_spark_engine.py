@@ -214,3 +214,47 @@ async def test_a_created_voice_keeps_its_first_segment_voice_across_a_long_text(
         for prompt, out in later:  # ... and every later one is told it, and writes semantics only
             assert prompt[-len(written):] == written
             assert all(v.semantic0 <= t < v.semantic0 + 8192 or t in v.stop_ids for t in out[1:])
+
+
+async def test_a_job_pins_its_created_voice_so_every_worker_speaks_with_it(engine, monkeypatch):
+    from fasttts.engine.base import Segment
+    from fasttts.jobs import JobSpec, VoiceSpec, pin_job_voices
+    from fasttts.jobs.plan import plan_job
+
+    text = " ".join(f"Sentence number {i} is here." for i in range(6))
+
+    def spec(**sampling_kw):
+        return JobSpec(kind="speak", text=text, voice={"name": "female"}, sampling={"max_tokens": 50, **sampling_kw},
+                       split={"length_threshold": 12, "window_size": 12})
+
+    job = spec()
+    await pin_job_voices(engine, job)
+    planned, _ = plan_job(engine, job)
+    assert len(planned) >= 3
+    state = planned[0].voice["state"]
+    assert state["kind"] == "frozen" and len(state["global_ids"]) == NUM_GLOBAL
+    assert all(p.voice["state"] == state for p in planned)
+
+    prompts: list[list[int]] = []
+    generate = engine.backend.generate
+
+    def recording(request):
+        prompts.append(request.prompt_ids)
+        return generate(request)
+
+    monkeypatch.setattr(engine.backend, "generate", recording)
+    for p in reversed(planned[:2]):  # segments run alone, in any order, as workers run them
+        voice = VoiceSpec.from_dict(json.loads(json.dumps(p.voice))).to_params()  # through the database's JSON
+        assert len(await engine.synthesize_segment(Segment(p.text, voice, index=p.index), sampling(max_tokens=50))) > 0
+    v = engine.vocab
+    pinned = [v.start_global, *(v.global0 + g for g in state["global_ids"]), v.end_global]
+    assert len(prompts) == 2 and all(prompt[-len(pinned):] == pinned for prompt in prompts)
+
+    seeded = [spec(seed=11), spec(seed=11)]
+    for s in seeded:
+        await pin_job_voices(engine, s)
+    assert seeded[0].pinned_voices == seeded[1].pinned_voices != job.pinned_voices  # a seed fixes the voice
+    stored = JobSpec(kind="speak", text=text, voice={"name": "narrator-fixed"})
+    await engine.freeze_voice("narrator-fixed", VoiceParams(gender="male"))
+    await pin_job_voices(engine, stored)
+    assert stored.pinned_voices == {}  # a stored voice is fixed already

@@ -8,6 +8,7 @@ concurrent requests share batched codec calls off the event loop.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +184,20 @@ class SparkEngine(TTSEngine):
     async def freeze_voice(self, name: str, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any]:
         """Generate a created voice once and keep its acoustic and global tokens, so ``name``
         sounds the same on every later request (and after export/import as JSON)."""
-        created = self._created(voice)
+        frozen = await self._freeze(self._created(voice), seed)
+        self._voices[name] = frozen
+        return frozen.to_state()
+
+    async def pin_voice(self, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any] | None:
+        if voice.state is not None or voice.reference_audio is not None:
+            return None
+        resolved = await self._resolve_voice(voice)
+        if resolved.kind != "create":
+            return None
+        return (await self._freeze(resolved, random.randrange(2**31) if seed is None else seed)).to_state()
+
+    async def _freeze(self, created: SparkVoice, seed: int | None) -> SparkVoice:
+        """The frozen voice that one create-mode generation of :data:`FREEZE_TEXT` writes."""
         vocab = self.vocab
         prompt = vocab.create_prompt(self._encode(FREEZE_TEXT), created.gender, created.pitch, created.speed)
         grammar = SparkGrammar(vocab, "create")
@@ -193,9 +207,7 @@ class SparkEngine(TTSEngine):
         if len(tokens) < grammar.prefix_length:
             raise GenerationError("the model stopped before writing the voice's global tokens")
         acoustic, global_ids = self._written_voice(tokens)
-        frozen = SparkVoice("frozen", created.gender, created.pitch, created.speed, acoustic=acoustic, global_ids=global_ids)
-        self._voices[name] = frozen
-        return frozen.to_state()
+        return SparkVoice("frozen", created.gender, created.pitch, created.speed, acoustic=acoustic, global_ids=global_ids)
 
     def _written_voice(self, prefix: Sequence[int]) -> tuple[tuple[int, int], tuple[int, ...]]:
         """(pitch and speed values, global ids) from what a create-mode request wrote before its
@@ -238,6 +250,8 @@ class SparkEngine(TTSEngine):
         )
 
     async def _resolve_voice(self, voice: VoiceParams) -> SparkVoice:
+        if voice.state is not None:
+            return SparkVoice.from_state(voice.state)
         if voice.reference_audio is not None:
             return await self._clone_voice(voice)
         stored = self._voices.get(voice.name or "") if not voice.gender else None
