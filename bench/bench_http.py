@@ -42,7 +42,7 @@ class Server:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         cmd = [sys.executable, "-m", "fasttts.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-               "--backend", args.backend, "--llm_batch_size", str(max(args.concurrency)), "--batch_size", str(max(8, max(args.concurrency) // 2)),
+               "--backend", args.backend, "--batch_size", str(max(8, max(args.concurrency) // 2)),
                "--max_concurrency", str(4 * max(args.concurrency)), "--data_dir", args.data_dir]  # fmt: skip
         if args.model_path:
             cmd += ["--model_path", args.model_path]

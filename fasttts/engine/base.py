@@ -13,6 +13,7 @@ chunked decode equals its one-shot decode within the crossfade, see ``engine/str
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 SEGMENT_CROSSFADE_S = 0.02
 """Crossfade between consecutive text segments: short enough to drop nothing audible, long
 enough that there is no click."""
+
+SEGMENT_CONCURRENCY = 8
+"""Segments of one non-streaming request synthesised at once (the LLM batches them; more would
+only hold more audio in memory before it can be joined)."""
 
 
 @dataclass(frozen=True)
@@ -245,28 +250,71 @@ class TTSEngine(abc.ABC):
         self.stats.requests += 1
         self.stats.active += 1
         try:
-            for seg in segments:
-                seg_sampling = _segment_sampling(resolved, seg)
-                pieces: list[np.ndarray] = []
-                first = True
-                async for chunk in self._segment_with_retry(seg.text, voices[id(seg.voice)], seg_sampling, stream=stream):
-                    if stream:
-                        out = self._through_joiner(joiner, chunk, first_of_segment=first)
-                        first = False
+            pieces: list[np.ndarray] = []
+            first = True
+            async for chunk in self._segment_chunks(segments, voices, resolved, stream=stream):
+                if chunk is None:  # the end of a segment
+                    if not stream:
+                        out = joiner.push(np.concatenate(pieces) if pieces else np.zeros(0, np.float32))
+                        pieces.clear()
                         if len(out):
                             yield out
-                    else:
-                        pieces.append(chunk)
-                if not stream:
-                    out = joiner.push(np.concatenate(pieces) if pieces else np.zeros(0, np.float32))
+                    first = True
+                elif stream:
+                    out = self._through_joiner(joiner, chunk, first_of_segment=first)
+                    first = False
                     if len(out):
                         yield out
-                self.stats.segments += 1
+                else:
+                    pieces.append(chunk)
             tail = joiner.flush()
             if len(tail):
                 yield tail
         finally:
             self.stats.active -= 1
+
+    async def _segment_chunks(self, segments: list[Segment], voices: dict[int, Any], sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray | None]:
+        """Every segment's audio chunks in order, each segment ended by ``None``.
+
+        Up to :data:`SEGMENT_CONCURRENCY` segments are synthesised at once, so the backend decodes
+        them in one batch; later segments' chunks wait in their queues until their turn (a stream's
+        first audio is the first segment's, as soon as it comes). A voice's first segment runs
+        before its others: a created voice is written by it and kept for the rest of the request
+        (Spark)."""
+        first_of: dict[int, Segment] = {}
+        for seg in segments:
+            first_of.setdefault(id(seg.voice), seg)
+        written = {key: asyncio.Event() for key in first_of}
+        slots = asyncio.Semaphore(SEGMENT_CONCURRENCY)
+        queues: list[asyncio.Queue[np.ndarray | BaseException | None]] = [asyncio.Queue() for _ in segments]
+
+        async def run(seg: Segment, queue: asyncio.Queue) -> None:
+            key = id(seg.voice)
+            try:
+                if first_of[key] is not seg:
+                    await written[key].wait()
+                async with slots:
+                    async for chunk in self._segment_with_retry(seg.text, voices[key], _segment_sampling(sampling, seg), stream=stream):
+                        queue.put_nowait(chunk)
+                written[key].set()
+                self.stats.segments += 1
+                queue.put_nowait(None)
+            except BaseException as exc:  # the consumer re-raises it in order
+                queue.put_nowait(exc)
+                raise
+
+        tasks = [asyncio.create_task(run(seg, queue)) for seg, queue in zip(segments, queues)]
+        try:
+            for queue in queues:
+                while (item := await queue.get()) is not None:
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+                yield None
+        finally:  # an error or a consumer that went away: stop the segments still running
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _through_joiner(self, joiner: SegmentJoiner, chunk: np.ndarray, *, first_of_segment: bool) -> np.ndarray:
         """Streaming path of the segment crossfade: only a segment's first chunk blends with the

@@ -126,8 +126,10 @@ async def test_eight_concurrent_requests_batch_and_complete(engine):
     assert decoder.mean_occupancy > 1, "concurrent decodes were never batched"
 
 
-async def test_cancelling_a_stream_stops_generation(engine):
-    stream = engine.speak_stream("Cancel me half way through please.", "female", sampling=sampling(max_tokens=400))
+@pytest.mark.parametrize("sentences", [1, 6])  # one segment; several, running together
+async def test_cancelling_a_stream_stops_generation(engine, sentences):
+    text = " ".join(f"Cancel me half way through, sentence {i}." for i in range(sentences))
+    stream = engine.speak_stream(text, "female", sampling=sampling(max_tokens=400), split=SplitParams(length_threshold=12, window_size=12))
     first = await stream.__anext__()
     assert len(first) > 0
     await stream.aclose()
@@ -258,3 +260,22 @@ async def test_a_job_pins_its_created_voice_so_every_worker_speaks_with_it(engin
     await engine.freeze_voice("narrator-fixed", VoiceParams(gender="male"))
     await pin_job_voices(engine, stored)
     assert stored.pinned_voices == {}  # a stored voice is fixed already
+
+
+async def test_segments_run_together_whole_or_streamed_and_agree(engine):
+    text = " ".join(f"Sentence number {i} is here." for i in range(6))
+    split = SplitParams(length_threshold=12, window_size=12)
+    stats = engine.backend.stats
+    seen = stats.max_batch
+    outputs = []
+    for stream in (False, True):
+        stats.max_batch = 0
+        try:
+            chunks = [c async for c in engine.speak_stream(text, "female", sampling=sampling(seed=8, max_tokens=60), split=split, _stream=stream)]
+            assert stats.max_batch >= 2  # later segments decoded in one batch, streamed or not
+        finally:
+            stats.max_batch = max(seen, stats.max_batch)
+        outputs.append(np.concatenate(chunks))
+    whole, streamed = outputs
+    assert len(streamed) == len(whole)
+    assert np.abs(streamed - whole).max() < 1e-3 * np.abs(whole).max() + 1e-5
