@@ -66,8 +66,9 @@ def write_random_snac(out_dir: str | Path, config: dict[str, Any], *, seed: int 
     return out
 
 
-def write_random_orpheus(out_dir: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:
-    """Write an Orpheus LLM directory with a ``snac/`` subfolder (see the module docstring)."""
+def write_random_orpheus(out_dir: str | Path, *, size: str = "tiny", seed: int = 0, llm_size: dict[str, Any] | None = None) -> Path:
+    """Write an Orpheus LLM directory with a ``snac/`` subfolder (see the module docstring).
+    ``llm_size`` replaces the LLM's shape (tests: vLLM's CPU attention takes only some head sizes)."""
     if size not in ("tiny", "full"):
         raise ValueError(f"size must be tiny or full, not {size!r}")
     out = Path(out_dir)
@@ -76,7 +77,7 @@ def write_random_orpheus(out_dir: str | Path, *, size: str = "tiny", seed: int =
     write_random_llm(
         out,
         arch="llama",
-        size=ORPHEUS_LLAMA_FULL if size == "full" else ORPHEUS_LLAMA_TINY,
+        size=llm_size or (ORPHEUS_LLAMA_FULL if size == "full" else ORPHEUS_LLAMA_TINY),
         added_tokens=[f"<custom_token_{n}>" for n in range(RELEASE_CUSTOM_TOKENS)],
         special_tokens=special,
         seed=seed,
