@@ -3,8 +3,11 @@
 URLs are fetched asynchronously with httpx, with a timeout and a byte cap, following at most a
 few redirects by hand so that every hop is checked; hosts that resolve to private, loopback,
 link-local or reserved addresses are refused unless ``allow_private_urls`` is set (otherwise the
-server could be used to probe its own network). The decoded audio is checked for length here,
-before the engine sees it, so oversized input is a 413 rather than minutes of encoding.
+server could be used to probe its own network). The connection goes to the very address that was
+checked (the Host header and TLS server name keep the URL's host name), so a DNS answer that
+changes between the check and the connection cannot lead it inside. The decoded audio is checked
+for length here, before the engine sees it, so oversized input is a 413 rather than minutes of
+encoding.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import base64
 import binascii
 import ipaddress
 import socket
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 from fastapi import UploadFile
@@ -62,28 +65,40 @@ async def resolve_reference(value: str, settings: Settings, *, param: str = "ref
     return data
 
 
-async def _check_host(host: str, port: int, settings: Settings, param: str) -> None:
-    if settings.allow_private_urls:
-        return
+async def _public_address(host: str, port: int, param: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address to connect to for ``host``: every address it resolves to must be public."""
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
         raise InvalidRequestError(f"{param}: cannot resolve host {host!r}", param=param) from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+    addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    for address in addresses:
         if not address.is_global or address.is_multicast:
             raise InvalidRequestError(f"{param}: URL host {host!r} resolves to a non-public address ({address}); refused", param=param)
+    return addresses[0]
+
+
+async def _pinned(url: str, settings: Settings, param: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(URL, headers, httpx extensions) that fetch ``url`` from its checked public address."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequestError(f"{param}: only http(s) URLs are fetched", param=param)
+    if settings.allow_private_urls:
+        return url, {}, {}
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = await _public_address(parts.hostname, port, param)
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    target = urlunsplit(parts._replace(netloc=f"{literal}:{port}"))
+    return target, {"Host": host}, ({"sni_hostname": parts.hostname} if parts.scheme == "https" else {})
 
 
 async def fetch_url(url: str, settings: Settings, *, param: str = "reference_audio") -> bytes:
     async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise InvalidRequestError(f"{param}: only http(s) URLs are fetched", param=param)
-            await _check_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), settings, param)
+            target, headers, extensions = await _pinned(url, settings, param)
             try:
-                async with client.stream("GET", url) as response:
+                async with client.stream("GET", target, headers=headers, extensions=extensions) as response:
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue
