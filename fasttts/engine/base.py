@@ -34,8 +34,8 @@ SEGMENT_CROSSFADE_S = 0.02
 enough that there is no click."""
 
 SEGMENT_CONCURRENCY = 8
-"""Segments of one non-streaming request synthesised at once (the LLM batches them; more would
-only hold more audio in memory before it can be joined)."""
+"""How far ahead of the segment being delivered a request may synthesise: up to this many segments
+run at once (the LLM batches them), and no more audio than theirs waits in memory."""
 
 
 @dataclass(frozen=True)
@@ -276,26 +276,28 @@ class TTSEngine(abc.ABC):
     async def _segment_chunks(self, segments: list[Segment], voices: dict[int, Any], sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray | None]:
         """Every segment's audio chunks in order, each segment ended by ``None``.
 
-        Up to :data:`SEGMENT_CONCURRENCY` segments are synthesised at once, so the backend decodes
-        them in one batch; later segments' chunks wait in their queues until their turn (a stream's
-        first audio is the first segment's, as soon as it comes). A voice's first segment runs
-        before its others: a created voice is written by it and kept for the rest of the request
-        (Spark)."""
+        Segments within :data:`SEGMENT_CONCURRENCY` of the one being delivered run at once, so the
+        backend decodes them in one batch; their chunks wait in their queues until their turn (a
+        stream's first audio is the first segment's, as soon as it comes), and a slow consumer holds
+        the rest back. A voice's first segment runs before its others: a created voice is written by
+        it and kept for the rest of the request (Spark)."""
         first_of: dict[int, Segment] = {}
         for seg in segments:
             first_of.setdefault(id(seg.voice), seg)
         written = {key: asyncio.Event() for key in first_of}
-        slots = asyncio.Semaphore(SEGMENT_CONCURRENCY)
+        window = asyncio.Condition()
+        delivering = [0]  # the index of the segment being delivered
         queues: list[asyncio.Queue[np.ndarray | BaseException | None]] = [asyncio.Queue() for _ in segments]
 
-        async def run(seg: Segment, queue: asyncio.Queue) -> None:
+        async def run(index: int, seg: Segment, queue: asyncio.Queue) -> None:
             key = id(seg.voice)
             try:
+                async with window:
+                    await window.wait_for(lambda: index < delivering[0] + SEGMENT_CONCURRENCY)
                 if first_of[key] is not seg:
                     await written[key].wait()
-                async with slots:
-                    async for chunk in self._segment_with_retry(seg.text, voices[key], _segment_sampling(sampling, seg), stream=stream):
-                        queue.put_nowait(chunk)
+                async for chunk in self._segment_with_retry(seg.text, voices[key], _segment_sampling(sampling, seg), stream=stream):
+                    queue.put_nowait(chunk)
                 written[key].set()
                 self.stats.segments += 1
                 queue.put_nowait(None)
@@ -303,9 +305,12 @@ class TTSEngine(abc.ABC):
                 queue.put_nowait(exc)
                 raise
 
-        tasks = [asyncio.create_task(run(seg, queue)) for seg, queue in zip(segments, queues)]
+        tasks = [asyncio.create_task(run(i, seg, queue)) for i, (seg, queue) in enumerate(zip(segments, queues))]
         try:
-            for queue in queues:
+            for index, queue in enumerate(queues):
+                async with window:
+                    delivering[0] = index
+                    window.notify_all()
                 while (item := await queue.get()) is not None:
                     if isinstance(item, BaseException):
                         raise item

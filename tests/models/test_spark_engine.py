@@ -279,3 +279,26 @@ async def test_segments_run_together_whole_or_streamed_and_agree(engine):
     whole, streamed = outputs
     assert len(streamed) == len(whole)
     assert np.abs(streamed - whole).max() < 1e-3 * np.abs(whole).max() + 1e-5
+
+
+async def test_a_slow_listener_holds_later_segments_back(engine, monkeypatch):
+    from fasttts.engine.base import SEGMENT_CONCURRENCY
+
+    started: list[int] = []
+    generate = engine.backend.generate
+
+    def recording(request):
+        started.append(len(request.prompt_ids))
+        return generate(request)
+
+    monkeypatch.setattr(engine.backend, "generate", recording)
+    text = " ".join(f"Sentence number {i} is here." for i in range(14))
+    split = SplitParams(length_threshold=12, window_size=12)
+    total = len(engine.segments(text, VoiceParams(name="female"), split))
+    assert total > SEGMENT_CONCURRENCY
+    stream = engine.speak_stream(text, "female", sampling=sampling(seed=1, max_tokens=40), split=split)
+    await stream.__anext__()
+    await asyncio.sleep(1.0)  # a listener that does not read on
+    assert len(started) <= SEGMENT_CONCURRENCY  # the segments within reach of the one being heard, no more
+    rest = [c async for c in stream]
+    assert rest and len(started) == total
