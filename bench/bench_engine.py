@@ -62,7 +62,8 @@ async def one(engine, text: str, sampling: SamplingParams, stream: bool) -> tupl
 
 
 async def run(args: argparse.Namespace) -> None:
-    engine = AutoEngine(args.model_path, args.backend, llm_batch_size=max(args.concurrency), batch_size=max(args.concurrency))
+    options = {"batch_size": args.codec_batch_size} if args.codec_batch_size else {}  # else the engine's defaults
+    engine = AutoEngine(args.model_path, args.backend, **options)
     await engine.start()
     sampling = SamplingParams(max_tokens=args.max_tokens, seed=1)
     await one(engine, TEXTS["short"], sampling, False)  # warm-up
@@ -102,6 +103,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--texts", nargs="+", default=["short"], choices=list(TEXTS))
     parser.add_argument("--max_tokens", type=int, default=500, help="bounds random-weight models, which rarely stop by themselves")
+    parser.add_argument("--codec_batch_size", type=int, help="the codec micro-batchers' batch size (default: the engine's, 1)")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -42,10 +42,12 @@ class Server:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         cmd = [sys.executable, "-m", "fasttts.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-               "--backend", args.backend, "--batch_size", str(max(8, max(args.concurrency) // 2)),
+               "--backend", args.backend,
                "--max_concurrency", str(4 * max(args.concurrency)), "--data_dir", args.data_dir]  # fmt: skip
         if args.model_path:
             cmd += ["--model_path", args.model_path]
+        if args.codec_batch_size:
+            cmd += ["--batch_size", str(args.codec_batch_size)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
         self.peak_rss_mb = 0.0
@@ -164,6 +166,8 @@ def main() -> None:
     parser.add_argument("--model_path", default=None, help="without --url: start `fasttts serve` on this model")
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--data_dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "fasttts-bench"))
+    parser.add_argument("--codec_batch_size", type=int, help="the started server's --batch_size (default: the server's, 1; "
+                        "batching the codec pays on a GPU, on a CPU it only makes every item wait for the whole batch)")
     parser.add_argument("--model", default="tts-1")
     parser.add_argument("--voice", default="alloy")
     parser.add_argument("--api_key", default=None)
