@@ -5,8 +5,9 @@ never run on the event loop, its state (KV caches, MLX streams) belongs to one t
 is iteration-level (requests join and leave between steps). What differs is one step of the model,
 :meth:`EngineThread.step`; this module holds the rest: the inbox and its condition,
 submit/cancel/stop, failing every request when a step raises or the engine stops, delivering each
-step's tokens to the requests' event loops, and the async side (:func:`stream`) that a backend's
-``generate`` consumes, which cancels the request when its consumer goes away.
+step's tokens to the requests' event loops, the async side (:func:`stream`) that a backend's
+``generate`` consumes, which cancels the request when its consumer goes away, and
+:class:`EngineThreadBackend`, which builds the engine on first use and stops it at shutdown.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from fasttts.backends.base import GenerationRequest
+from fasttts.backends.base import GenerationRequest, LLMBackend
 from fasttts.errors import BackendError, InvalidRequestError
 
-__all__ = ["END", "EngineThread", "ThreadRequest", "check_request", "deliver", "stream"]
+__all__ = ["END", "EngineThread", "EngineThreadBackend", "ThreadRequest", "check_request", "deliver", "stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,40 @@ class EngineThread(abc.ABC):
         with self._cond:
             left = [*self._inbox, *self.requests()]
         deliver([(req, BackendError(f"{self.name} backend shut down")) for req in left])
+
+
+class EngineThreadBackend(LLMBackend):
+    """A backend served by an :class:`EngineThread`, built in a worker thread on first use."""
+
+    def __init__(self) -> None:
+        self._engine: EngineThread | None = None
+        self._lock = asyncio.Lock()
+
+    @abc.abstractmethod
+    def _build(self) -> EngineThread:
+        """Load the model and return its started engine (runs in a worker thread)."""
+
+    async def start(self) -> None:
+        if self._engine is not None:  # every generate() calls this: no lock once running
+            return
+        async with self._lock:
+            if self._engine is None:
+                self._engine = await asyncio.to_thread(self._build)
+
+    async def shutdown(self) -> None:
+        async with self._lock:
+            if self._engine is not None:
+                await asyncio.to_thread(self._engine.stop)
+                self._engine = None
+
+    async def _running(self) -> EngineThread:
+        await self.start()
+        assert self._engine is not None
+        return self._engine
+
+    @property
+    def num_active(self) -> int:
+        return self._engine.num_active if self._engine is not None else 0
 
 
 def deliver(out: list[tuple[ThreadRequest, object]]) -> None:

@@ -20,7 +20,6 @@ largest single cost of a decode step.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -34,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from fasttts.backends._constraint_utils import NumpySampler, allowed_ids
-from fasttts.backends.base import GenerationRequest, LLMBackend
-from fasttts.backends.engine_thread import END, EngineThread, ThreadRequest, check_request, stream
+from fasttts.backends.base import GenerationRequest
+from fasttts.backends.engine_thread import END, EngineThread, EngineThreadBackend, ThreadRequest, check_request, stream
 from fasttts.backends.gguf_head import EmbeddingTable, head_gguf
 from fasttts.backends.registry import BackendConfig
 from fasttts.errors import BackendError, MissingExtraError, ModelLoadError
@@ -259,44 +258,29 @@ class _Engine(EngineThread):
             self.retire(seq)
 
 
-class LlamaCppBackend(LLMBackend):
+class LlamaCppBackend(EngineThreadBackend):
     """``Class(BackendConfig)``; ``n_threads`` defaults to the CPUs this process may use."""
 
     name = "llama-cpp"
 
     def __init__(self, config: BackendConfig, *, n_threads: int | None = None, n_batch: int = 512) -> None:
         _import_llama_cpp()  # fail early, with the extra to install
+        super().__init__()
         self.config = config
         self.n_threads = n_threads or len(os.sched_getaffinity(0))
         self.n_batch = n_batch
         self._seeds = random.Random(config.seed)  # seeds for requests that bring none
-        self._engine: _Engine | None = None
-        self._lock = asyncio.Lock()
 
-    async def start(self) -> None:
-        async with self._lock:
-            if self._engine is None:
-                path = await asyncio.to_thread(find_gguf, self.config.model_dir, self.config.dtype)
-                self._engine = await asyncio.to_thread(_Engine, path, self.config, self.n_threads, self.n_batch)
-
-    async def shutdown(self) -> None:
-        async with self._lock:
-            if self._engine is not None:
-                await asyncio.to_thread(self._engine.stop)
-                self._engine = None
-
-    @property
-    def num_active(self) -> int:
-        return self._engine.num_active if self._engine is not None else 0
+    def _build(self) -> _Engine:
+        return _Engine(find_gguf(self.config.model_dir, self.config.dtype), self.config, self.n_threads, self.n_batch)
 
     @property
     def stats(self) -> LlamaCppStats:
-        return self._engine.stats if self._engine is not None else LlamaCppStats()
+        return self._engine.stats if isinstance(self._engine, _Engine) else LlamaCppStats()
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
-        await self.start()
-        engine = self._engine
-        assert engine is not None
+        engine = await self._running()
+        assert isinstance(engine, _Engine)
         check_request(request, max_length=engine.n_ctx, vocab_size=engine.n_vocab)
         limit = min(request.max_tokens, engine.n_ctx - len(request.prompt_ids))
         if limit <= 0:

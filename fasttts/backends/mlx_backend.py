@@ -15,7 +15,6 @@ draw is seeded from the request's own generator: a seed gives the same tokens wh
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator
@@ -26,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from fasttts.backends._constraint_utils import allowed_mask
-from fasttts.backends.base import GenerationRequest, LLMBackend, Ranges
-from fasttts.backends.engine_thread import END, EngineThread, ThreadRequest, check_request, stream
+from fasttts.backends.base import GenerationRequest, Ranges
+from fasttts.backends.engine_thread import END, EngineThread, EngineThreadBackend, ThreadRequest, check_request, stream
 from fasttts.backends.registry import BackendConfig
 from fasttts.errors import MissingExtraError, ModelLoadError
 
@@ -209,43 +208,29 @@ def _top_p(mx: Any, logits: Any, p: float) -> Any:
     return mx.where(keep, logits, mx.array(-float("inf"), dtype=logits.dtype))
 
 
-class MLXBackend(LLMBackend):
+class MLXBackend(EngineThreadBackend):
     """``Class(BackendConfig)``; the model directory is the HF LLM directory itself."""
 
     name = "mlx-lm"
 
     def __init__(self, config: BackendConfig, *, prefill_chunk: int = 512) -> None:
         _import_mlx()  # fail early, with the extra to install
+        super().__init__()
         self.config = config
         self.prefill_chunk = prefill_chunk
         self._seeds = random.Random(config.seed)  # seeds for requests that bring none
-        self._engine: _Engine | None = None
-        self._lock = asyncio.Lock()
 
-    async def start(self) -> None:
-        async with self._lock:
-            if self._engine is None:
-                self._engine = await asyncio.to_thread(_Engine, self.config, self.prefill_chunk)
-
-    async def shutdown(self) -> None:
-        async with self._lock:
-            if self._engine is not None:
-                await asyncio.to_thread(self._engine.stop)
-                self._engine = None
-
-    @property
-    def num_active(self) -> int:
-        return self._engine.num_active if self._engine is not None else 0
+    def _build(self) -> _Engine:
+        return _Engine(self.config, self.prefill_chunk)
 
     @property
     def max_batch(self) -> int:
         """The most requests that got a token in one step so far."""
-        return self._engine.max_batch if self._engine is not None else 0
+        return self._engine.max_batch if isinstance(self._engine, _Engine) else 0
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
-        await self.start()
-        engine = self._engine
-        assert engine is not None
+        engine = await self._running()
+        assert isinstance(engine, _Engine)
         check_request(request, max_length=engine.max_length, vocab_size=engine.vocab_size)
         if request.max_tokens <= 0:
             return

@@ -8,15 +8,14 @@ the event loop never runs model code.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator
 
 import torch
 
-from fasttts.backends.base import GenerationRequest, LLMBackend
-from fasttts.backends.engine_thread import check_request, stream
+from fasttts.backends.base import GenerationRequest
+from fasttts.backends.engine_thread import EngineThreadBackend, check_request, stream
 from fasttts.backends.registry import BackendConfig
 from fasttts.backends.torch_llm.loader import load_model
 from fasttts.backends.torch_llm.model import CausalLM
@@ -26,63 +25,42 @@ from fasttts.backends.torch_llm.scheduler import Scheduler, SchedulerStats, Sequ
 __all__ = ["TorchBackend"]
 
 
-class TorchBackend(LLMBackend):
+class TorchBackend(EngineThreadBackend):
     name = "torch"
 
     def __init__(self, config: BackendConfig, *, prefill_chunk: int = 512) -> None:
+        super().__init__()
         self.config = config
         self.prefill_chunk = prefill_chunk
         self._seeds = random.Random(config.seed)  # seeds for requests that bring none
-        self._model: CausalLM | None = None
-        self._scheduler: Scheduler | None = None
-        self._lock = asyncio.Lock()
 
-    # ------------------------------------------------------------------ lifecycle
-    async def start(self) -> None:
-        """Load the model in a worker thread (raises ModelLoadError) and start the scheduler."""
-        if self._scheduler is not None:
-            return
-        async with self._lock:
-            if self._scheduler is not None:
-                return
-            cfg = self.config
-            self._model = await asyncio.to_thread(
-                load_model, cfg.model_dir, device=cfg.device, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation
-            )
-            max_length = min(cfg.max_length, self._model.cfg.max_position_embeddings)
-            self._scheduler = Scheduler(self._model, batch_size=cfg.batch_size, max_length=max_length, prefill_chunk=self.prefill_chunk)
-            self._scheduler.start()
-
-    async def shutdown(self) -> None:
-        async with self._lock:
-            if self._scheduler is not None:
-                await asyncio.to_thread(self._scheduler.stop)
-                self._scheduler = None
-            self._model = None
+    def _build(self) -> Scheduler:
+        """Load the model (raises ModelLoadError) and start its scheduler."""
+        cfg = self.config
+        model = load_model(cfg.model_dir, device=cfg.device, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation)
+        max_length = min(cfg.max_length, model.cfg.max_position_embeddings)
+        scheduler = Scheduler(model, batch_size=cfg.batch_size, max_length=max_length, prefill_chunk=self.prefill_chunk)
+        scheduler.start()
+        return scheduler
 
     # ------------------------------------------------------------------ introspection
     @property
-    def num_active(self) -> int:
-        return self._scheduler.num_active if self._scheduler is not None else 0
-
-    @property
     def stats(self) -> SchedulerStats:
         """Batching counters (max batch seen, mean batch per decode step, ...)."""
-        return self._scheduler.stats if self._scheduler is not None else SchedulerStats()
+        return self.scheduler.stats if self.scheduler is not None else SchedulerStats()
 
     @property
     def scheduler(self) -> Scheduler | None:
-        return self._scheduler
+        return self._engine if isinstance(self._engine, Scheduler) else None
 
     @property
     def model(self) -> CausalLM | None:
-        return self._model
+        return self.scheduler.model if self.scheduler is not None else None
 
     # ------------------------------------------------------------------ generation
     async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
-        await self.start()
-        scheduler = self._scheduler
-        assert scheduler is not None
+        scheduler = await self._running()
+        assert isinstance(scheduler, Scheduler)
         check_request(request, max_length=scheduler.max_length, vocab_size=scheduler.vocab_size)
         if request.max_tokens <= 0:
             return
