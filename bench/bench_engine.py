@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
+from stamp import commit, machine  # noqa: E402 - bench/ is on sys.path when a script runs
 from fasttts import AutoEngine, SamplingParams
 
 TEXTS = {
@@ -31,18 +30,6 @@ TEXTS = {
 }
 
 
-def machine() -> str:
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.processor())
-    import os
-
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
-
-
-def commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
-    except Exception:  # noqa: BLE001 - outside a checkout
-        return "unknown"
 
 
 async def one(engine, text: str, sampling: SamplingParams, stream: bool) -> tuple[float, float]:

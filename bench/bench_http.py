@@ -31,7 +31,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_engine import TEXTS, commit, machine  # noqa: E402
+from bench_engine import TEXTS  # noqa: E402
+from stamp import commit, machine  # noqa: E402
 
 
 class Server:

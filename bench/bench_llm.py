@@ -17,14 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from stamp import commit, machine  # noqa: E402 - bench/ is on sys.path when a script runs
 from fasttts.backends.base import GenerationRequest, TokenConstraint
 from fasttts.backends.registry import BackendConfig, create_backend
 
@@ -32,23 +30,6 @@ PRESETS = {"spark-tiny": ("qwen2", "SPARK_QWEN2_TINY"), "spark-full": ("qwen2", 
            "orpheus-tiny": ("llama", "ORPHEUS_LLAMA_TINY"), "orpheus-full": ("llama", "ORPHEUS_LLAMA_FULL")}
 
 
-def machine() -> str:
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.processor())
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            cpu += f", {torch.cuda.get_device_name()}"
-    except ImportError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
-
-
-def commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
-    except Exception:  # noqa: BLE001 - outside a checkout
-        return "unknown"
 
 
 def grammar(name: str, model_dir: Path, prompt_len: int) -> tuple[list[int], TokenConstraint | None]:

@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stamp import commit, machine  # noqa: E402 - bench/ is on sys.path when a script runs
 from fasttts.models.orpheus import OrpheusEngine, write_random_orpheus
 from fasttts.models.orpheus.random_model import SNAC_24KHZ, SNAC_TINY, write_random_snac
 from fasttts.models.orpheus.snac_codec import DecodeItem, SnacCodec
@@ -35,18 +33,6 @@ from fasttts.params import SamplingParams
 TEXT = "Hey there <laugh> I finally finished the book you lent me, and honestly, the ending surprised me."
 
 
-def machine() -> str:
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.processor())
-    if torch.cuda.is_available():
-        cpu += f", {torch.cuda.get_device_name()}"
-    return f"{cpu}, {os.cpu_count()} cores"
-
-
-def commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
-    except Exception:  # noqa: BLE001 - outside a checkout
-        return "unknown"
 
 
 def bench_codec(snac_dir: Path, n: int, device: str, repeats: int = 3) -> dict:

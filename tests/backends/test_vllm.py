@@ -63,37 +63,3 @@ class TestVLLMConformance(Conformance):
         await backend.start()
         yield backend
         await backend.shutdown()
-
-
-@pytest.mark.asyncio(loop_scope="session")
-async def test_orpheus_frames_follow_the_grammar_on_vllm(tmp_path) -> None:
-    """Whole frames of in-band SNAC codes, then a stop only at a frame boundary: the Orpheus grammar
-    through vLLM's logits processor (tiny model with head size 64, which vLLM's CPU attention takes)."""
-    from fasttts.models.orpheus import OrpheusEngine
-    from fasttts.models.orpheus.prompt import FRAME_CODES
-    from fasttts.models.orpheus.random_model import write_random_orpheus
-    from fasttts.models.random_llm import ORPHEUS_LLAMA_TINY
-    from fasttts.params import SamplingParams
-
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    size = {**ORPHEUS_LLAMA_TINY, "hidden": 128, "heads": 2, "kv_heads": 1, "head_dim": 64, "intermediate": 256}
-    model_dir = write_random_orpheus(tmp_path / "orpheus", size="tiny", seed=5, llm_size=size)
-    backend = VLLMBackend(BackendConfig(model_dir=str(model_dir), dtype="float32", max_length=2048, batch_size=4, gpu_memory_utilization=0.3),
-                          enforce_eager=True)
-    engine = OrpheusEngine.load(model_dir, backend=backend, detokenizer_device="cpu")
-    await engine.start()
-    try:
-        for seed in (0, 1):
-            sampling = SamplingParams(temperature=1.5, top_p=1.0, max_tokens=8 * FRAME_CODES + 3, seed=seed)
-            request = engine._request(engine.prompt_ids("Hi there.", "tara"), sampling.with_defaults(engine.default_sampling))
-            tokens = [t async for t in engine.backend.generate(request)]
-            audio = [t for t in tokens if t not in request.stop_ids]
-            assert audio and len(audio) % FRAME_CODES == 0, len(audio)
-            assert all(t not in request.stop_ids for t in tokens[:-1])
-            for i, token in enumerate(audio):
-                lo, hi = engine.vocab.bands[i % FRAME_CODES]
-                assert lo <= token < hi, (i, token)
-        audio = await engine.speak("Hello there.", "tara", sampling=SamplingParams(max_tokens=4 * FRAME_CODES, seed=3))
-        assert len(audio) > 0 and len(audio) % 2048 == 0
-    finally:
-        await engine.shutdown()

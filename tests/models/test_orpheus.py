@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from orpheus_frames import assert_whole_frames
 
 from fasttts.backends.base import GenerationRequest, LLMBackend
 from fasttts.backends.registry import BackendConfig
@@ -145,13 +146,7 @@ async def test_constrained_decoding_yields_whole_valid_frames(engine):
         sampling = SamplingParams(temperature=1.5, top_p=1.0, repetition_penalty=1.3, max_tokens=12 * FRAME_CODES + 3, seed=seed)
         request = engine._request(engine.prompt_ids("Hi.", "leah"), sampling.with_defaults(engine.default_sampling))
         assert request.max_tokens % FRAME_CODES == 0
-        tokens = [t async for t in engine.backend.generate(request)]
-        audio = [t for t in tokens if t not in request.stop_ids]
-        assert audio and len(audio) % FRAME_CODES == 0
-        assert all(t not in request.stop_ids for t in tokens[:-1])
-        for i, token in enumerate(audio):
-            lo, hi = engine.vocab.bands[i % FRAME_CODES]
-            assert lo <= token < hi, (i, token)
+        assert_whole_frames([t async for t in engine.backend.generate(request)], request, engine.vocab)
 
 
 # ----------------------------------------------------------------------------- every frame out

@@ -8,6 +8,8 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
+from orpheus_frames import assert_whole_frames  # noqa: E402
+
 from fasttts.models.gguf import find_converter, write_gguf  # noqa: E402
 from fasttts.models.orpheus import OrpheusEngine  # noqa: E402
 from fasttts.models.orpheus.prompt import FRAME_CODES  # noqa: E402
@@ -35,13 +37,7 @@ async def engine(tmp_path_factory):
 async def test_whole_valid_frames_on_llama_cpp(engine, seed):
     sampling = SamplingParams(temperature=1.5, top_p=1.0, max_tokens=10 * FRAME_CODES + 4, seed=seed)
     request = engine._request(engine.prompt_ids("Hi <laugh> there.", "tara"), sampling.with_defaults(engine.default_sampling))
-    tokens = [t async for t in engine.backend.generate(request)]
-    audio = [t for t in tokens if t not in request.stop_ids]
-    assert audio and len(audio) % FRAME_CODES == 0
-    assert all(t not in request.stop_ids for t in tokens[:-1])
-    for i, token in enumerate(audio):
-        lo, hi = engine.vocab.bands[i % FRAME_CODES]
-        assert lo <= token < hi, (i, token)
+    assert_whole_frames([t async for t in engine.backend.generate(request)], request, engine.vocab)
 
 
 async def test_audio_is_frames_times_2048_samples(engine):

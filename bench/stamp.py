@@ -1,0 +1,28 @@
+"""What every benchmark row is stamped with: the machine it ran on and the commit it measured."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+
+def machine() -> str:
+    """CPU model and core count, plus the GPU when torch sees one."""
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.processor())
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            cpu += f", {torch.cuda.get_device_name()}"
+    except ImportError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def commit() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
+    except Exception:  # noqa: BLE001 - outside a checkout
+        return "unknown"
