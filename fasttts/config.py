@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = 8000
     api_key: str | None = None
+    open_list_routes: bool = Field(False, description="With --api_key: leave GET /v1/models, /v1/audio/models, /v1/audio/voices and /audio_roles open (Open WebUI lists without the key); synthesis still needs it.")
     model_name: str = Field("fasttts", description="Model id reported by /v1/models.")
     fix_voice: bool = Field(False, description="Freeze created voices (female/male) so they sound the same on every request.")
     max_concurrency: int = Field(64, ge=1, description="Synthesis requests in flight before 429.")
