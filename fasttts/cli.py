@@ -106,7 +106,7 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fasttts.audio.encode import encode_audio
-    from fasttts.engine.auto import AutoEngine
+    from fasttts.models.registry import AutoEngine
     from fasttts.errors import FastTTSError
 
     sampling = SamplingParams(
