@@ -15,9 +15,10 @@ from fasttts.models.spark.random_codec import write_random_codec
 from fasttts.models.spark.tokens import SPARK_ADDED_TOKENS
 
 
-def write_random_spark(model_dir: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:
+def write_random_spark(model_dir: str | Path, *, size: str = "tiny", seed: int = 0, wav2vec_weights: str = "bin") -> Path:
     """Write a random ``tiny`` (about 35 MB, synthesises in seconds) or ``full`` (release shapes,
-    about 4 GB) Spark directory and return its path."""
+    about 4 GB) Spark directory and return its path. ``wav2vec_weights``: ``bin`` (the release's
+    ``pytorch_model.bin``) or ``safetensors`` (``model.safetensors``)."""
     if size not in ("tiny", "full"):
         raise ValueError(f"size must be 'tiny' or 'full', not {size!r}")
     root = Path(model_dir)
@@ -30,5 +31,5 @@ def write_random_spark(model_dir: str | Path, *, size: str = "tiny", seed: int =
         special_tokens=default_special_tokens("qwen2"),
         seed=seed,
     )
-    write_random_codec(root, size, seed)  # type: ignore[arg-type]
+    write_random_codec(root, size, seed, wav2vec_weights)  # type: ignore[arg-type]
     return root
