@@ -26,7 +26,7 @@ async def test_metrics_on_piper(piper_client):
 
 @pytest.mark.slow
 async def test_metrics_on_orpheus(settings: Settings, tmp_path):
-    from fasttts.engine.auto import AutoEngine
+    from fasttts.models.registry import AutoEngine
     from fasttts.models.orpheus.random_model import write_random_orpheus
 
     engine = AutoEngine(Settings(model_path=str(write_random_orpheus(tmp_path / "orpheus", size="tiny", seed=1))))
