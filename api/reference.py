@@ -17,7 +17,7 @@ import base64
 import binascii
 import ipaddress
 import socket
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import httpx
 from fastapi import UploadFile
@@ -47,7 +47,7 @@ async def read_upload(upload: UploadFile, settings: Settings, *, param: str = "r
 async def resolve_reference(value: str, settings: Settings, *, param: str = "reference_audio") -> bytes:
     """``value`` is an http(s) URL or base64 (optionally a ``data:`` URL); returns the bytes."""
     value = value.strip()
-    scheme = urlsplit(value).scheme.lower() if "://" in value[:16] else ""
+    scheme = _split_url(value, param).scheme.lower() if "://" in value[:16] else ""
     if scheme in ("http", "https"):
         return await fetch_url(value, settings, param=param)
     if scheme:
@@ -65,6 +65,17 @@ async def resolve_reference(value: str, settings: Settings, *, param: str = "ref
     return data
 
 
+def _split_url(url: str, param: str) -> SplitResult:
+    """``urlsplit`` with its port checked: a malformed URL (``http://[::1``, a port over 65535) is
+    the client's mistake, a 422 naming the field, not a ValueError deep inside the fetch."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsed lazily: raises ValueError for a port out of range
+    except ValueError as exc:
+        raise InvalidRequestError(f"{param}: not a valid URL ({exc})", param=param) from None
+    return parts
+
+
 async def _public_address(host: str, port: int, param: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """The address to connect to for ``host``: every address it resolves to must be public."""
     try:
@@ -80,7 +91,7 @@ async def _public_address(host: str, port: int, param: str) -> ipaddress.IPv4Add
 
 async def _pinned(url: str, settings: Settings, param: str) -> tuple[str, dict[str, str], dict[str, str]]:
     """(URL, headers, httpx extensions) that fetch ``url`` from its checked public address."""
-    parts = urlsplit(url)
+    parts = _split_url(url, param)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequestError(f"{param}: only http(s) URLs are fetched", param=param)
     if settings.allow_private_urls:
@@ -113,7 +124,7 @@ async def fetch_url(url: str, settings: Settings, *, param: str = "reference_aud
                         if len(data) > settings.max_upload_bytes:
                             raise PayloadTooLargeError(f"{param}: larger than {settings.max_upload_bytes} bytes", param=param)
                     return bytes(data)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, ValueError) as exc:  # ValueError: a malformed redirect or Content-Length
                 raise InvalidRequestError(f"{param}: could not fetch the URL ({type(exc).__name__})", param=param) from None
     raise InvalidRequestError(f"{param}: too many redirects", param=param)
 

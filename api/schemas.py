@@ -10,14 +10,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fasttts.params import SamplingParams, SplitParams
+from fasttts.params import MAX_SEED, SamplingParams, SplitParams
 
 Level = Literal["very_low", "low", "moderate", "high", "very_high"]
 ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 
 
 class SamplingFields(BaseModel):
-    """Generation controls shared by every synthesis endpoint (``None``: the model's default)."""
+    """Generation controls shared by every synthesis endpoint (``None``: the model's default).
+    NaN and infinities are refused by name: JSON bodies parsed by Python may hold them."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     temperature: float | None = Field(None, ge=0.0, le=10.0, description="Randomness of generation; 0 is greedy.", examples=[0.9])
     top_k: int | None = Field(None, ge=0, description="Top-K sampling (0: no limit).", examples=[50])
@@ -26,7 +29,7 @@ class SamplingFields(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=1_000_000, description="Max tokens generated per segment.", examples=[4096])
     length_threshold: int = Field(50, ge=1, le=100_000, description="Text longer than this many tokens is split.")
     window_size: int = Field(50, ge=1, le=100_000, description="Target segment length in tokens when splitting.")
-    seed: int | None = Field(None, ge=0, description="Per-request seed (same seed and input: same audio on a deterministic backend).")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Per-request seed (same seed and input: same audio on a deterministic backend).")
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(self.temperature, self.top_k, self.top_p, self.repetition_penalty, self.max_tokens, self.seed)

@@ -18,6 +18,15 @@ GENDERS: tuple[str, ...] = ("female", "male")
 """Spark voice-creation genders, index = ``<|gender_N|>``."""
 
 
+MAX_SEED = 2**63 - 1
+"""Largest seed: every backend, numpy and the databases hold a signed 64-bit integer."""
+
+
+def offset_seed(seed: int, by: int) -> int:
+    """A seed derived from ``seed`` (per segment, per retry) that stays within 0..MAX_SEED."""
+    return (seed + by) % (MAX_SEED + 1)
+
+
 def _check(cond: bool, param: str, message: str) -> None:
     if not cond:
         raise InvalidRequestError(f"{param}: {message}", param=param)
@@ -51,6 +60,8 @@ class SamplingParams:
             _check(0.1 <= self.repetition_penalty <= 10.0, "repetition_penalty", "must be between 0.1 and 10")
         if self.max_tokens is not None:
             _check(1 <= self.max_tokens <= 1_000_000, "max_tokens", "must be >= 1")
+        if self.seed is not None:
+            _check(0 <= self.seed <= MAX_SEED, "seed", f"must be between 0 and {MAX_SEED}")
 
     def with_defaults(self, defaults: "SamplingParams") -> "SamplingParams":
         """Fill every ``None`` field from ``defaults`` (the model's reference settings)."""

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import Level, ResponseFormat
+from fasttts.params import MAX_SEED
 
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 """OpenAI model ids accepted as aliases of the loaded model."""
@@ -25,7 +26,7 @@ class VoiceRef(BaseModel):
 class OpenAISpeechRequest(BaseModel):
     """``POST /v1/audio/speech``: OpenAI's fields, then ours (all optional)."""
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, json_schema_extra={"examples": [
         {"model": "tts-1", "input": "Hello from FastTTS!", "voice": "alloy", "response_format": "mp3", "speed": 1.0},
         {"model": "gpt-4o-mini-tts", "input": "Streaming, please.", "voice": {"id": "alloy"}, "response_format": "pcm", "stream_format": "sse"},
     ]})
@@ -47,7 +48,7 @@ class OpenAISpeechRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     length_threshold: int = Field(50, ge=1, le=100_000)
     window_size: int = Field(50, ge=1, le=100_000)
-    seed: int | None = Field(None, ge=0)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
 
     @property
     def voice_name(self) -> str:

@@ -14,6 +14,7 @@ from api.reference import check_audio, read_upload, resolve_reference
 from api.schemas import Level, MultiSpeakRequest, ResponseFormat, RolesResponse, SamplingFields, SpeakRequest
 from api.synthesis import check_features, check_text, respond
 from fasttts.errors import InvalidRequestError, UnsupportedFeatureError
+from fasttts.params import MAX_SEED
 
 router = APIRouter(dependencies=[APIKey], tags=["speech"])
 
@@ -46,7 +47,7 @@ async def clone_voice(
     max_tokens: Annotated[int | None, Form(ge=1, le=1_000_000)] = None,
     length_threshold: Annotated[int, Form(ge=1, le=100_000)] = 50,
     window_size: Annotated[int, Form(ge=1, le=100_000)] = 50,
-    seed: Annotated[int | None, Form(ge=0)] = None,
+    seed: Annotated[int | None, Form(ge=0, le=MAX_SEED)] = None,
     stream: Annotated[bool, Form()] = False,
     response_format: Annotated[ResponseFormat, Form()] = "mp3",
 ) -> Response:
