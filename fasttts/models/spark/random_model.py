@@ -33,13 +33,14 @@ def write_spark_tokenizer(llm_dir: str | Path, *, size: str = "full") -> Tokeniz
     return write_tokenizer(llm_dir, release=size == "full", max_position=preset["max_position"], **_llm_args(size))
 
 
-def write_random_spark(model_dir: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:
+def write_random_spark(model_dir: str | Path, *, size: str = "tiny", seed: int = 0, wav2vec_weights: str = "bin") -> Path:
     """Write a random ``tiny`` (about 35 MB, synthesises in seconds) or ``full`` (release shapes,
-    about 4 GB) Spark directory and return its path."""
+    about 4 GB) Spark directory and return its path. ``wav2vec_weights``: ``bin`` (the release's
+    ``pytorch_model.bin``) or ``safetensors`` (``model.safetensors``)."""
     args = _llm_args(size)
     root = Path(model_dir)
     root.mkdir(parents=True, exist_ok=True)
     write_random_llm(root / "LLM", size=SPARK_QWEN2_FULL if size == "full" else SPARK_QWEN2_TINY, seed=seed,
                      release_tokenizer=size == "full", **args)
-    write_random_codec(root, size, seed)  # type: ignore[arg-type]
+    write_random_codec(root, size, seed, wav2vec_weights)  # type: ignore[arg-type]
     return root
