@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -170,6 +171,7 @@ def _random_model(argv: list[str]) -> int:
     parser.add_argument("--gguf", nargs="*", metavar="QUANT", default=None,
                         help="also write the LLM as GGUF for llama-cpp (F16, Q8_0, Q4_K_M; default Q4_K_M)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # which tokenizer was written, and why
     out = Path(args.directory)
     if args.family == "spark":
         from fasttts.models.spark.random_model import write_random_spark
