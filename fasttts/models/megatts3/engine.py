@@ -32,7 +32,7 @@ from fasttts.backends.registry import BackendConfig, create_backend
 from fasttts.config import Settings
 from fasttts.engine.base import SEGMENT_POSITION, Capabilities, TTSEngine
 from fasttts.engine.batcher import MicroBatcher
-from fasttts.errors import GenerationError, InvalidRequestError, NotFoundError, UnsupportedFeatureError
+from fasttts.errors import GenerationError, InvalidRequestError, ModelLoadError, NotFoundError, UnsupportedFeatureError
 from fasttts.models.megatts3 import frontend
 from fasttts.models.megatts3.duration import DurationState
 from fasttts.models.megatts3.g2p import MAX_NEW_TOKENS, G2PVocab, PhoneConstraint, split_merged
@@ -137,17 +137,21 @@ class MegaEngine(TTSEngine):
         self._voices: dict[str, MegaVoice] = {}
 
     @classmethod
-    def load(cls, model_path: str | Path, *, settings: Settings) -> "MegaEngine":
+    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> "MegaEngine":
+        """Load an official MegaTTS3 release directory unchanged (networks on ``--llm_device``)."""
+        from fasttts.devices import resolve_device
         from fasttts.models.random_llm import load_tokenizer
 
-        device = settings.llm_device if settings.llm_device not in ("auto",) else ("cuda" if torch.cuda.is_available() else "cpu")
+        if model_path is None:
+            raise ModelLoadError("MegaTTS3 needs --model_path (a MegaTTS3 release directory)")
+        device = resolve_device(settings.detokenizer_device)
         parts = load_parts(model_path, device=device)
         tokenizer = load_tokenizer(parts.g2p_dir)
-        constraint = PhoneConstraint(G2PVocab.from_tokenizer(tokenizer))
-        config = BackendConfig.from_settings(settings, model_dir=str(parts.g2p_dir), output_ids=constraint.vocabulary())
-        return cls(parts=parts, backend=create_backend(settings.backend, config), tokenizer=tokenizer, device=device,
-                   batch_size=max(settings.batch_size, DIT_BATCH), wait_timeout=settings.wait_timeout, seed=settings.seed,
-                   max_reference_seconds=settings.max_reference_seconds)
+        if llm is None:
+            constraint = PhoneConstraint(G2PVocab.from_tokenizer(tokenizer))
+            llm = create_backend(settings.backend, BackendConfig.from_settings(settings, model_dir=str(parts.g2p_dir), output_ids=constraint.vocabulary()))
+        return cls(parts=parts, backend=llm, tokenizer=tokenizer, device=device, batch_size=max(settings.batch_size, DIT_BATCH),
+                   wait_timeout=settings.wait_timeout, seed=settings.seed, max_reference_seconds=settings.max_reference_seconds)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -240,7 +244,7 @@ class MegaEngine(TTSEngine):
     # ------------------------------------------------------------------ synthesis
     async def _g2p(self, text: str, sampling: SamplingParams) -> tuple[list[int], list[int]]:
         prompt = self.vocab.prompt(self.tokenizer.encode("<BOT>" + text + "<BOS>").ids)
-        request = GenerationRequest(prompt_ids=prompt, max_tokens=MAX_NEW_TOKENS, temperature=0.0, top_k=1, stop_ids=frozenset({self.vocab.eos}),
+        request = GenerationRequest(prompt_ids=prompt, max_tokens=min(int(sampling.max_tokens or MAX_NEW_TOKENS), MAX_NEW_TOKENS), temperature=0.0, top_k=1, stop_ids=frozenset({self.vocab.eos}),
                                     seed=sampling.seed, constraint=PhoneConstraint(self.vocab))
         generated = self.backend.generate(request)
         try:
