@@ -39,11 +39,23 @@ def get_limiter(request: Request) -> ConcurrencyLimiter:
     return request.app.state.limiter
 
 
+LIST_ROUTES = frozenset({"/v1/models", "/v1/audio/models", "/v1/audio/voices", "/audio_roles", "/v1/audio_roles"})
+"""Read-only list routes that ``--open_list_routes`` leaves open (GET only): Open WebUI calls
+them without an Authorization header, and with the key required its voice list falls back to
+OpenAI's names."""
+
+
+def _open_list_route(request: Request, settings: Settings) -> bool:
+    route = getattr(request.scope.get("route"), "path", None)
+    return settings.open_list_routes and request.method == "GET" and route in LIST_ROUTES
+
+
 async def require_api_key(request: Request) -> None:
-    """With ``--api_key`` set, every API route needs ``Authorization: Bearer <key>``.
-    ``hmac.compare_digest`` keeps the comparison constant-time."""
-    expected: str | None = request.app.state.settings.api_key
-    if not expected:
+    """With ``--api_key`` set, every API route needs ``Authorization: Bearer <key>`` (but the list
+    routes, with ``--open_list_routes``). ``hmac.compare_digest`` keeps the comparison constant-time."""
+    settings: Settings = request.app.state.settings
+    expected = settings.api_key
+    if not expected or _open_list_route(request, settings):
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):

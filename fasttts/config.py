@@ -10,7 +10,7 @@ directory store.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = 8000
     api_key: str | None = None
+    open_list_routes: bool = Field(False, description="With --api_key: leave GET /v1/models, /v1/audio/models, /v1/audio/voices and /audio_roles open (Open WebUI lists without the key); synthesis still needs it.")
     model_name: str = Field("fasttts", description="Model id reported by /v1/models.")
     fix_voice: bool = Field(False, description="Freeze created voices (female/male) so they sound the same on every request.")
     max_concurrency: int = Field(64, ge=1, description="Synthesis requests in flight before 429.")
@@ -86,3 +87,14 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'fasttts.db').resolve()}"
+
+
+def with_overrides(settings: Settings | None, **overrides: Any) -> Settings:
+    """``settings`` (default: built from the environment) with some fields replaced, validated like
+    any other input; an unknown field name raises ``TypeError`` naming it."""
+    unknown = set(overrides) - set(Settings.model_fields)
+    if unknown:
+        raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+    if settings is None:
+        return Settings(**overrides)
+    return Settings.model_validate({**settings.model_dump(), **overrides})

@@ -39,6 +39,12 @@ class SamplingParams:
     """Upper bound on generated tokens for one segment."""
     seed: int | None = None
     """Per-request seed; the same seed and inputs give the same tokens on a deterministic backend."""
+    text_weight: float | None = None
+    """MegaTTS3 classifier-free guidance towards the text ("intelligibility", reference p_w 1.6)."""
+    speaker_weight: float | None = None
+    """MegaTTS3 guidance towards the reference speaker ("similarity", reference t_w 2.5)."""
+    diffusion_steps: int | None = None
+    """MegaTTS3 flow-matching steps (reference 32)."""
 
     def __post_init__(self) -> None:
         if self.temperature is not None:
@@ -51,6 +57,12 @@ class SamplingParams:
             _check(0.1 <= self.repetition_penalty <= 10.0, "repetition_penalty", "must be between 0.1 and 10")
         if self.max_tokens is not None:
             _check(1 <= self.max_tokens <= 1_000_000, "max_tokens", "must be >= 1")
+        for name in ("text_weight", "speaker_weight"):
+            value = getattr(self, name)
+            if value is not None:
+                _check(0.0 <= value <= 20.0, name, "must be between 0 and 20")
+        if self.diffusion_steps is not None:
+            _check(1 <= self.diffusion_steps <= 256, "diffusion_steps", "must be between 1 and 256")
 
     def with_defaults(self, defaults: "SamplingParams") -> "SamplingParams":
         """Fill every ``None`` field from ``defaults`` (the model's reference settings)."""

@@ -66,6 +66,16 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class AudioModel(BaseModel):
+    id: str
+
+
+class AudioModelList(BaseModel):
+    """``GET /v1/audio/models``: the shape Open WebUI reads (``{"models": [{"id": ...}]}``)."""
+
+    models: list[AudioModel]
+
+
 class VoiceInfo(BaseModel):
     id: str
     name: str

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from api.job_routing import job_spec, run_as_job, should_route
-from api.openai.protocol import OPENAI_MODELS, OPENAI_VOICES, ModelCard, ModelList, OpenAISpeechRequest, VoiceInfo, VoiceList
+from api.openai.protocol import OPENAI_MODELS, OPENAI_VOICES, AudioModel, AudioModelList, ModelCard, ModelList, OpenAISpeechRequest, VoiceInfo, VoiceList
 from api.schemas import SamplingFields
 from api.streaming import sse_response
 from api.synthesis import check_features, check_text, respond, start_source
@@ -62,9 +62,22 @@ def resolve_voice(name: str, engine: TTSEngine, settings: Settings) -> str:
     raise NotFoundError(f"voice '{name}' not found; see GET /v1/audio/voices", param="voice")
 
 
+def model_ids(settings: Settings) -> list[str]:
+    """This server's model id first, then the OpenAI aliases it accepts."""
+    return [settings.model_name, *(m for m in OPENAI_MODELS if m != settings.model_name)]
+
+
 def list_models(settings: Settings) -> ModelList:
-    ids = [settings.model_name, *(m for m in OPENAI_MODELS if m != settings.model_name)]
-    return ModelList(data=[ModelCard(id=i, created=_CREATED) for i in ids])
+    return ModelList(data=[ModelCard(id=i, created=_CREATED) for i in model_ids(settings)])
+
+
+def get_model(model_id: str, settings: Settings) -> ModelCard:
+    check_model(model_id, settings)
+    return ModelCard(id=model_id, created=_CREATED)
+
+
+def list_audio_models(settings: Settings) -> AudioModelList:
+    return AudioModelList(models=[AudioModel(id=i) for i in model_ids(settings)])
 
 
 def list_voices(engine: TTSEngine) -> VoiceList:
@@ -97,4 +110,4 @@ async def create_speech(request: Request, body: OpenAISpeechRequest, engine: TTS
     )
 
 
-__all__ = ["DEFAULT_VOICE_MAP", "OPENAI_VOICES", "create_speech", "list_models", "list_voices", "resolve_voice", "speed_level"]
+__all__ = ["DEFAULT_VOICE_MAP", "OPENAI_VOICES", "create_speech", "get_model", "list_audio_models", "list_models", "list_voices", "resolve_voice", "speed_level"]
