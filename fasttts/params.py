@@ -68,6 +68,9 @@ LIMITS: dict[str, Limit] = {
     "repetition_penalty": Limit(0.1, 10.0),
     "max_tokens": Limit(1, 1_000_000),
     "seed": Limit(0),
+    "text_weight": Limit(0.0, 20.0),
+    "speaker_weight": Limit(0.0, 20.0),
+    "diffusion_steps": Limit(1, 256),
     "length_threshold": Limit(1, 100_000),
     "window_size": Limit(1, 100_000),
 }
@@ -102,6 +105,12 @@ class SamplingParams:
     """Upper bound on generated tokens for one segment."""
     seed: int | None = None
     """Per-request seed; the same seed and inputs give the same tokens on a deterministic backend."""
+    text_weight: float | None = None
+    """MegaTTS3 classifier-free guidance towards the text ("intelligibility", reference p_w 1.6)."""
+    speaker_weight: float | None = None
+    """MegaTTS3 guidance towards the reference speaker ("similarity", reference t_w 2.5)."""
+    diffusion_steps: int | None = None
+    """MegaTTS3 flow-matching steps (reference 32)."""
 
     def __post_init__(self) -> None:
         _check_limits(self)

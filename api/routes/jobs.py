@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.deps import APIKey, SettingsDep
-from api.reference import read_upload
+from api.reference import check_audio, read_upload
 from fasttts.db import JOB_STATUSES, Job
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError
 from fasttts.jobs import JobService, JobSpec, pin_job_voices
@@ -26,6 +26,10 @@ from fasttts.params import Gender, Level, ResponseFormat
 from fasttts.storage import LocalStore
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[APIKey], tags=["jobs"])
+
+REFERENCE_CHECK_RATE = 16_000
+"""Rate the submit-time decode check resamples to; only whether the audio decodes matters (the API
+process may have no engine when workers run the jobs)."""
 
 JobIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Job id.")]
 
@@ -140,6 +144,8 @@ async def _parse(request: Request, settings: Any) -> tuple[JobCreate, dict[str, 
         extra |= {"book": await read_upload(book, settings, param="file"), "filename": book.filename, "content_type": book.content_type}
     if (ref := form.get("reference_audio")) is not None and hasattr(ref, "read"):
         extra["reference_audio"] = await read_upload(ref, settings, param="reference_audio")
+        # decoded once here so bad audio is a 4xx at submit, never a failure (or worse) in a worker
+        await check_audio(extra["reference_audio"], settings, REFERENCE_CHECK_RATE, param="reference_audio")
     return body, extra
 
 
