@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,11 @@ enough that there is no click."""
 SEGMENT_CONCURRENCY = 8
 """How far ahead of the segment being delivered a request may synthesise: up to this many segments
 run at once (the LLM batches them), and no more audio than theirs waits in memory."""
+
+SEGMENT_POSITION: ContextVar[tuple[int, int | None] | None] = ContextVar("segment_position", default=None)
+"""(index, number of segments) of the segment the current task synthesises (the count is None when
+unknown, e.g. a job worker's single segment): models whose segments differ by position (MegaTTS3's
+first and final segments) read it in ``_segment_stream``."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,7 @@ class TTSEngine(abc.ABC):
     capabilities: Capabilities = Capabilities()
     default_sampling: SamplingParams = SamplingParams(temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.0, max_tokens=4096)
     default_voice: str = "default"
+    segment_crossfade_s: float = SEGMENT_CROSSFADE_S
 
     def __init__(self, *, seed: int = 0, language: str | None = None) -> None:
         self.seed = seed
@@ -279,7 +286,11 @@ class TTSEngine(abc.ABC):
         self.check_max_tokens([segment.voice], sampling)
         voice = await self._resolve_voice(segment.voice)
         resolved = _segment_sampling((sampling or SamplingParams()).with_defaults(self.default_sampling), segment)
-        return await _collect(self._segment_with_retry(segment.text, voice, resolved, stream=False))
+        token = SEGMENT_POSITION.set((segment.index, segment.extra.get("count")))
+        try:
+            return await _collect(self._segment_with_retry(segment.text, voice, resolved, stream=False))
+        finally:
+            SEGMENT_POSITION.reset(token)
 
     # ------------------------------------------------------------------ pipeline
     def _split(self, text: str, split: SplitParams | None) -> list[str]:
@@ -297,7 +308,7 @@ class TTSEngine(abc.ABC):
             key = id(seg.voice)
             if key not in voices:
                 voices[key] = await self._resolve_voice(seg.voice)
-        joiner = SegmentJoiner(int(SEGMENT_CROSSFADE_S * self.sample_rate))
+        joiner = SegmentJoiner(int(self.segment_crossfade_s * self.sample_rate))
         self.stats.requests += 1
         self.stats.active += 1
         try:
@@ -350,6 +361,7 @@ class TTSEngine(abc.ABC):
                     await window.wait_for(lambda: index < delivering[0] + SEGMENT_CONCURRENCY)
                 if first_of[key] is not seg:
                     await written[key].wait()
+                SEGMENT_POSITION.set((index, len(segments)))
                 async for chunk in self._segment_with_retry(seg.text, voices[key], _segment_sampling(sampling, seg), stream=stream):
                     queue.put_nowait(chunk)
                 written[key].set()
