@@ -14,6 +14,22 @@ from fasttts.errors import InvalidRequestError
 LEVELS: tuple[str, ...] = ("very_low", "low", "moderate", "high", "very_high")
 """Spark's five pitch/speed levels, index = label id (``<|pitch_label_N|>``)."""
 
+LEVEL_TEMPO: dict[str, float] = dict(zip(LEVELS, (0.7, 0.85, 1.0, 1.2, 1.4)))
+"""The tempo factor each speed level stands for: what a model without native speed control
+time-stretches a level to, and which OpenAI ``speed`` a model with native levels meets natively."""
+
+TEMPO_RANGE: tuple[float, float] = (0.25, 4.0)
+"""OpenAI's ``speed`` range: the tempo factors a request may ask for."""
+
+LEVEL_MATCH = 0.01
+"""Relative distance within which a tempo factor counts as a level's (so 1.0 is ``moderate``)."""
+
+
+def matching_level(tempo: float) -> str | None:
+    """The speed level whose tempo is ``tempo`` (within :data:`LEVEL_MATCH`), if any."""
+    return next((level for level, t in LEVEL_TEMPO.items() if abs(tempo / t - 1.0) <= LEVEL_MATCH), None)
+
+
 GENDERS: tuple[str, ...] = ("female", "male")
 """Spark voice-creation genders, index = ``<|gender_N|>``."""
 
@@ -96,6 +112,10 @@ class VoiceParams:
     """One of :data:`LEVELS`."""
     instructions: str | None = None
     """Free-text style instructions (OpenAI ``instructions``); used where the model supports it."""
+    tempo: float | None = None
+    """Speed as a factor (OpenAI ``speed``: 2.0 is twice as fast), met natively where a model's
+    level matches it and by pitch-preserving time-stretching otherwise (see
+    :meth:`~fasttts.engine.base.TTSEngine.speed_plan`)."""
     state: dict[str, Any] | None = field(default=None, hash=False)
     """A voice as the model exported it (:meth:`~fasttts.engine.base.TTSEngine.pin_voice`); when
     given it is used as is (job segments carry their pinned voice this way)."""
@@ -105,6 +125,8 @@ class VoiceParams:
             _check(self.pitch in LEVELS, "pitch", f"must be one of {', '.join(LEVELS)}")
         if self.speed is not None:
             _check(self.speed in LEVELS, "speed", f"must be one of {', '.join(LEVELS)}")
+        if self.tempo is not None:
+            _check(TEMPO_RANGE[0] <= self.tempo <= TEMPO_RANGE[1], "speed", f"must be between {TEMPO_RANGE[0]} and {TEMPO_RANGE[1]}")
         if self.gender is not None:
             _check(self.gender in GENDERS, "gender", f"must be one of {', '.join(GENDERS)}")
 

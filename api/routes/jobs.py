@@ -35,7 +35,8 @@ class VoiceIn(BaseModel):
     name: str | None = Field(None, description="Stored or built-in voice name.")
     gender: Literal["female", "male"] | None = None
     pitch: str | None = None
-    speed: str | None = None
+    speed: str | None = Field(None, description="A speed level (very_low … very_high).")
+    tempo: float | None = Field(None, ge=0.25, le=4.0, description="Speed as a factor, like OpenAI's speed (2.0: twice as fast).")
     instructions: str | None = None
     reference_text: str | None = Field(None, description="Transcript of the uploaded reference audio (clone jobs).")
 

@@ -19,12 +19,13 @@ import numpy as np
 
 from fasttts.engine.base import Capabilities, TTSEngine
 from fasttts.errors import ModelLoadError, NotFoundError, UnsupportedFeatureError
-from fasttts.params import LEVELS, SamplingParams, VoiceParams
+from fasttts.params import LEVEL_TEMPO, SamplingParams, VoiceParams
 
 DEFAULT_VOICE = "joe"
 
-# speed label → Piper length_scale (phoneme duration multiplier; < 1 is faster)
-_LENGTH_SCALE = dict(zip(LEVELS, (1.45, 1.2, 1.0, 0.85, 0.7)))
+# speed level → Piper length_scale (phoneme duration multiplier; < 1 is faster). It scales phonemes,
+# not pauses, so it is the native control only for the levels; other tempi are time-stretched.
+_LENGTH_SCALE = {level: 1.0 / tempo for level, tempo in LEVEL_TEMPO.items()}
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
 
