@@ -47,7 +47,7 @@ async def _load(app: FastAPI, engine: TTSEngine | None) -> None:
     settings: Settings = app.state.settings
     try:
         if engine is None:
-            from fasttts.engine.auto import AutoEngine
+            from fasttts.models.registry import AutoEngine
 
             engine = await asyncio.to_thread(AutoEngine, settings)
         service = await asyncio.to_thread(VoiceService.from_settings, settings, engine)

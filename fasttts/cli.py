@@ -106,7 +106,7 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fasttts.audio.encode import encode_audio
-    from fasttts.engine.auto import AutoEngine
+    from fasttts.models.registry import AutoEngine
     from fasttts.errors import FastTTSError
 
     sampling = SamplingParams(
@@ -163,7 +163,7 @@ def _join(pieces: list, sample_rate: int):  # noqa: ANN202
 
 def _random_model(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fasttts random-model", description="Write a random-weight model in the official on-disk layout.")
-    parser.add_argument("family", choices=["spark", "orpheus"])
+    parser.add_argument("family", choices=["spark", "orpheus", "mega"])
     parser.add_argument("directory")
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--seed", type=int, default=0)
@@ -175,6 +175,10 @@ def _random_model(argv: list[str]) -> int:
         from fasttts.models.spark.random_model import write_random_spark
 
         write_random_spark(out, size=args.size, seed=args.seed)
+    elif args.family == "mega":
+        from fasttts.models.megatts3.random_model import write_random_mega
+
+        write_random_mega(out, size=args.size, seed=args.seed)
     else:
         from fasttts.models.orpheus.random_model import write_random_orpheus
 
@@ -183,7 +187,7 @@ def _random_model(argv: list[str]) -> int:
     if args.gguf is not None:
         from fasttts.models.gguf import write_gguf
 
-        llm_dir = out / "LLM" if args.family == "spark" else out
+        llm_dir = {"spark": out / "LLM", "mega": out / "g2p"}.get(args.family, out)
         for quant in args.gguf or ["Q4_K_M"]:
             print(f"wrote {write_gguf(llm_dir, quant)}")
     return 0

@@ -10,7 +10,7 @@ directory store.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,3 +83,14 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'fasttts.db').resolve()}"
+
+
+def with_overrides(settings: Settings | None, **overrides: Any) -> Settings:
+    """``settings`` (default: built from the environment) with some fields replaced, validated like
+    any other input; an unknown field name raises ``TypeError`` naming it."""
+    unknown = set(overrides) - set(Settings.model_fields)
+    if unknown:
+        raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+    if settings is None:
+        return Settings(**overrides)
+    return Settings.model_validate({**settings.model_dump(), **overrides})

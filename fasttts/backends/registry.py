@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fasttts.backends.base import LLMBackend, Ranges
+
+if TYPE_CHECKING:
+    from fasttts.config import Settings
 
 BACKENDS: dict[str, str] = {
     "torch": "fasttts.backends.torch_backend:TorchBackend",
@@ -36,6 +40,23 @@ class BackendConfig:
     output_ids: Ranges | None = None
     """Every id the model can emit (its grammar's :meth:`~fasttts.backends.base.TokenConstraint.vocabulary`);
     a backend may compute the LM head for these rows only. ``None``: the whole vocabulary."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, model_dir: str, output_ids: Ranges | None = None) -> BackendConfig:
+        """The LLM flags of ``settings`` for the LLM directory ``model_dir`` (the one place a
+        model turns its settings into a backend configuration)."""
+        return cls(
+            model_dir=model_dir,
+            device=settings.llm_device,
+            dtype=settings.torch_dtype,
+            max_length=settings.max_length,
+            batch_size=settings.llm_batch_size,
+            gpu_memory_utilization=settings.llm_gpu_memory_utilization,
+            attn_implementation=settings.llm_attn_implementation,
+            cache_implementation=settings.cache_implementation,
+            seed=settings.seed,
+            output_ids=output_ids,
+        )
 
 
 def create_backend(name: str, config: BackendConfig) -> LLMBackend:

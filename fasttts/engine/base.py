@@ -18,15 +18,22 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fasttts.audio.crossfade import SegmentJoiner
 from fasttts.audio.tempo import TempoStretcher
+from fasttts.config import Settings, with_overrides
 from fasttts.errors import GenerationError, InvalidRequestError, NotFoundError, UnsupportedFeatureError
 from fasttts.params import LEVEL_TEMPO, SamplingParams, SplitParams, VoiceParams, matching_level
 from fasttts.text import normalize_text, parse_script, split_text
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from fasttts.backends.base import LLMBackend
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +98,23 @@ class TTSEngine(abc.ABC):
         self.language = language
         self.stats = EngineStats()
 
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> Self:
+        """Load the model at ``model_path`` (its official on-disk layout, unchanged) configured by
+        ``settings``; ``llm``: an already built backend to use instead of ``settings.backend``.
+        The one constructor the model registry calls: every family implements it."""
+        raise NotImplementedError(f"{cls.__name__} does not implement from_settings")
+
+    @classmethod
+    def load(cls, model_path: str | Path | None = None, settings: Settings | None = None, *, llm: LLMBackend | None = None, **overrides: Any) -> Self:
+        """:meth:`from_settings` for callers holding a path: ``settings`` (default: from the
+        environment) with any Settings field overridden by keyword (``backend="torch"``, ``seed=1``)."""
+        if model_path is not None:
+            overrides["model_path"] = str(model_path)
+        resolved = with_overrides(settings, **overrides)
+        return cls.from_settings(Path(resolved.model_path) if resolved.model_path is not None else None, resolved, llm=llm)
+
     # ------------------------------------------------------------------ hooks for subclasses
     @abc.abstractmethod
     async def _resolve_voice(self, voice: VoiceParams) -> Any:
@@ -132,6 +156,12 @@ class TTSEngine(abc.ABC):
         cloned and named voices of models without created voices). ``seed`` fixes which voice a
         created one becomes (default: a new one, as a request would get)."""
         return None
+
+    def _first_segment_writes_voice(self, voice: Any) -> bool:
+        """Whether the request's first segment spoken in ``voice`` (as :meth:`_resolve_voice`
+        returned it) decides what the voice sounds like for its later segments, which then wait for
+        it (Spark's created voices). Default: no, so all segments of a voice run at once."""
+        return False
 
     def normalize(self, text: str) -> str:
         return normalize_text(text, language=self.language)
@@ -305,12 +335,15 @@ class TTSEngine(abc.ABC):
         Segments within :data:`SEGMENT_CONCURRENCY` of the one being delivered run at once, so the
         backend decodes them in one batch; their chunks wait in their queues until their turn (a
         stream's first audio is the first segment's, as soon as it comes), and a slow consumer holds
-        the rest back. A voice's first segment runs before its others: a created voice is written by
-        it and kept for the rest of the request (Spark)."""
+        the rest back. Where the model says a voice is written by its first segment
+        (:meth:`_first_segment_writes_voice`), that segment runs before the voice's others."""
         first_of: dict[int, Segment] = {}
         for seg in segments:
             first_of.setdefault(id(seg.voice), seg)
         written = {key: asyncio.Event() for key in first_of}
+        for key, event in written.items():
+            if not self._first_segment_writes_voice(voices[key][0]):
+                event.set()
         window = asyncio.Condition()
         delivering = [0]  # the index of the segment being delivered
         queues: list[asyncio.Queue[np.ndarray | BaseException | None]] = [asyncio.Queue() for _ in segments]

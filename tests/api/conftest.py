@@ -29,7 +29,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def piper_engine() -> TTSEngine:
-    from fasttts.models.piper import PiperEngine
+    from fasttts.models.piper.engine import PiperEngine
 
     return PiperEngine.load()
 

@@ -17,7 +17,7 @@ SHORT = {"max_tokens": 40, "seed": 3}  # random weights never stop on their own:
 
 @pytest.fixture(scope="session")
 async def spark_engine(tmp_path_factory):
-    from fasttts.engine.auto import AutoEngine
+    from fasttts.models.registry import AutoEngine
     from fasttts.models.spark.random_model import write_random_spark
 
     root = write_random_spark(tmp_path_factory.mktemp("spark") / "tiny", size="tiny")

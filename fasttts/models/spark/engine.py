@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ import numpy as np
 from fasttts.audio.io import load_audio
 from fasttts.backends.base import GenerationRequest, LLMBackend
 from fasttts.backends.registry import BackendConfig, create_backend
+from fasttts.config import Settings
+from fasttts.devices import resolve_device
 from fasttts.engine.base import Capabilities, TTSEngine
 from fasttts.engine.batcher import MicroBatcher
 from fasttts.engine.streaming import ChunkedDecoder
@@ -103,51 +105,44 @@ class SparkEngine(TTSEngine):
         self._voices: dict[str, SparkVoice] = {}
 
     @classmethod
-    def load(
-        cls,
-        model_path: str | Path,
-        *,
-        backend: str = "torch",
-        llm_device: str = "auto",
-        tokenizer_device: str = "auto",
-        detokenizer_device: str = "auto",
-        torch_dtype: str = "auto",
-        llm_attn_implementation: str = "eager",
-        wav2vec_attn_implementation: str = "eager",
-        max_length: int = 32768,
-        llm_batch_size: int = 256,
-        llm_gpu_memory_utilization: float = 0.6,
-        cache_implementation: str | None = None,
-        **kwargs: Any,
-    ) -> "SparkEngine":
+    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> "SparkEngine":
         """Load an official Spark-TTS-0.5B directory (``LLM/``, ``BiCodec/``,
         ``wav2vec2-large-xlsr-53/``, ``config.yaml``) unchanged."""
         from tokenizers import Tokenizer
 
         from fasttts.models.spark.codec import SparkCodec
 
-        root = Path(model_path)
+        if model_path is None:
+            raise ModelLoadError("Spark-TTS needs --model_path (a Spark-TTS-0.5B directory)")
+        root = model_path
         for part in ("config.yaml", "LLM/config.json", "LLM/tokenizer.json", "BiCodec/config.yaml", "BiCodec/model.safetensors", "wav2vec2-large-xlsr-53/config.json"):
             if not (root / part).exists():
                 raise ModelLoadError(f"not a Spark-TTS directory: {root / part} is missing")
-        if torch_dtype == "float16":
-            logger.warning("Spark-TTS's LLM overflows in float16 (it outputs garbage); promoting --torch_dtype float16 to float32 on CPU / bfloat16 on CUDA")
-        codec = SparkCodec.load(root, tokenizer_device=_device(tokenizer_device), detokenizer_device=_device(detokenizer_device), attn_implementation=wav2vec_attn_implementation)
-        tokenizer = Tokenizer.from_file(str(root / "LLM" / "tokenizer.json"))
-        config = BackendConfig(
-            model_dir=str(root / "LLM"),
-            device=llm_device,
-            dtype="auto" if torch_dtype == "float16" else torch_dtype,
-            max_length=max_length,
-            batch_size=llm_batch_size,
-            gpu_memory_utilization=llm_gpu_memory_utilization,
-            attn_implementation=llm_attn_implementation,
-            cache_implementation=cache_implementation,
-            seed=kwargs.get("seed", 0),
-            output_ids=SparkGrammar(SparkVocab.from_tokenizer(tokenizer), "create").vocabulary(),
+        codec = SparkCodec.load(
+            root,
+            tokenizer_device=resolve_device(settings.tokenizer_device),
+            detokenizer_device=resolve_device(settings.detokenizer_device),
+            attn_implementation=settings.wav2vec_attn_implementation,
         )
-        llm = create_backend(backend, config)
-        return cls(codec=codec, backend=llm, tokenizer=tokenizer, **kwargs)
+        tokenizer = Tokenizer.from_file(str(root / "LLM" / "tokenizer.json"))
+        if llm is None:
+            if settings.torch_dtype == "float16":
+                logger.warning("Spark-TTS's LLM overflows in float16 (it outputs garbage); promoting --torch_dtype float16 to float32 on CPU / bfloat16 on CUDA")
+            output_ids = SparkGrammar(SparkVocab.from_tokenizer(tokenizer), "create").vocabulary()
+            config = BackendConfig.from_settings(settings, model_dir=str(root / "LLM"), output_ids=output_ids)
+            if settings.torch_dtype == "float16":
+                config = replace(config, dtype="auto")
+            llm = create_backend(settings.backend, config)
+        return cls(
+            codec=codec,
+            backend=llm,
+            tokenizer=tokenizer,
+            batch_size=settings.batch_size,
+            wait_timeout=settings.wait_timeout,
+            seed=settings.seed,
+            fix_voice=settings.fix_voice,
+            max_reference_seconds=settings.max_reference_seconds,
+        )
 
     # ------------------------------------------------------------------ codec API
     async def tokenize(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -265,6 +260,10 @@ class SparkEngine(TTSEngine):
         return stored
 
     # ------------------------------------------------------------------ synthesis
+    def _first_segment_writes_voice(self, voice: SparkVoice) -> bool:
+        # a created voice is whatever its first segment writes; later segments reuse it
+        return voice.kind == "create"
+
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
@@ -341,10 +340,3 @@ class SparkEngine(TTSEngine):
         else:
             yield await decode(semantic)
 
-
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
