@@ -16,7 +16,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from fasttts.audio import load_audio
-from fasttts.audio.encode import CONTENT_TYPES, encode_audio
+from fasttts.audio.encode import CONTENT_TYPES, delivered_rate, encode_audio
 from fasttts.errors import GenerationError
 from fasttts.jobs import JobSpec, pin_job_voices
 
@@ -57,7 +57,7 @@ async def run_as_job(request: Request, spec: JobSpec, *, reference_audio: bytes 
     data = await asyncio.to_thread(service.store.get, job.result[f"audio.{spec.output_format}"])
     if spec.output_format != fmt:
         data = await asyncio.to_thread(_transcode, data, model_rate, fmt, rate)
-    headers = {"Content-Disposition": f'attachment; filename="{filename}.{fmt}"', "X-Job-ID": job.id}
+    headers = {"Content-Disposition": f'attachment; filename="{filename}.{fmt}"', "X-Job-ID": job.id, "X-Sample-Rate": str(delivered_rate(fmt, rate or model_rate))}
     return Response(data, media_type=CONTENT_TYPES[fmt], headers=headers)
 
 

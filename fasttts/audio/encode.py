@@ -228,6 +228,12 @@ def _encode_rate(rate: int, allowed: tuple[int, ...] | None) -> int:
     return min((r for r in allowed if r >= rate), default=max(allowed))
 
 
+def delivered_rate(fmt: str, rate: int) -> int:
+    """The rate a listener decodes when ``fmt`` is asked for at ``rate`` (``AudioEncoder.output_rate``)."""
+    spec = _PYAV_FORMATS.get(fmt)
+    return _encode_rate(rate, spec.rates) if spec else rate
+
+
 class AudioEncoder:
     """Encodes one response: feed float32 mono chunks, then call :meth:`finish` exactly once.
 

@@ -12,6 +12,7 @@ from fasttts.audio.encode import (
     CONTENT_TYPES,
     WAV_STREAMING_SIZE,
     AudioEncoder,
+    delivered_rate,
     encode_audio,
     supported_formats,
 )
@@ -79,7 +80,7 @@ def test_requested_rate_is_what_the_listener_gets(fmt: str, model_rate: int, to:
     """``rate`` resamples once: every container states it (pcm is its bare samples), streamed or not."""
     audio = sine(1.0, model_rate, freq=440.0, amp=0.4)
     whole, chunked = encode_audio(audio, model_rate, fmt, rate=to), encode_chunked(fmt, audio, model_rate, seed=to, to=to)
-    assert AudioEncoder(fmt, model_rate, streaming=False, rate=to).output_rate == expected_rate(fmt, to)
+    assert AudioEncoder(fmt, model_rate, streaming=False, rate=to).output_rate == expected_rate(fmt, to) == delivered_rate(fmt, to)
     for data in (whole, chunked):
         got, out_rate = decoded_seconds(fmt, data, to)
         assert out_rate == expected_rate(fmt, to) and abs(got - 1.0) <= TOLERANCE_S

@@ -92,7 +92,12 @@ class PiperEngine(TTSEngine):
     async def _segment_stream(self, text: str, voice: _PiperVoice, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
         from piper import SynthesisConfig
 
-        config = SynthesisConfig(length_scale=voice.length_scale, normalize_audio=False)
+        # temperature scales VITS's two noise terms: the voice's own at the default, none at 0
+        # (the same audio every time, as greedy decoding is for the LLM models)
+        scale = (sampling.temperature or 0.0) / (self.default_sampling.temperature or 1.0)
+        cfg = self._voice.config  # type: ignore[attr-defined]
+        config = SynthesisConfig(length_scale=voice.length_scale, noise_scale=cfg.noise_scale * scale,
+                                 noise_w_scale=cfg.noise_w_scale * scale, normalize_audio=False)
         sentences = iter(self._voice.synthesize(text, config))  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
         while True:
