@@ -15,7 +15,8 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-BackendName = Literal["torch", "vllm", "sglang", "llama-cpp", "mlx-lm"]
+from fasttts.params import BackendName
+
 DType = Literal["float16", "bfloat16", "float32", "auto"]
 AttnImpl = Literal["sdpa", "flash_attention_2", "eager"]
 

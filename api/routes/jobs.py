@@ -18,13 +18,18 @@ from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.deps import APIKey, SettingsDep
-from api.reference import read_upload
+from api.reference import check_audio, read_upload
 from fasttts.db import JOB_STATUSES, Job
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError
-from fasttts.jobs import OUTPUT_FORMATS, JobService, JobSpec, pin_job_voices
+from fasttts.jobs import JobService, JobSpec, pin_job_voices
+from fasttts.params import Gender, Level, ResponseFormat
 from fasttts.storage import LocalStore
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[APIKey], tags=["jobs"])
+
+REFERENCE_CHECK_RATE = 16_000
+"""Rate the submit-time decode check resamples to; only whether the audio decodes matters (the API
+process may have no engine when workers run the jobs)."""
 
 JobIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Job id.")]
 
@@ -33,10 +38,16 @@ class VoiceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, description="Stored or built-in voice name.")
+<<<<<<< HEAD
     gender: Literal["female", "male"] | None = None
     pitch: str | None = None
     speed: str | None = Field(None, description="A speed level (very_low … very_high).")
     tempo: float | None = Field(None, ge=0.25, le=4.0, description="Speed as a factor, like OpenAI's speed (2.0: twice as fast).")
+=======
+    gender: Gender | None = None
+    pitch: Level | None = None
+    speed: Level | None = None
+>>>>>>> main
     instructions: str | None = None
     reference_text: str | None = Field(None, description="Transcript of the uploaded reference audio (clone jobs).")
 
@@ -54,7 +65,7 @@ class JobCreate(BaseModel):
     text: str = ""
     id: str | None = Field(None, description="Client-chosen job id; resubmitting the same id returns the same job.")
     voice: VoiceIn = Field(default_factory=VoiceIn)
-    output_format: Literal[OUTPUT_FORMATS] = "mp3"  # type: ignore[valid-type]
+    output_format: ResponseFormat = "mp3"
     sampling: dict[str, Any] = Field(default_factory=dict, description="temperature, top_k, top_p, repetition_penalty, max_tokens, seed.")
     split: dict[str, Any] = Field(default_factory=dict, description="length_threshold, window_size (LLM tokens).")
     default_voice: str | None = Field(None, description="multi_speak: voice of untagged text.")
@@ -140,6 +151,8 @@ async def _parse(request: Request, settings: Any) -> tuple[JobCreate, dict[str, 
         extra |= {"book": await read_upload(book, settings, param="file"), "filename": book.filename, "content_type": book.content_type}
     if (ref := form.get("reference_audio")) is not None and hasattr(ref, "read"):
         extra["reference_audio"] = await read_upload(ref, settings, param="reference_audio")
+        # decoded once here so bad audio is a 4xx at submit, never a failure (or worse) in a worker
+        await check_audio(extra["reference_audio"], settings, REFERENCE_CHECK_RATE, param="reference_audio")
     return body, extra
 
 

@@ -17,7 +17,12 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator
+<<<<<<< HEAD
 from dataclasses import dataclass, field, replace
+=======
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+>>>>>>> main
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +49,11 @@ enough that there is no click."""
 SEGMENT_CONCURRENCY = 8
 """How far ahead of the segment being delivered a request may synthesise: up to this many segments
 run at once (the LLM batches them), and no more audio than theirs waits in memory."""
+
+SEGMENT_POSITION: ContextVar[tuple[int, int | None] | None] = ContextVar("segment_position", default=None)
+"""(index, number of segments) of the segment the current task synthesises (the count is None when
+unknown, e.g. a job worker's single segment): models whose segments differ by position (MegaTTS3's
+first and final segments) read it in ``_segment_stream``."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,7 @@ class TTSEngine(abc.ABC):
     capabilities: Capabilities = Capabilities()
     default_sampling: SamplingParams = SamplingParams(temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.0, max_tokens=4096)
     default_voice: str = "default"
+    segment_crossfade_s: float = SEGMENT_CROSSFADE_S
 
     def __init__(self, *, seed: int = 0, language: str | None = None) -> None:
         self.seed = seed
@@ -284,7 +295,15 @@ class TTSEngine(abc.ABC):
         plan = self.speed_plan(segment.voice)
         voice = await self._resolve_voice(plan)
         resolved = _segment_sampling((sampling or SamplingParams()).with_defaults(self.default_sampling), segment)
+<<<<<<< HEAD
         return await _collect(self._segment_audio(segment.text, (voice, plan.tempo), resolved, stream=False))
+=======
+        token = SEGMENT_POSITION.set((segment.index, segment.extra.get("count")))
+        try:
+            return await _collect(self._segment_with_retry(segment.text, voice, resolved, stream=False))
+        finally:
+            SEGMENT_POSITION.reset(token)
+>>>>>>> main
 
     # ------------------------------------------------------------------ pipeline
     def _split(self, text: str, split: SplitParams | None) -> list[str]:
@@ -300,9 +319,14 @@ class TTSEngine(abc.ABC):
         for seg in segments:  # resolve every voice before the first audio: errors come first
             key = id(seg.voice)
             if key not in voices:
+<<<<<<< HEAD
                 plan = self.speed_plan(seg.voice)
                 voices[key] = (await self._resolve_voice(plan), plan.tempo)
         joiner = SegmentJoiner(int(SEGMENT_CROSSFADE_S * self.sample_rate))
+=======
+                voices[key] = await self._resolve_voice(seg.voice)
+        joiner = SegmentJoiner(int(self.segment_crossfade_s * self.sample_rate))
+>>>>>>> main
         self.stats.requests += 1
         self.stats.active += 1
         try:
@@ -355,7 +379,12 @@ class TTSEngine(abc.ABC):
                     await window.wait_for(lambda: index < delivering[0] + SEGMENT_CONCURRENCY)
                 if first_of[key] is not seg:
                     await written[key].wait()
+<<<<<<< HEAD
                 async for chunk in self._segment_audio(seg.text, voices[key], _segment_sampling(sampling, seg), stream=stream):
+=======
+                SEGMENT_POSITION.set((index, len(segments)))
+                async for chunk in self._segment_with_retry(seg.text, voices[key], _segment_sampling(sampling, seg), stream=stream):
+>>>>>>> main
                     queue.put_nowait(chunk)
                 written[key].set()
                 self.stats.segments += 1

@@ -28,6 +28,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "fasttts.models.piper.family",  # first: a directory of *.onnx voices is Piper's
     "fasttts.models.spark.family",
     "fasttts.models.orpheus.family",
+    "fasttts.models.megatts3.family",
 )
 """Every registered family's declaration module, in detection order (the first match wins)."""
 

@@ -26,7 +26,7 @@ from fasttts.models.megatts3.duration import DurationLM
 from fasttts.models.megatts3.g2p import SPEECH_SPAN
 from fasttts.models.megatts3.loader import SUB_KEYS
 from fasttts.models.megatts3.wavvae import WavVAEDecoder
-from fasttts.models.random_llm import SPARK_QWEN2_FULL, SPARK_QWEN2_TINY, default_special_tokens, write_random_llm
+from fasttts.models.random_llm import MEGA_G2P_ADDED_TOKENS, SPARK_QWEN2_FULL, SPARK_QWEN2_TINY, write_random_llm
 
 SAMPLE_RATE = 24000
 FULL_RESERVED = 17200
@@ -126,12 +126,12 @@ def write_random_mega(model_dir: str | Path, *, size: str = "tiny", seed: int = 
 
 
 def write_g2p(out: Path, *, tiny: bool, seed: int) -> Path:
-    """The g2p Qwen2 directory: ``<BOT>``, ``<BOS>`` and the ``<Reserved_TTS_k>`` speech tokens after
-    the base vocabulary (one function, so a tokenizer writer closer to the release can replace it)."""
-    reserved = SPEECH_SPAN if tiny else FULL_RESERVED
-    added = ["<BOT>", "<BOS>", *(f"<Reserved_TTS_{k}>" for k in range(reserved))]
+    """The g2p Qwen2 directory: ``<BOT>``, ``<BOS>`` and the ``<Reserved_TTS_k>`` speech tokens
+    (special) after the base vocabulary; ``full`` writes the release's tokenizer (Qwen2.5 BPE,
+    every added token at its release id), ``tiny`` a small BPE with the 802 speech ids it needs."""
+    added = MEGA_G2P_ADDED_TOKENS[: 2 + SPEECH_SPAN] if tiny else MEGA_G2P_ADDED_TOKENS
     size = SPARK_QWEN2_TINY if tiny else {**SPARK_QWEN2_FULL, "vocab_size": 168896}
-    return write_random_llm(out, arch="qwen2", size=size, added_tokens=added, special_tokens=default_special_tokens("qwen2"), seed=seed)
+    return write_random_llm(out, arch="qwen2", size=size, added_tokens=added, seed=seed, release_tokenizer=not tiny, added_special=True)
 
 
 def write_random_voice(directory: str | Path, *, seconds: float = 1.5, seed: int = 0, name: str = "voice", text: str | None = None) -> tuple[Path, Path]:

@@ -168,18 +168,10 @@ class OrpheusEngine(TTSEngine):
 
     def _request(self, prompt: list[int], sampling: SamplingParams) -> GenerationRequest:
         # whole frames only: a cut at max_tokens must not leave a partial frame behind
-        max_tokens = max(FRAME_CODES, int(sampling.max_tokens or 1200) // FRAME_CODES * FRAME_CODES)
-        return GenerationRequest(
-            prompt_ids=prompt,
-            max_tokens=max_tokens,
-            temperature=float(sampling.temperature if sampling.temperature is not None else 0.6),
-            top_k=int(sampling.top_k or 0),
-            top_p=float(sampling.top_p or 1.0),
-            repetition_penalty=float(sampling.repetition_penalty or 1.0),
-            stop_ids=self.vocab.stop_ids,
-            seed=sampling.seed,
-            constraint=self._constraint,
-            request_id=uuid.uuid4().hex,
+        requested = sampling.max_tokens or self.default_sampling.max_tokens or FRAME_CODES
+        max_tokens = max(FRAME_CODES, requested // FRAME_CODES * FRAME_CODES)
+        return GenerationRequest.from_sampling(
+            prompt, sampling, stop_ids=self.vocab.stop_ids, constraint=self._constraint, max_tokens=max_tokens, request_id=uuid.uuid4().hex
         )
 
     async def generate_frames(self, text: str, voice: OrpheusVoice, sampling: SamplingParams) -> AsyncIterator[np.ndarray]:

@@ -197,7 +197,7 @@ class SparkEngine(TTSEngine):
         prompt = vocab.create_prompt(self._encode(FREEZE_TEXT), created.gender, created.pitch, created.speed)
         grammar = SparkGrammar(vocab, "create")
         sampling = SamplingParams(seed=self.seed if seed is None else seed).with_defaults(self.default_sampling)
-        request = self._request(prompt, grammar, sampling, max_tokens=grammar.prefix_length)
+        request = GenerationRequest.from_sampling(prompt, sampling, stop_ids=vocab.stop_ids, constraint=grammar, max_tokens=grammar.prefix_length)
         tokens = [t async for t in self.backend.generate(request)]
         if len(tokens) < grammar.prefix_length:
             raise GenerationError("the model stopped before writing the voice's global tokens")
@@ -280,26 +280,13 @@ class SparkEngine(TTSEngine):
         prompt = vocab.clone_prompt(content, voice.global_ids, voice.semantic_ids, voice.style)
         return prompt, SparkGrammar(vocab, "semantic" if voice.semantic_ids is not None else "after_globals")
 
-    def _request(self, prompt: list[int], grammar: SparkGrammar, sampling: SamplingParams, *, max_tokens: int | None = None) -> GenerationRequest:
-        return GenerationRequest(
-            prompt_ids=prompt,
-            max_tokens=max_tokens or int(sampling.max_tokens or 4096),
-            temperature=float(sampling.temperature if sampling.temperature is not None else 1.0),
-            top_k=int(sampling.top_k or 0),
-            top_p=float(sampling.top_p or 1.0),
-            repetition_penalty=float(sampling.repetition_penalty or 1.0),
-            stop_ids=self.vocab.stop_ids,
-            seed=sampling.seed,
-            constraint=grammar,
-        )
-
     async def _segment_stream(self, text: str, voice: SparkVoice, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
         created = voice
         if voice.kind == "create" and voice.written:  # not the request's first segment: keep its voice
             acoustic, globals_ = voice.written[0]
             voice = SparkVoice("frozen", voice.gender, voice.pitch, voice.speed, acoustic=acoustic, global_ids=globals_)
         prompt, grammar = self._prompt(text, voice)
-        request = self._request(prompt, grammar, sampling)
+        request = GenerationRequest.from_sampling(prompt, sampling, stop_ids=self.vocab.stop_ids, constraint=grammar)
         vocab = self.vocab
         g_lo, g_hi = vocab.global_range()
         s_lo, s_hi = vocab.semantic_range()
