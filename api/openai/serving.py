@@ -8,7 +8,6 @@ and ``pcm`` onto OpenAI's 24 kHz.
 
 from __future__ import annotations
 
-import bisect
 import time
 
 from fastapi import Request
@@ -23,7 +22,6 @@ from api.synthesis import check_pitch, check_text, respond, start_source
 from fasttts.config import Settings
 from fasttts.engine.base import TTSEngine
 from fasttts.errors import NotFoundError
-from fasttts.params import LEVELS
 
 DEFAULT_VOICE_MAP: dict[str, tuple[str, ...]] = {
     # OpenAI name -> our candidates, first one the model has wins (Orpheus names, then Spark genders)
@@ -34,24 +32,10 @@ DEFAULT_VOICE_MAP: dict[str, tuple[str, ...]] = {
 }
 """Voices not in the model fall back to its default voice, so every OpenAI name always speaks."""
 
-<<<<<<< HEAD
-=======
-SPEED_BOUNDS: tuple[float, ...] = (0.6, 0.85, 1.2, 1.7)
-"""Upper bounds (exclusive) of OpenAI speed for each of :data:`~fasttts.params.LEVELS` but the last,
-roughly even on a log scale."""
-
->>>>>>> main
 _CREATED = int(time.time())
 _SAMPLING = {"temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "seed"}
 
 
-<<<<<<< HEAD
-=======
-def speed_level(speed: float) -> str:
-    return LEVELS[bisect.bisect_right(SPEED_BOUNDS, speed)]
-
-
->>>>>>> main
 def check_model(model: str, settings: Settings) -> None:
     if model not in OPENAI_MODELS and model != settings.model_name:
         raise NotFoundError(f"model '{model}' does not exist; use {settings.model_name} or one of {', '.join(OPENAI_MODELS)}", param="model")

@@ -22,7 +22,7 @@ from api.reference import check_audio, read_upload
 from fasttts.db import JOB_STATUSES, Job
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError
 from fasttts.jobs import JobService, JobSpec, pin_job_voices
-from fasttts.params import Gender, Level, ResponseFormat
+from fasttts.params import TEMPO_LIMIT, Gender, Level, ResponseFormat
 from fasttts.storage import LocalStore
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[APIKey], tags=["jobs"])
@@ -38,16 +38,10 @@ class VoiceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, description="Stored or built-in voice name.")
-<<<<<<< HEAD
-    gender: Literal["female", "male"] | None = None
-    pitch: str | None = None
-    speed: str | None = Field(None, description="A speed level (very_low … very_high).")
-    tempo: float | None = Field(None, ge=0.25, le=4.0, description="Speed as a factor, like OpenAI's speed (2.0: twice as fast).")
-=======
     gender: Gender | None = None
     pitch: Level | None = None
-    speed: Level | None = None
->>>>>>> main
+    speed: Level | None = Field(None, description="A speed level (very_low … very_high).")
+    tempo: Annotated[float | None, TEMPO_LIMIT.interval] = Field(None, description="Speed as a factor, like OpenAI's speed (2.0: twice as fast).")
     instructions: str | None = None
     reference_text: str | None = Field(None, description="Transcript of the uploaded reference audio (clone jobs).")
 

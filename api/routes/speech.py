@@ -11,10 +11,6 @@ from fastapi.responses import Response
 from api.deps import APIKey, EngineDep, SettingsDep
 from api.job_routing import job_spec, run_as_job, should_route
 from api.reference import check_audio, read_upload, resolve_reference
-<<<<<<< HEAD
-from api.schemas import Level, MultiSpeakRequest, ResponseFormat, RolesResponse, SamplingFields, SpeakRequest
-from api.synthesis import check_pitch, check_text, respond
-=======
 from api.schemas import (
     LengthThreshold,
     Level,
@@ -31,8 +27,7 @@ from api.schemas import (
     TopP,
     WindowSize,
 )
-from api.synthesis import check_features, check_text, respond
->>>>>>> main
+from api.synthesis import check_pitch, check_text, respond
 from fasttts.errors import InvalidRequestError, UnsupportedFeatureError
 
 router = APIRouter(dependencies=[APIKey], tags=["speech"])

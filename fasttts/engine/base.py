@@ -17,12 +17,8 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator
-<<<<<<< HEAD
-from dataclasses import dataclass, field, replace
-=======
 from contextvars import ContextVar
-from dataclasses import dataclass, field
->>>>>>> main
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -295,15 +291,11 @@ class TTSEngine(abc.ABC):
         plan = self.speed_plan(segment.voice)
         voice = await self._resolve_voice(plan)
         resolved = _segment_sampling((sampling or SamplingParams()).with_defaults(self.default_sampling), segment)
-<<<<<<< HEAD
-        return await _collect(self._segment_audio(segment.text, (voice, plan.tempo), resolved, stream=False))
-=======
         token = SEGMENT_POSITION.set((segment.index, segment.extra.get("count")))
         try:
-            return await _collect(self._segment_with_retry(segment.text, voice, resolved, stream=False))
+            return await _collect(self._segment_audio(segment.text, (voice, plan.tempo), resolved, stream=False))
         finally:
             SEGMENT_POSITION.reset(token)
->>>>>>> main
 
     # ------------------------------------------------------------------ pipeline
     def _split(self, text: str, split: SplitParams | None) -> list[str]:
@@ -319,14 +311,9 @@ class TTSEngine(abc.ABC):
         for seg in segments:  # resolve every voice before the first audio: errors come first
             key = id(seg.voice)
             if key not in voices:
-<<<<<<< HEAD
                 plan = self.speed_plan(seg.voice)
                 voices[key] = (await self._resolve_voice(plan), plan.tempo)
-        joiner = SegmentJoiner(int(SEGMENT_CROSSFADE_S * self.sample_rate))
-=======
-                voices[key] = await self._resolve_voice(seg.voice)
         joiner = SegmentJoiner(int(self.segment_crossfade_s * self.sample_rate))
->>>>>>> main
         self.stats.requests += 1
         self.stats.active += 1
         try:
@@ -379,12 +366,8 @@ class TTSEngine(abc.ABC):
                     await window.wait_for(lambda: index < delivering[0] + SEGMENT_CONCURRENCY)
                 if first_of[key] is not seg:
                     await written[key].wait()
-<<<<<<< HEAD
-                async for chunk in self._segment_audio(seg.text, voices[key], _segment_sampling(sampling, seg), stream=stream):
-=======
                 SEGMENT_POSITION.set((index, len(segments)))
-                async for chunk in self._segment_with_retry(seg.text, voices[key], _segment_sampling(sampling, seg), stream=stream):
->>>>>>> main
+                async for chunk in self._segment_audio(seg.text, voices[key], _segment_sampling(sampling, seg), stream=stream):
                     queue.put_nowait(chunk)
                 written[key].set()
                 self.stats.segments += 1
