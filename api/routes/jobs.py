@@ -163,6 +163,7 @@ async def create_job(request: Request, response: Response, settings: SettingsDep
     body, extra = await _parse(request, settings)
     spec = JobSpec(kind=body.kind, text=body.text, voice=body.voice.model_dump(), output_format=body.output_format,
                    sampling=body.sampling, split=body.split, default_voice=body.default_voice, chapter_voices=body.chapter_voices)
+    await asyncio.to_thread(service.check_request, spec, body.webhook_url)
     if service.engine is not None:
         await pin_job_voices(service.engine, spec)
     job, created = await asyncio.to_thread(service.submit, spec, job_id=body.id, idempotency_key=idempotency_key, webhook_url=body.webhook_url, **extra)

@@ -29,6 +29,7 @@ from api.schemas import (
 )
 from api.synthesis import check_pitch, check_text, respond
 from fasttts.errors import InvalidRequestError, UnsupportedFeatureError
+from fasttts.params import VoiceParams
 
 router = APIRouter(dependencies=[APIKey], tags=["speech"])
 
@@ -70,6 +71,8 @@ async def clone_voice(
         raise UnsupportedFeatureError(f"reference_audio: the {engine.model_type} model cannot clone voices", param="reference_audio")
     pitch = check_pitch(engine, pitch)
     fields = SamplingFields(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, max_tokens=max_tokens, length_threshold=length_threshold, window_size=window_size, seed=seed)
+    # before the reference is read: the minimum does not depend on its bytes
+    engine.check_max_tokens([VoiceParams(reference_audio=b"", reference_text=reference_text)], fields.sampling())
     if reference_audio_file is not None and reference_audio_file.filename:
         audio = await read_upload(reference_audio_file, settings)
         param = "reference_audio_file"
