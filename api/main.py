@@ -22,8 +22,9 @@ SERVER_FLAGS = (
     "wav2vec_attn_implementation", "llm_attn_implementation", "max_length", "llm_gpu_memory_utilization", "torch_dtype",
     "cache_implementation", "seed", "batch_size", "llm_batch_size", "wait_timeout", "host", "port",
     # ours
-    "lang", "model_name", "fix_voice", "max_concurrency", "cors_origins", "max_input_chars", "max_upload_bytes",
-    "max_reference_seconds", "allow_private_urls", "openai_voice_map", "data_dir", "database_url", "broker_url",
+    "lang", "model_name", "open_list_routes", "fix_voice", "max_concurrency", "cors_origins", "max_input_chars", "max_upload_bytes",
+    "max_json_bytes", "max_job_chars", "max_reference_seconds", "allow_private_urls", "fetch_deadline_s", "webhook_deadline_s",
+    "openai_voice_map", "data_dir", "database_url", "broker_url",
     "s3_bucket", "s3_prefix", "s3_endpoint_url", "s3_region", "job_route_min_chars", "job_wait_timeout_s", "job_result_ttl_s",
 )  # fmt: skip
 

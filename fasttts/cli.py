@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
-from fasttts.params import LEVELS, SamplingParams, SplitParams
-
-FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+from fasttts.params import BACKEND_NAMES, GENDERS, LEVELS, RESPONSE_FORMATS, SamplingParams, SplitParams
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +44,7 @@ def _worker(argv: list[str]) -> int:
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """The model/engine flags of the server guide, shared by ``serve``-like commands and ``infer``."""
     parser.add_argument("-m", "--model_path", default=None, help="model directory (default: the bundled Piper voice)")
-    parser.add_argument("-b", "--backend", default="torch", choices=["torch", "vllm", "sglang", "llama-cpp", "mlx-lm"])
+    parser.add_argument("-b", "--backend", default="torch", choices=BACKEND_NAMES)
     parser.add_argument("--snac_path", default=None)
     parser.add_argument("--lang", default=None)
     parser.add_argument("--llm_device", default="auto")
@@ -77,7 +76,7 @@ def _infer(argv: list[str]) -> int:
     parser.add_argument("-i", "--input", required=True, help="text, or a path to a .txt file")
     parser.add_argument("-o", "--output", required=True, help="output file; the format comes from its extension")
     parser.add_argument("--name", default=None, help="voice name (default: the model's default voice)")
-    parser.add_argument("--gender", choices=["female", "male"], default=None)
+    parser.add_argument("--gender", choices=GENDERS, default=None)
     parser.add_argument("--pitch", choices=LEVELS, default=None)
     parser.add_argument("--speed", choices=LEVELS, default=None)
     parser.add_argument("--reference_audio", default=None, help="clone this voice (any common audio format)")
@@ -95,8 +94,8 @@ def _infer(argv: list[str]) -> int:
     fmt = Path(args.output).suffix.lstrip(".").lower()
     if fmt == "ogg":
         fmt = "opus"
-    if fmt not in FORMATS:
-        parser.error(f"unsupported output extension .{fmt}; use one of {', '.join(FORMATS)}")
+    if fmt not in RESPONSE_FORMATS:
+        parser.error(f"unsupported output extension .{fmt}; use one of {', '.join(RESPONSE_FORMATS)}")
     text_arg = Path(args.input)
     text = text_arg.read_text(encoding="utf-8") if text_arg.suffix == ".txt" and text_arg.exists() else args.input
     return asyncio.run(_run_infer(args, text, fmt))
@@ -106,7 +105,7 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fasttts.audio.encode import encode_audio
-    from fasttts.engine.auto import AutoEngine
+    from fasttts.models.registry import AutoEngine
     from fasttts.errors import FastTTSError
 
     sampling = SamplingParams(
@@ -163,18 +162,23 @@ def _join(pieces: list, sample_rate: int):  # noqa: ANN202
 
 def _random_model(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fasttts random-model", description="Write a random-weight model in the official on-disk layout.")
-    parser.add_argument("family", choices=["spark", "orpheus"])
+    parser.add_argument("family", choices=["spark", "orpheus", "mega"])
     parser.add_argument("directory")
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gguf", nargs="*", metavar="QUANT", default=None,
                         help="also write the LLM as GGUF for llama-cpp (F16, Q8_0, Q4_K_M; default Q4_K_M)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # which tokenizer was written, and why
     out = Path(args.directory)
     if args.family == "spark":
         from fasttts.models.spark.random_model import write_random_spark
 
         write_random_spark(out, size=args.size, seed=args.seed)
+    elif args.family == "mega":
+        from fasttts.models.megatts3.random_model import write_random_mega
+
+        write_random_mega(out, size=args.size, seed=args.seed)
     else:
         from fasttts.models.orpheus.random_model import write_random_orpheus
 
@@ -183,7 +187,7 @@ def _random_model(argv: list[str]) -> int:
     if args.gguf is not None:
         from fasttts.models.gguf import write_gguf
 
-        llm_dir = out / "LLM" if args.family == "spark" else out
+        llm_dir = {"spark": out / "LLM", "mega": out / "g2p"}.get(args.family, out)
         for quant in args.gguf or ["Q4_K_M"]:
             print(f"wrote {write_gguf(llm_dir, quant)}")
     return 0

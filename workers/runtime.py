@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 class WorkerRuntime:
     def __init__(self, settings: Settings) -> None:
-        from fasttts.engine.auto import AutoEngine
+        from fasttts.models.registry import AutoEngine
         from workers.dispatch import CeleryDispatcher
 
         self.settings = settings

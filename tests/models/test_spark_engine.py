@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fasttts import AutoEngine, SamplingParams, SplitParams
-from fasttts.errors import AudioDecodeError, GenerationError, ModelLoadError, NotFoundError
+from fasttts.errors import AudioDecodeError, GenerationError, ModelLoadError, NotFoundError, UnsupportedFeatureError
 from fasttts.models.spark.engine import SparkEngine
 from fasttts.models.spark.tokens import NUM_GLOBAL
 from fasttts.params import VoiceParams
@@ -111,11 +111,24 @@ async def test_registered_clone_needs_no_reencoding(engine, piper_speech):
     assert len(state["global_ids"]) == NUM_GLOBAL and len(state["semantic_ids"]) > 0
 
 
-async def test_no_semantic_tokens_is_retried_then_reported(engine):
-    # max_tokens below the voice-creation prefix leaves no room for a single semantic token
+async def test_max_tokens_below_the_voice_creation_prefix_is_refused_up_front(engine):
+    # a created voice writes 39 tokens (acoustic values, 32 globals) before its first semantic one
+    requests = engine.stats.requests
+    with pytest.raises(UnsupportedFeatureError, match="at least 40") as err:
+        await engine.speak("Too short a budget.", "female", sampling=sampling(max_tokens=39))
+    assert err.value.param == "max_tokens" and engine.stats.requests == requests
+
+
+async def test_no_semantic_tokens_is_retried_then_reported(engine, monkeypatch):
+    async def nothing(request):  # a backend that ends a request at once (e.g. its context is full)
+        return
+        yield
+
+    monkeypatch.setattr(engine.backend, "generate", nothing)
+    retries = engine.stats.retries
     with pytest.raises(GenerationError, match="after a retry"):
-        await engine.speak("Too short a budget.", "female", sampling=sampling(max_tokens=20))
-    assert engine.stats.retries >= 1
+        await engine.speak("No tokens come back.", "female", sampling=sampling())
+    assert engine.stats.retries == retries + 2
 
 
 async def test_eight_concurrent_requests_batch_and_complete(engine):
@@ -178,6 +191,30 @@ async def test_float16_is_promoted_not_silent(tiny_spark_dir, caplog):
     audio = await eng.speak("Half precision.", sampling=sampling(max_tokens=50))
     assert np.isfinite(audio).all()
     await eng.shutdown()
+
+
+async def test_a_release_with_a_safetensors_wav2vec2_loads_and_clones_alike(engine, tmp_path, piper_speech):
+    """A tiny Spark written with the same seed whose wav2vec2 folder holds ``model.safetensors``
+    (as ``save_pretrained`` writes it) encodes references exactly as the ``pytorch_model.bin`` one."""
+    from fasttts.models.spark.random_model import write_random_spark
+
+    root = write_random_spark(tmp_path / "spark-st", size="tiny", seed=0, wav2vec_weights="safetensors")
+    assert (root / "wav2vec2-large-xlsr-53" / "model.safetensors").is_file()
+    assert not (root / "wav2vec2-large-xlsr-53" / "pytorch_model.bin").exists()
+    other = AutoEngine(str(root), "torch")
+    await other.start()
+    try:
+        from fasttts.audio import load_audio
+
+        reference = piper_speech[0]
+        wav = load_audio(reference, 16000)
+        ours, theirs = await other.tokenize(wav), await engine.tokenize(wav)
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a, b)
+        audio = await other.clone("Cloned from a safetensors wav2vec2.", reference, sampling=sampling())
+        assert len(audio) > 0 and len(audio) % HOP == 0
+    finally:
+        await other.shutdown()
 
 
 async def test_incomplete_directory_is_a_load_error(tmp_path):
