@@ -27,9 +27,13 @@ class SamplingFields(BaseModel):
     length_threshold: int = Field(50, ge=1, le=100_000, description="Text longer than this many tokens is split.")
     window_size: int = Field(50, ge=1, le=100_000, description="Target segment length in tokens when splitting.")
     seed: int | None = Field(None, ge=0, description="Per-request seed (same seed and input: same audio on a deterministic backend).")
+    text_weight: float | None = Field(None, ge=0.0, le=20.0, description="MegaTTS3: guidance towards the text (intelligibility; default 1.6).")
+    speaker_weight: float | None = Field(None, ge=0.0, le=20.0, description="MegaTTS3: guidance towards the reference speaker (similarity; default 2.5).")
+    diffusion_steps: int | None = Field(None, ge=1, le=256, description="MegaTTS3: flow-matching steps (default 32).")
 
     def sampling(self) -> SamplingParams:
-        return SamplingParams(self.temperature, self.top_k, self.top_p, self.repetition_penalty, self.max_tokens, self.seed)
+        return SamplingParams(self.temperature, self.top_k, self.top_p, self.repetition_penalty, self.max_tokens, self.seed,
+                              self.text_weight, self.speaker_weight, self.diffusion_steps)
 
     def split(self) -> SplitParams:
         return SplitParams(self.length_threshold, self.window_size)
