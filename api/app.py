@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from api.concurrency import ConcurrencyLimiter
 from api.errors import install_error_handlers
 from api.metrics import Metrics
-from api.middleware import RequestContextMiddleware
+from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.routes import health, jobs, openai, speech, voices
 from fasttts.config import Settings
 from fasttts.engine.base import TTSEngine
@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None, engine: TTSEngine | None = None
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    app.add_middleware(BodyLimitMiddleware, max_upload_bytes=settings.max_upload_bytes, max_json_bytes=settings.max_json_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"], expose_headers=["X-Request-ID", "X-Sample-Rate", "Content-Disposition"])
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)

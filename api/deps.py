@@ -1,7 +1,9 @@
-"""Typed FastAPI dependencies: settings, engine, voice service, admission slot, API key.
+"""Typed FastAPI dependencies: settings, engine (503 until it is ready), voice service, API key.
 
-Routes declare what they need (``engine: EngineDep``) and never reach into ``app.state`` by hand;
-tests swap the engine by passing one to :func:`api.app.create_app`.
+Routes declare these (``engine: EngineDep``) instead of reading ``app.state`` themselves; the
+admission limiter, metrics and job service are reached through ``request.app.state`` where they
+are used (``api/synthesis.py``, ``api/streaming.py``, ``api/job_routing.py``, the job and health
+routes). Tests serve their own engine by passing it to :func:`api.app.create_app`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.concurrency import ConcurrencyLimiter
 from api.errors import AuthenticationError
 from fasttts.config import Settings
 from fasttts.engine.base import TTSEngine
@@ -33,10 +34,6 @@ def get_engine(request: Request) -> TTSEngine:
 def get_voices(request: Request) -> VoiceService:
     get_engine(request)
     return request.app.state.voices
-
-
-def get_limiter(request: Request) -> ConcurrencyLimiter:
-    return request.app.state.limiter
 
 
 LIST_ROUTES = frozenset({"/v1/models", "/v1/audio/models", "/v1/audio/voices", "/audio_roles", "/v1/audio_roles"})
@@ -65,5 +62,4 @@ async def require_api_key(request: Request) -> None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[TTSEngine, Depends(get_engine)]
 VoicesDep = Annotated[VoiceService, Depends(get_voices)]
-LimiterDep = Annotated[ConcurrencyLimiter, Depends(get_limiter)]
 APIKey = Depends(require_api_key)

@@ -12,9 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from fasttts.params import LEVELS, SamplingParams, SplitParams
-
-FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+from fasttts.params import BACKEND_NAMES, GENDERS, LEVELS, RESPONSE_FORMATS, SamplingParams, SplitParams
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +44,7 @@ def _worker(argv: list[str]) -> int:
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """The model/engine flags of the server guide, shared by ``serve``-like commands and ``infer``."""
     parser.add_argument("-m", "--model_path", default=None, help="model directory (default: the bundled Piper voice)")
-    parser.add_argument("-b", "--backend", default="torch", choices=["torch", "vllm", "sglang", "llama-cpp", "mlx-lm"])
+    parser.add_argument("-b", "--backend", default="torch", choices=BACKEND_NAMES)
     parser.add_argument("--snac_path", default=None)
     parser.add_argument("--lang", default=None)
     parser.add_argument("--llm_device", default="auto")
@@ -78,7 +76,7 @@ def _infer(argv: list[str]) -> int:
     parser.add_argument("-i", "--input", required=True, help="text, or a path to a .txt file")
     parser.add_argument("-o", "--output", required=True, help="output file; the format comes from its extension")
     parser.add_argument("--name", default=None, help="voice name (default: the model's default voice)")
-    parser.add_argument("--gender", choices=["female", "male"], default=None)
+    parser.add_argument("--gender", choices=GENDERS, default=None)
     parser.add_argument("--pitch", choices=LEVELS, default=None)
     parser.add_argument("--speed", choices=LEVELS, default=None)
     parser.add_argument("--reference_audio", default=None, help="clone this voice (any common audio format)")
@@ -96,8 +94,8 @@ def _infer(argv: list[str]) -> int:
     fmt = Path(args.output).suffix.lstrip(".").lower()
     if fmt == "ogg":
         fmt = "opus"
-    if fmt not in FORMATS:
-        parser.error(f"unsupported output extension .{fmt}; use one of {', '.join(FORMATS)}")
+    if fmt not in RESPONSE_FORMATS:
+        parser.error(f"unsupported output extension .{fmt}; use one of {', '.join(RESPONSE_FORMATS)}")
     text_arg = Path(args.input)
     text = text_arg.read_text(encoding="utf-8") if text_arg.suffix == ".txt" and text_arg.exists() else args.input
     return asyncio.run(_run_infer(args, text, fmt))

@@ -7,6 +7,7 @@ onto the five speed levels.
 
 from __future__ import annotations
 
+import bisect
 import time
 
 from fastapi import Request
@@ -21,6 +22,7 @@ from api.synthesis import check_features, check_text, respond, start_source
 from fasttts.config import Settings
 from fasttts.engine.base import TTSEngine
 from fasttts.errors import NotFoundError
+from fasttts.params import LEVELS
 
 DEFAULT_VOICE_MAP: dict[str, tuple[str, ...]] = {
     # OpenAI name -> our candidates, first one the model has wins (Orpheus names, then Spark genders)
@@ -31,18 +33,16 @@ DEFAULT_VOICE_MAP: dict[str, tuple[str, ...]] = {
 }
 """Voices not in the model fall back to its default voice, so every OpenAI name always speaks."""
 
-SPEED_LEVELS: tuple[tuple[float, str], ...] = ((0.6, "very_low"), (0.85, "low"), (1.2, "moderate"), (1.7, "high"))
-"""Upper bounds (exclusive) of OpenAI speed per level, roughly even on a log scale; above: very_high."""
+SPEED_BOUNDS: tuple[float, ...] = (0.6, 0.85, 1.2, 1.7)
+"""Upper bounds (exclusive) of OpenAI speed for each of :data:`~fasttts.params.LEVELS` but the last,
+roughly even on a log scale."""
 
 _CREATED = int(time.time())
 _SAMPLING = {"temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "seed"}
 
 
 def speed_level(speed: float) -> str:
-    for bound, level in SPEED_LEVELS:
-        if speed < bound:
-            return level
-    return "very_high"
+    return LEVELS[bisect.bisect_right(SPEED_BOUNDS, speed)]
 
 
 def check_model(model: str, settings: Settings) -> None:

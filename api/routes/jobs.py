@@ -21,7 +21,8 @@ from api.deps import APIKey, SettingsDep
 from api.reference import check_audio, read_upload
 from fasttts.db import JOB_STATUSES, Job
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError
-from fasttts.jobs import OUTPUT_FORMATS, JobService, JobSpec, pin_job_voices
+from fasttts.jobs import JobService, JobSpec, pin_job_voices
+from fasttts.params import Gender, Level, ResponseFormat
 from fasttts.storage import LocalStore
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[APIKey], tags=["jobs"])
@@ -37,9 +38,9 @@ class VoiceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, description="Stored or built-in voice name.")
-    gender: Literal["female", "male"] | None = None
-    pitch: str | None = None
-    speed: str | None = None
+    gender: Gender | None = None
+    pitch: Level | None = None
+    speed: Level | None = None
     instructions: str | None = None
     reference_text: str | None = Field(None, description="Transcript of the uploaded reference audio (clone jobs).")
 
@@ -57,7 +58,7 @@ class JobCreate(BaseModel):
     text: str = ""
     id: str | None = Field(None, description="Client-chosen job id; resubmitting the same id returns the same job.")
     voice: VoiceIn = Field(default_factory=VoiceIn)
-    output_format: Literal[OUTPUT_FORMATS] = "mp3"  # type: ignore[valid-type]
+    output_format: ResponseFormat = "mp3"
     sampling: dict[str, Any] = Field(default_factory=dict, description="temperature, top_k, top_p, repetition_penalty, max_tokens, seed.")
     split: dict[str, Any] = Field(default_factory=dict, description="length_threshold, window_size (LLM tokens).")
     default_voice: str | None = Field(None, description="multi_speak: voice of untagged text.")
@@ -161,6 +162,7 @@ async def create_job(request: Request, response: Response, settings: SettingsDep
     body, extra = await _parse(request, settings)
     spec = JobSpec(kind=body.kind, text=body.text, voice=body.voice.model_dump(), output_format=body.output_format,
                    sampling=body.sampling, split=body.split, default_voice=body.default_voice, chapter_voices=body.chapter_voices)
+    await asyncio.to_thread(service.check_request, spec, body.webhook_url)
     if service.engine is not None:
         await pin_job_voices(service.engine, spec)
     job, created = await asyncio.to_thread(service.submit, spec, job_id=body.id, idempotency_key=idempotency_key, webhook_url=body.webhook_url, **extra)

@@ -14,7 +14,25 @@ from fastapi.responses import Response
 from api.deps import APIKey, EngineDep, SettingsDep
 from api.job_routing import job_spec, run_as_job, should_route
 from api.reference import check_audio, read_latent_upload, read_upload, resolve_reference
-from api.schemas import Level, MultiSpeakRequest, ResponseFormat, RolesResponse, SamplingFields, SpeakRequest
+from api.schemas import (
+    DiffusionSteps,
+    LengthThreshold,
+    Level,
+    MaxTokens,
+    MultiSpeakRequest,
+    RepetitionPenalty,
+    ResponseFormat,
+    RolesResponse,
+    SamplingFields,
+    Seed,
+    SpeakerWeight,
+    SpeakRequest,
+    Temperature,
+    TextWeight,
+    TopK,
+    TopP,
+    WindowSize,
+)
 from api.synthesis import check_features, check_text, respond
 from fasttts.errors import InvalidRequestError, UnsupportedFeatureError
 from fasttts.params import VoiceParams
@@ -48,20 +66,20 @@ async def clone_voice(
     reference_text: Annotated[str | None, Form(max_length=2000, description="Transcript of the reference audio.")] = None,
     pitch: Annotated[Level | None, Form()] = None,
     speed: Annotated[Level | None, Form()] = None,
-    temperature: Annotated[float | None, Form(ge=0.0, le=10.0)] = None,
-    top_k: Annotated[int | None, Form(ge=0)] = None,
-    top_p: Annotated[float | None, Form(gt=0.0, le=1.0)] = None,
-    repetition_penalty: Annotated[float | None, Form(ge=0.1, le=10.0)] = None,
-    max_tokens: Annotated[int | None, Form(ge=1, le=1_000_000)] = None,
-    length_threshold: Annotated[int, Form(ge=1, le=100_000)] = 50,
-    window_size: Annotated[int, Form(ge=1, le=100_000)] = 50,
-    seed: Annotated[int | None, Form(ge=0)] = None,
+    temperature: Annotated[Temperature, Form()] = None,
+    top_k: Annotated[TopK, Form()] = None,
+    top_p: Annotated[TopP, Form()] = None,
+    repetition_penalty: Annotated[RepetitionPenalty, Form()] = None,
+    max_tokens: Annotated[MaxTokens, Form()] = None,
+    length_threshold: Annotated[LengthThreshold, Form()] = 50,
+    window_size: Annotated[WindowSize, Form()] = 50,
+    seed: Annotated[Seed, Form()] = None,
     stream: Annotated[bool, Form()] = False,
     response_format: Annotated[ResponseFormat, Form()] = "mp3",
     latent_file: Annotated[UploadFile | None, File(description="MegaTTS3: the reference's .npy latent (the release has no encoder).")] = None,
-    text_weight: Annotated[float | None, Form(ge=0.0, le=20.0, description="MegaTTS3 text guidance (default 1.6).")] = None,
-    speaker_weight: Annotated[float | None, Form(ge=0.0, le=20.0, description="MegaTTS3 speaker guidance (default 2.5).")] = None,
-    diffusion_steps: Annotated[int | None, Form(ge=1, le=256, description="MegaTTS3 flow-matching steps (default 32).")] = None,
+    text_weight: Annotated[TextWeight, Form(description="MegaTTS3 text guidance (default 1.6).")] = None,
+    speaker_weight: Annotated[SpeakerWeight, Form(description="MegaTTS3 speaker guidance (default 2.5).")] = None,
+    diffusion_steps: Annotated[DiffusionSteps, Form(description="MegaTTS3 flow-matching steps (default 32).")] = None,
 ) -> Response:
     check_text(text, settings)
     if not engine.capabilities.clone:
@@ -69,6 +87,8 @@ async def clone_voice(
     pitch, speed = check_features(engine, pitch=pitch, speed=speed)
     fields = SamplingFields(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, max_tokens=max_tokens, length_threshold=length_threshold, window_size=window_size, seed=seed,
                             text_weight=text_weight, speaker_weight=speaker_weight, diffusion_steps=diffusion_steps)
+    # before the reference is read: the minimum does not depend on its bytes
+    engine.check_max_tokens([VoiceParams(reference_audio=b"", reference_text=reference_text)], fields.sampling())
     if reference_audio_file is not None and reference_audio_file.filename:
         audio = await read_upload(reference_audio_file, settings)
         param = "reference_audio_file"

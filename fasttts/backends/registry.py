@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fasttts.backends.base import LLMBackend, Ranges
+from fasttts.params import BackendName
 
 if TYPE_CHECKING:
     from fasttts.config import Settings
 
-BACKENDS: dict[str, str] = {
+BACKENDS: dict[BackendName, str] = {
     "torch": "fasttts.backends.torch_backend:TorchBackend",
     "vllm": "fasttts.backends.vllm_backend:VLLMBackend",
     "sglang": "fasttts.backends.sglang_backend:SGLangBackend",

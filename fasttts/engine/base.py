@@ -16,7 +16,7 @@ import abc
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,6 +168,25 @@ class TTSEngine(abc.ABC):
         created one becomes (default: a new one, as a request would get)."""
         return None
 
+    def min_tokens(self, voice: VoiceParams) -> int:
+        """The fewest generated tokens (``max_tokens``) with which a segment spoken in ``voice`` can
+        produce any audio. Computed without model work (no reference is encoded, nothing runs), so
+        :meth:`check_max_tokens` can refuse a request before anything starts. Default 1."""
+        return 1
+
+    def check_max_tokens(self, voices: Iterable[VoiceParams], sampling: SamplingParams | None) -> None:
+        """400 (naming ``max_tokens`` and the minimum) when the request's ``max_tokens`` is too small
+        for any of ``voices`` to produce audio: the caller's mistake, never a retry and a 500."""
+        max_tokens = (sampling or SamplingParams()).with_defaults(self.default_sampling).max_tokens
+        if max_tokens is None:
+            return
+        distinct = {id(v): v for v in voices}.values()  # a request's segments share their voice objects
+        need = max((self.min_tokens(v) for v in distinct), default=1)
+        if max_tokens < need:
+            raise UnsupportedFeatureError(  # 400: what this model cannot do with the request's value
+                f"max_tokens: {max_tokens} is too small; {self.model_type} needs at least {need} tokens to produce any audio"
+                " in this voice", param="max_tokens")
+
     def _first_segment_writes_voice(self, voice: Any) -> bool:
         """Whether the request's first segment spoken in ``voice`` (as :meth:`_resolve_voice`
         returned it) decides what the voice sounds like for its later segments, which then wait for
@@ -273,6 +292,7 @@ class TTSEngine(abc.ABC):
 
     async def synthesize_segment(self, segment: Segment, sampling: SamplingParams | None = None) -> np.ndarray:
         """Audio of a single segment, without any crossfade (job workers join segments later)."""
+        self.check_max_tokens([segment.voice], sampling)
         voice = await self._resolve_voice(segment.voice)
         resolved = _segment_sampling((sampling or SamplingParams()).with_defaults(self.default_sampling), segment)
         token = SEGMENT_POSITION.set((segment.index, segment.extra.get("count")))
@@ -290,6 +310,7 @@ class TTSEngine(abc.ABC):
     async def _run(self, segments: list[Segment], sampling: SamplingParams | None, *, stream: bool) -> AsyncIterator[np.ndarray]:
         if not segments:
             raise InvalidRequestError("text is empty after normalisation", param="text")
+        self.check_max_tokens([seg.voice for seg in segments], sampling)
         resolved = (sampling or SamplingParams()).with_defaults(self.default_sampling)
         voices: dict[int, Any] = {}
         for seg in segments:  # resolve every voice before the first audio: errors come first

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fasttts.engine.base import TTSEngine
-from fasttts.errors import InvalidRequestError
+from fasttts.errors import InvalidRequestError, PayloadTooLargeError
 from fasttts.jobs.spec import JobSpec, VoiceSpec
 from fasttts.params import VoiceParams
 
@@ -48,6 +48,13 @@ def _single_voice(engine: TTSEngine, spec: JobSpec) -> VoiceParams:
     return voice
 
 
+def check_job_chars(chars: int, limit: int, param: str) -> None:
+    """Bound a job before it is planned: planning and storing segments costs time and rows in
+    proportion to the text, so an unbounded text would hold ``submit`` for minutes."""
+    if chars > limit:
+        raise PayloadTooLargeError(f"{param}: the job has {chars:,} characters of text, more than max_job_chars ({limit:,})", param=param)
+
+
 def plan_job(engine: TTSEngine, spec: JobSpec, chapters: list[tuple[str, str]] | None = None) -> tuple[list[PlannedSegment], list[str]]:
     """Segments of the job in order, and chapter titles (one untitled chapter unless an audiobook)."""
     split = spec.split_params()
@@ -73,19 +80,29 @@ def plan_job(engine: TTSEngine, spec: JobSpec, chapters: list[tuple[str, str]] |
     return planned, titles or [""]
 
 
+def _job_voices(engine: TTSEngine, spec: JobSpec) -> list[VoiceParams]:
+    """Every voice the job's segments can be spoken in (a clone's without its bytes, which
+    :meth:`TTSEngine.min_tokens` does not need)."""
+    if spec.kind == "clone":
+        return [spec.voice.to_params(reference_audio=b"")]
+    if spec.kind == "audiobook":
+        return [_book_voice(engine, spec, name) for name in [*spec.chapter_voices.values(), None]]
+    if spec.kind == "multi_speak":
+        return [seg.voice for seg in engine.script_segments(spec.text, default_voice=spec.default_voice or spec.voice.name, split=spec.split_params())]
+    return [_single_voice(engine, spec)]
+
+
 async def pin_job_voices(engine: TTSEngine, spec: JobSpec) -> None:
-    """Make each created voice the job can use once, now, into ``spec.pinned_voices``: a job's
-    segments run on any worker in any order, and a created voice (Spark's ``female`` without
-    ``--fix_voice``) would otherwise be made anew, and sound different, in each of them. Voices
-    that are fixed already (stored, cloned, other models' named voices) are left alone."""
+    """At submit, before any model work: refuse a ``max_tokens`` too small for the job's voices to
+    produce audio (400, as the synchronous routes), then make each created voice the job can use
+    once, now, into ``spec.pinned_voices``: a job's segments run on any worker in any order, and
+    a created voice (Spark's ``female`` without ``--fix_voice``) would otherwise be made anew, and
+    sound different, in each of them. Voices that are fixed already (stored, cloned, other
+    models' named voices) are left alone."""
+    voices = _job_voices(engine, spec)
+    engine.check_max_tokens(voices, spec.sampling_params())
     if spec.kind == "clone":
         return
-    if spec.kind == "audiobook":
-        voices = [_book_voice(engine, spec, name) for name in [*spec.chapter_voices.values(), None]]
-    elif spec.kind == "multi_speak":
-        voices = [seg.voice for seg in engine.script_segments(spec.text, default_voice=spec.default_voice or spec.voice.name, split=spec.split_params())]
-    else:
-        voices = [_single_voice(engine, spec)]
     seed = spec.sampling_params().seed
     for voice in voices:
         key = voice_key(voice)

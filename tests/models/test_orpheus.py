@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -245,6 +246,39 @@ async def test_clone_pitch_gender_are_unsupported_and_unknown_voice_is_not_found
     assert engine.capabilities.emotion_tags and not engine.capabilities.clone and not engine.capabilities.pitch
 
 
+@amark
+async def test_max_tokens_below_one_frame_is_refused_before_generation(engine):
+    before = len(engine.backend.requests)
+    with pytest.raises(UnsupportedFeatureError, match=f"at least {FRAME_CODES}") as err:
+        await engine.speak("Hello.", "tara", sampling=SamplingParams(max_tokens=FRAME_CODES - 1, seed=1))
+    assert err.value.param == "max_tokens" and len(engine.backend.requests) == before
+
+
+# ----------------------------------------------------------------------------- no voice: the text alone
+@amark
+async def test_voice_none_prompts_with_the_text_alone(engine, tokenizer):
+    assert engine.list_voices()[-1] == "none"
+    ids = engine.prompt_ids("Hello there.", None)
+    assert ids[1:-4] == tokenizer.encode("Hello there.", add_special_tokens=True).ids  # no "tara: "
+    before = len(engine.backend.requests)
+    audio = await engine.speak("Hello there.", "None", sampling=SamplingParams(max_tokens=FRAME_CODES, seed=1))
+    assert len(audio) == FRAME
+    (request, _), = engine.backend.requests[before:]
+    assert request.prompt_ids == ids
+
+
+def test_a_model_declaring_no_voices_speaks_the_text_alone(model_dir, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(model_dir, bare)
+    config = json.loads((bare / "config.json").read_text())
+    (bare / "config.json").write_text(json.dumps({**config, "voices": []}))
+    eng = OrpheusEngine.load(bare, backend="torch", llm_device="cpu", detokenizer_device="cpu")
+    assert eng.default_voice == "none" and eng.list_voices() == ["none"]
+    assert asyncio.run(eng._resolve_voice(VoiceParams())).name is None
+    with pytest.raises(NotFoundError, match="available: none"):
+        asyncio.run(eng._resolve_voice(VoiceParams(name="tara")))
+
+
 # ----------------------------------------------------------------------------- SNAC codec
 def test_frames_map_onto_snac_layers_in_documented_order():
     frames = np.arange(14).reshape(1, 2, 7)
@@ -325,7 +359,7 @@ def test_load_takes_snac_path_and_lang_and_auto_engine_finds_orpheus(model_dir):
     from fasttts.models.registry import AutoEngine
 
     french = OrpheusEngine.load(model_dir, backend="torch", snac_path=str(model_dir / "snac"), lang="fr", llm_device="cpu", detokenizer_device="cpu")
-    assert french.language == "fr" and french.default_voice == "pierre" and french.list_voices() == list(VOICES["fr"])
+    assert french.language == "fr" and french.default_voice == "pierre" and french.list_voices() == [*VOICES["fr"], "none"]
     auto = AutoEngine(str(model_dir), backend="torch", llm_device="cpu", detokenizer_device="cpu")
     assert isinstance(auto, OrpheusEngine) and auto.default_voice == "tara" and auto.sample_rate == 24000
     with pytest.raises(TypeError, match="no_such_setting"):
