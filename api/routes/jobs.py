@@ -22,7 +22,7 @@ from api.reference import check_audio, read_upload
 from fasttts.db import JOB_STATUSES, Job
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError
 from fasttts.jobs import JobService, JobSpec, pin_job_voices
-from fasttts.params import Gender, Level, ResponseFormat
+from fasttts.params import TEMPO_LIMIT, Gender, Level, ResponseFormat
 from fasttts.storage import LocalStore
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[APIKey], tags=["jobs"])
@@ -40,7 +40,8 @@ class VoiceIn(BaseModel):
     name: str | None = Field(None, description="Stored or built-in voice name.")
     gender: Gender | None = None
     pitch: Level | None = None
-    speed: Level | None = None
+    speed: Level | None = Field(None, description="A speed level (very_low … very_high).")
+    tempo: Annotated[float | None, TEMPO_LIMIT.interval] = Field(None, description="Speed as a factor, like OpenAI's speed (2.0: twice as fast).")
     instructions: str | None = None
     reference_text: str | None = Field(None, description="Transcript of the uploaded reference audio (clone jobs).")
 

@@ -33,7 +33,7 @@ from api.schemas import (
     TopP,
     WindowSize,
 )
-from api.synthesis import check_features, check_text, respond
+from api.synthesis import check_pitch, check_text, respond
 from fasttts.errors import InvalidRequestError, UnsupportedFeatureError
 from fasttts.params import VoiceParams
 
@@ -84,7 +84,7 @@ async def clone_voice(
     check_text(text, settings)
     if not engine.capabilities.clone:
         raise UnsupportedFeatureError(f"reference_audio: the {engine.model_type} model cannot clone voices", param="reference_audio")
-    pitch, speed = check_features(engine, pitch=pitch, speed=speed)
+    pitch = check_pitch(engine, pitch)
     fields = SamplingFields(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, max_tokens=max_tokens, length_threshold=length_threshold, window_size=window_size, seed=seed,
                             text_weight=text_weight, speaker_weight=speaker_weight, diffusion_steps=diffusion_steps)
     # before the reference is read: the minimum does not depend on its bytes
@@ -126,7 +126,7 @@ async def clone_voice(
 @router.post("/speak", response_class=Response, responses=AUDIO_RESPONSES, summary="Speak text with a stored or built-in voice")
 async def speak(request: Request, body: SpeakRequest, engine: EngineDep, settings: SettingsDep) -> Response:
     check_text(body.text, settings)
-    pitch, speed = check_features(engine, pitch=body.pitch, speed=body.speed)
+    pitch, speed = check_pitch(engine, body.pitch), body.speed
     if should_route(request, stream=body.stream, text=body.text):
         spec = job_spec("speak", body.text, body.response_format, voice={"name": body.name, "pitch": pitch, "speed": speed}, sampling=_sampling(body), split=_split(body))
         return await run_as_job(request, spec)

@@ -232,8 +232,8 @@ class MegaEngine(TTSEngine):
                 available = ", ".join(self.list_voices()) or "none (add one with a reference .wav and its .npy latent)"
                 raise NotFoundError(f"voice '{voice.name}' not found; available: {available}", param="voice")
             resolved = found
-        if voice.pitch or voice.speed or voice.gender:
-            raise UnsupportedFeatureError("MegaTTS3 has no pitch, speed or gender controls", param="pitch" if voice.pitch else "speed" if voice.speed else "gender")
+        if voice.pitch or voice.gender:  # speed is met by the engine's time-stretch (speed_plan)
+            raise UnsupportedFeatureError("MegaTTS3 has no pitch or gender controls", param="pitch" if voice.pitch else "gender")
         if resolved.prompt_state is None:
             resolved.prompt_state = await self._run_compute(self._prompt_state, resolved)
         return resolved

@@ -9,8 +9,10 @@ Unlike the reference server, every frame comes out: streaming decodes overlappin
 3 frames of context on each side (more than SNAC's ~2.25-frame receptive field), so the stream
 equals a one-shot decode of all frames, first and last included, and a one-frame answer still
 gives its 2048 samples. What Orpheus cannot do: cloning, voice creation and pitch raise
-:class:`~fasttts.errors.UnsupportedFeatureError`; speed and free-text instructions map onto
-nothing and are ignored (the model's pace follows the text and its sampling settings).
+:class:`~fasttts.errors.UnsupportedFeatureError`; free-text instructions map onto nothing and
+are ignored. Speed (a level or a factor) is met by the engine's time-stretching
+(:meth:`~fasttts.engine.base.TTSEngine.speed_plan`): the model's own pace follows the text and
+its sampling settings.
 """
 
 from __future__ import annotations
@@ -64,9 +66,9 @@ class OrpheusEngine(TTSEngine):
     Voices are the checkpoint's fixed speakers (:data:`~fasttts.models.orpheus.voices.VOICES`
     for its language, or the ``voices`` its ``config.json`` declares), plus ``none``: the text
     alone, the default when the model declares no voices. Inline emotion tags (``<laugh>``, ``<sigh>``, …) pass through text
-    normalisation untouched and reach the prompt as written. ``speed`` is accepted and ignored:
-    Orpheus has no speed control (its reference notes that higher temperature and repetition
-    penalty make it speak faster, which we do not tie to the speed label).
+    normalisation untouched and reach the prompt as written. Orpheus has no speed control (its
+    reference notes that higher temperature and repetition penalty make it speak faster, which we
+    do not tie to the speed label), so speed is time-stretched by the engine.
     """
 
     model_type = "orpheus"
