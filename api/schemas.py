@@ -28,7 +28,10 @@ DiffusionSteps = Annotated[int | None, LIMITS["diffusion_steps"].interval]
 
 
 class SamplingFields(BaseModel):
-    """Generation controls shared by every synthesis endpoint (``None``: the model's default)."""
+    """Generation controls shared by every synthesis endpoint (``None``: the model's default).
+    NaN and infinities are refused by name: JSON bodies parsed by Python may hold them."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     temperature: Temperature = Field(None, description="Randomness of generation; 0 is greedy.", examples=[0.9])
     top_k: TopK = Field(None, description="Top-K sampling (0: no limit).", examples=[50])

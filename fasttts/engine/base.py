@@ -28,8 +28,8 @@ from fasttts.audio.crossfade import SegmentJoiner
 from fasttts.audio.tempo import TempoStretcher
 from fasttts.config import Settings, with_overrides
 from fasttts.errors import GenerationError, InvalidRequestError, NotFoundError, UnsupportedFeatureError
-from fasttts.params import LEVEL_TEMPO, SamplingParams, SplitParams, VoiceParams, matching_level
-from fasttts.text import normalize_text, parse_script, split_text
+from fasttts.params import LEVEL_TEMPO, SamplingParams, SplitParams, VoiceParams, matching_level, offset_seed
+from fasttts.text import check_characters, normalize_text, parse_script, split_text
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -329,6 +329,7 @@ class TTSEngine(abc.ABC):
     # ------------------------------------------------------------------ pipeline
     def _split(self, text: str, split: SplitParams | None) -> list[str]:
         split = split or SplitParams()
+        check_characters(text)
         pieces = split_text(self.normalize(text), self.count_tokens, split.length_threshold, split.window_size)
         return [p for p in pieces if p.strip()]
 
@@ -463,7 +464,7 @@ class TTSEngine(abc.ABC):
             if produced:
                 return
             self.stats.retries += 1
-            new_seed = random.randrange(2**31) if sampling.seed is None else sampling.seed + 7919
+            new_seed = random.randrange(2**31) if sampling.seed is None else offset_seed(sampling.seed, 7919)
             logger.warning("segment %r produced no audio (attempt %d); retrying with seed %d", text[:40], attempt + 1, new_seed)
             sampling = sampling.with_seed(new_seed)
         raise GenerationError(f"the model produced no audio for the segment {text[:60]!r} after a retry with a new seed")
@@ -472,7 +473,7 @@ class TTSEngine(abc.ABC):
 def _segment_sampling(sampling: SamplingParams, segment: Segment) -> SamplingParams:
     """Each segment of a seeded request gets its own derived seed, the same whether the segment
     runs in a request, alone in a job worker, or in ``fasttts infer``."""
-    return sampling if sampling.seed is None else sampling.with_seed(sampling.seed + segment.index)
+    return sampling if sampling.seed is None else sampling.with_seed(offset_seed(sampling.seed, segment.index))
 
 
 async def _collect(stream: AsyncIterator[np.ndarray]) -> np.ndarray:
