@@ -17,12 +17,14 @@ from api.streaming import AudioSource, chunked_response, file_response
 from fasttts.config import Settings
 from fasttts.engine.base import TTSEngine
 from fasttts.errors import InvalidRequestError, UnsupportedFeatureError
+from fasttts.text import check_characters
 
 NEUTRAL_LEVEL = "moderate"
 """A pitch of ``moderate`` asks for no change, so any model accepts it."""
 
 
 def check_text(text: str, settings: Settings, *, param: str = "text") -> str:
+    check_characters(text, param)
     if not text.strip():
         raise InvalidRequestError(f"{param}: must not be empty", param=param)
     if len(text) > settings.max_input_chars:
