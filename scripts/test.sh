@@ -9,5 +9,7 @@ bash scripts/setup.sh
 # the production stack's compose file must stay valid (config only: no Docker engine runs here)
 docker-compose -f docker-compose.yml config -q
 hadolint Dockerfile
+# every extra still resolves to current releases (the CUDA ones for linux x86_64)
+bash scripts/check_extras.sh
 
 python3 -m pytest -q -p no:cacheprovider "$@"
