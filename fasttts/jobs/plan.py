@@ -31,21 +31,22 @@ def voice_key(v: VoiceParams) -> str:
 
 def _voice_dict(v: VoiceParams, spec: JobSpec) -> dict[str, Any]:
     base = spec.voice
-    return VoiceSpec(name=v.name, gender=v.gender, pitch=v.pitch, speed=v.speed, instructions=v.instructions,
+    return VoiceSpec(name=v.name, gender=v.gender, pitch=v.pitch, speed=v.speed, tempo=v.tempo, instructions=v.instructions,
                      reference_key=base.reference_key, reference_text=base.reference_text,
                      state=spec.pinned_voices.get(voice_key(v))).__dict__.copy()
 
 
 def _book_voice(engine: TTSEngine, spec: JobSpec, name: str | None) -> VoiceParams:
     """An audiobook voice: ``name`` (a chapter's own) or the book's narrator."""
-    return VoiceParams(name=name or spec.voice.name or engine.default_voice, pitch=spec.voice.pitch, speed=spec.voice.speed)
+    voice = VoiceParams(name=name or spec.voice.name or engine.default_voice, pitch=spec.voice.pitch, speed=spec.voice.speed, tempo=spec.voice.tempo)
+    return engine.speed_plan(voice)
 
 
 def _single_voice(engine: TTSEngine, spec: JobSpec) -> VoiceParams:
     voice = spec.voice.to_params()
     if spec.kind == "speak" and not (voice.name or voice.gender):
-        voice = VoiceParams(name=engine.default_voice, pitch=voice.pitch, speed=voice.speed, instructions=voice.instructions)
-    return voice
+        voice = VoiceParams(name=engine.default_voice, pitch=voice.pitch, speed=voice.speed, tempo=voice.tempo, instructions=voice.instructions)
+    return engine.speed_plan(voice)
 
 
 def check_job_chars(chars: int, limit: int, param: str) -> None:

@@ -27,7 +27,7 @@ from fasttts.models.orpheus.random_model import RELEASE_CUSTOM_TOKENS, SNAC_24KH
 from fasttts.models.orpheus.snac_codec import SPLICE_TOLERANCE, DecodeItem, SnacCodec, frames_to_codes, load_snac
 from fasttts.models.orpheus.voices import VOICES, resolve_language
 from fasttts.models.random_llm import load_tokenizer
-from fasttts.params import SamplingParams, VoiceParams
+from fasttts.params import LEVEL_TEMPO, SamplingParams, VoiceParams
 
 amark = pytest.mark.asyncio(loop_scope="session")  # the engine fixture lives in the session loop
 
@@ -249,8 +249,10 @@ async def test_clone_pitch_gender_are_unsupported_and_unknown_voice_is_not_found
     assert err.value.param == "gender"
     with pytest.raises(NotFoundError, match="available: tara, leah"):
         await engine.speak("Hello.", "alice")
-    audio = await engine.speak("Hello.", "Tara", speed="high", sampling=SamplingParams(max_tokens=FRAME_CODES, seed=1))
-    assert len(audio) == FRAME  # speed is accepted and ignored; names are case-insensitive
+    audio = await engine.speak("Hello.", "Tara", speed="moderate", sampling=SamplingParams(max_tokens=FRAME_CODES, seed=1))
+    assert len(audio) == FRAME  # names are case-insensitive
+    fast = await engine.speak("Hello.", "Tara", speed="high", sampling=SamplingParams(max_tokens=FRAME_CODES, seed=1))
+    assert len(fast) == round(FRAME / LEVEL_TEMPO["high"])  # no native speed: time-stretched by the level's tempo
     assert engine.capabilities.emotion_tags and not engine.capabilities.clone and not engine.capabilities.pitch
 
 

@@ -10,8 +10,10 @@ Unlike the reference server, every frame comes out: streaming decodes overlappin
 equals a one-shot decode of all frames to within float rounding
 (:data:`~fasttts.models.orpheus.snac_codec.SPLICE_TOLERANCE`), first and last included, and a
 one-frame answer still gives its 2048 samples. What Orpheus cannot do: cloning, voice creation and pitch raise
-:class:`~fasttts.errors.UnsupportedFeatureError`; speed and free-text instructions map onto
-nothing and are ignored (the model's pace follows the text and its sampling settings).
+:class:`~fasttts.errors.UnsupportedFeatureError`; free-text instructions map onto nothing and
+are ignored. Speed (a level or a factor) is met by the engine's time-stretching
+(:meth:`~fasttts.engine.base.TTSEngine.speed_plan`): the model's own pace follows the text and
+its sampling settings.
 """
 
 from __future__ import annotations
@@ -66,9 +68,9 @@ class OrpheusEngine(TTSEngine):
     Voices are the checkpoint's fixed speakers (:data:`~fasttts.models.orpheus.voices.VOICES`
     for its language, or the ``voices`` its ``config.json`` declares), plus ``none``: the text
     alone, the default when the model declares no voices. Inline emotion tags (``<laugh>``, ``<sigh>``, …) pass through text
-    normalisation untouched and reach the prompt as written. ``speed`` is accepted and ignored:
-    Orpheus has no speed control (its reference notes that higher temperature and repetition
-    penalty make it speak faster, which we do not tie to the speed label).
+    normalisation untouched and reach the prompt as written. Orpheus has no speed control (its
+    reference notes that higher temperature and repetition penalty make it speak faster, which we
+    do not tie to the speed label), so speed is time-stretched by the engine.
     """
 
     model_type = "orpheus"
