@@ -22,6 +22,9 @@ MaxTokens = Annotated[int | None, LIMITS["max_tokens"].interval]
 Seed = Annotated[int | None, LIMITS["seed"].interval]
 LengthThreshold = Annotated[int, LIMITS["length_threshold"].interval]
 WindowSize = Annotated[int, LIMITS["window_size"].interval]
+TextWeight = Annotated[float | None, LIMITS["text_weight"].interval]
+SpeakerWeight = Annotated[float | None, LIMITS["speaker_weight"].interval]
+DiffusionSteps = Annotated[int | None, LIMITS["diffusion_steps"].interval]
 
 
 class SamplingFields(BaseModel):
@@ -38,9 +41,13 @@ class SamplingFields(BaseModel):
     length_threshold: LengthThreshold = Field(50, description="Text longer than this many tokens is split.")
     window_size: WindowSize = Field(50, description="Target segment length in tokens when splitting.")
     seed: Seed = Field(None, description="Per-request seed (same seed and input: same audio on a deterministic backend).")
+    text_weight: TextWeight = Field(None, description="MegaTTS3: guidance towards the text (intelligibility; default 1.6).")
+    speaker_weight: SpeakerWeight = Field(None, description="MegaTTS3: guidance towards the reference speaker (similarity; default 2.5).")
+    diffusion_steps: DiffusionSteps = Field(None, description="MegaTTS3: flow-matching steps (default 32).")
 
     def sampling(self) -> SamplingParams:
-        return SamplingParams(self.temperature, self.top_k, self.top_p, self.repetition_penalty, self.max_tokens, self.seed)
+        return SamplingParams(self.temperature, self.top_k, self.top_p, self.repetition_penalty, self.max_tokens, self.seed,
+                              self.text_weight, self.speaker_weight, self.diffusion_steps)
 
     def split(self) -> SplitParams:
         return SplitParams(self.length_threshold, self.window_size)

@@ -174,6 +174,8 @@ class VoiceParams:
     """Encoded reference audio (any common container) for cloning."""
     reference_text: str | None = None
     """Transcript of ``reference_audio``; improves cloning when given."""
+    reference_latent: bytes | None = field(default=None, repr=False)
+    """MegaTTS3: the reference's ``.npy`` latent (its encoder is not released)."""
     gender: str | None = None
     """Spark voice creation: ``female`` or ``male``."""
     pitch: str | None = None

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from api.deps import APIKey, EngineDep, SettingsDep, VoicesDep
 from api.openai.protocol import VoiceList
 from api.openai.serving import list_voices
-from api.reference import check_audio, read_upload, resolve_reference
+from api.reference import check_audio, read_latent_upload, read_upload, resolve_reference
 from api.schemas import Level, Seed
 from fasttts.errors import InvalidRequestError, NotFoundError, UnsupportedFeatureError
 from fasttts.params import Gender, VoiceParams
@@ -56,6 +56,7 @@ async def create_voice(
     pitch: Annotated[Level | None, Form()] = None,
     speed: Annotated[Level | None, Form()] = None,
     seed: Annotated[Seed, Form()] = None,
+    latent_file: Annotated[UploadFile | None, File(description="MegaTTS3: the reference's .npy latent (the release has no encoder).")] = None,
 ) -> VoiceOut:
     uploaded = reference_audio_file is not None and bool(reference_audio_file.filename)
     param = "reference_audio_file" if uploaded else "reference_audio"
@@ -70,7 +71,8 @@ async def create_voice(
     else:
         raise InvalidRequestError("reference_audio: upload reference_audio_file, give reference_audio, or give gender to freeze a created voice", param="reference_audio")
     await check_audio(audio, settings, engine.sample_rate, param=param)
-    return _out(await voices.create(name, audio, reference_text))
+    latent = await read_latent_upload(latent_file, engine, settings)
+    return _out(await voices.create(name, audio, reference_text, latent=latent))
 
 
 @router.get("", response_model=VoiceList, summary="List every voice a request may name")
