@@ -28,7 +28,7 @@ SERVER_FLAGS = (
     "s3_bucket", "s3_prefix", "s3_endpoint_url", "s3_region", "job_route_min_chars", "job_wait_timeout_s", "job_result_ttl_s",
 )  # fmt: skip
 
-GUIDE_DEFAULT_TEXT = {"role_dir": "data/roles", "model_path": "the bundled Piper voice"}
+GUIDE_DEFAULT_TEXT = {"role_dir": "data/roles (MegaTTS3: data/mega-roles)", "model_path": "the bundled Piper voice"}
 
 
 def _voice_map(text: str) -> dict[str, str]:

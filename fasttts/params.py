@@ -73,13 +73,22 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+MAX_SEED = 2**63 - 1
+"""Largest seed: every backend, numpy and the databases hold a signed 64-bit integer."""
+
+
+def offset_seed(seed: int, by: int) -> int:
+    """A seed derived from ``seed`` (per segment, per retry) that stays within 0..MAX_SEED."""
+    return (seed + by) % (MAX_SEED + 1)
+
+
 LIMITS: dict[str, Limit] = {
     "temperature": Limit(0.0, 10.0),
     "top_k": Limit(0),
     "top_p": Limit(0.0, 1.0, low_open=True),
     "repetition_penalty": Limit(0.1, 10.0),
     "max_tokens": Limit(1, 1_000_000),
-    "seed": Limit(0),
+    "seed": Limit(0, MAX_SEED),
     "text_weight": Limit(0.0, 20.0),
     "speaker_weight": Limit(0.0, 20.0),
     "diffusion_steps": Limit(1, 256),
@@ -165,6 +174,8 @@ class VoiceParams:
     """Encoded reference audio (any common container) for cloning."""
     reference_text: str | None = None
     """Transcript of ``reference_audio``; improves cloning when given."""
+    reference_latent: bytes | None = field(default=None, repr=False)
+    """MegaTTS3: the reference's ``.npy`` latent (its encoder is not released)."""
     gender: str | None = None
     """Spark voice creation: ``female`` or ``male``."""
     pitch: str | None = None

@@ -40,7 +40,7 @@ class VoiceRef(BaseModel):
 class OpenAISpeechRequest(BaseModel):
     """``POST /v1/audio/speech``: OpenAI's fields, then ours (all optional)."""
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, json_schema_extra={"examples": [
         {"model": "tts-1", "input": "Hello from FastTTS!", "voice": "alloy", "response_format": "mp3", "speed": 1.0},
         {"model": "gpt-4o-mini-tts", "input": "Streaming, please.", "voice": {"id": "alloy"}, "response_format": "pcm", "stream_format": "sse"},
     ]})

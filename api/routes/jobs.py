@@ -31,6 +31,10 @@ REFERENCE_CHECK_RATE = 16_000
 """Rate the submit-time decode check resamples to; only whether the audio decodes matters (the API
 process may have no engine when workers run the jobs)."""
 
+MAX_OFFSET = 2**31 - 1
+"""Largest list offset: beyond any job table, and within every database's integer (SQLite raised
+an overflow, a 500, for offsets past 64 bits)."""
+
 JobIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Job id.")]
 
 
@@ -150,9 +154,14 @@ async def _parse(request: Request, settings: Any) -> tuple[JobCreate, dict[str, 
     return body, extra
 
 
+SCHEMAS = (JobCreate,)
+"""Models the job routes parse by hand (JSON or multipart), so FastAPI does not list them in the
+OpenAPI components itself; :func:`api.app.create_app` adds them, and the ``$ref`` above resolves."""
+
+
 @router.post("", status_code=202, response_model=JobOut, summary="Submit a job",
              openapi_extra={"requestBody": {"content": {
-                 "application/json": {"schema": JobCreate.model_json_schema()},
+                 "application/json": {"schema": {"$ref": "#/components/schemas/JobCreate"}},
                  "multipart/form-data": {"schema": {"type": "object", "properties": {
                      "request": {"type": "string", "description": "JobCreate as JSON"},
                      "file": {"type": "string", "format": "binary"},
@@ -176,7 +185,7 @@ async def create_job(request: Request, response: Response, settings: SettingsDep
 
 @router.get("", response_model=JobList, summary="List jobs")
 async def list_jobs(request: Request, status: Literal[JOB_STATUSES] | None = None,  # type: ignore[valid-type]
-                    limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0)] = 0) -> JobList:
+                    limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> JobList:
     service = _service(request)
     jobs, total = await asyncio.to_thread(service.list, status=status, limit=limit, offset=offset)
     return JobList(data=[_out(request, service, j) for j in jobs], total=total, limit=limit, offset=offset)

@@ -28,8 +28,8 @@ from fasttts.audio.crossfade import SegmentJoiner
 from fasttts.audio.tempo import TempoStretcher
 from fasttts.config import Settings, with_overrides
 from fasttts.errors import GenerationError, InvalidRequestError, NotFoundError, UnsupportedFeatureError
-from fasttts.params import LEVEL_TEMPO, SamplingParams, SplitParams, VoiceParams, matching_level
-from fasttts.text import normalize_text, parse_script, split_text
+from fasttts.params import LEVEL_TEMPO, SamplingParams, SplitParams, VoiceParams, matching_level, offset_seed
+from fasttts.text import check_characters, normalize_text, parse_script, split_text
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -64,6 +64,9 @@ class Capabilities:
     """Native speed levels; every model meets any speed (see :meth:`TTSEngine.speed_plan`)."""
     emotion_tags: bool = False
     streaming: bool = True
+    voice_latent: bool = False
+    """Cloning needs the reference's latent as well as its audio (MegaTTS3's ``.npy``, upload
+    field ``latent_file``): the release withholds the encoder that would compute it."""
 
 
 @dataclass
@@ -98,6 +101,8 @@ class TTSEngine(abc.ABC):
     capabilities: Capabilities = Capabilities()
     default_sampling: SamplingParams = SamplingParams(temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.0, max_tokens=4096)
     default_voice: str = "default"
+    default_role_dir: str = "data/roles"
+    """``--role_dir`` when the flag is not given."""
     segment_crossfade_s: float = SEGMENT_CROSSFADE_S
 
     def __init__(self, *, seed: int = 0, language: str | None = None) -> None:
@@ -141,9 +146,10 @@ class TTSEngine(abc.ABC):
         """Names a request may use as ``name``/``voice``."""
         return [self.default_voice]
 
-    async def add_voice(self, name: str, reference_audio: bytes, reference_text: str | None = None) -> dict[str, Any]:
+    async def add_voice(self, name: str, reference_audio: bytes, reference_text: str | None = None, *, latent: bytes | None = None) -> dict[str, Any]:
         """Register a cloned voice; returns its serialisable state (e.g. encoded tokens) so the
-        caller can persist it and later :meth:`load_voice` it without re-encoding."""
+        caller can persist it and later :meth:`load_voice` it without re-encoding. ``latent``:
+        the reference's latent file, for models with :attr:`Capabilities.voice_latent`."""
         raise UnsupportedFeatureError(f"{self.model_type} cannot clone voices", param="reference_audio")
 
     def load_voice(self, name: str, state: dict[str, Any]) -> None:
@@ -261,11 +267,14 @@ class TTSEngine(abc.ABC):
         tempo: float | None = None,
         sampling: SamplingParams | None = None,
         split: SplitParams | None = None,
+        latent: bytes | None = None,
         _stream: bool = True,
     ) -> AsyncIterator[np.ndarray]:
         if not self.capabilities.clone:
             raise UnsupportedFeatureError(f"{self.model_type} cannot clone from reference audio", param="reference_audio")
-        voice = VoiceParams(reference_audio=reference_audio, reference_text=reference_text, pitch=pitch, speed=speed, tempo=tempo)
+        if latent is not None and not self.capabilities.voice_latent:
+            raise UnsupportedFeatureError(f"latent_file: the {self.model_type} model takes no reference latent", param="latent_file")
+        voice = VoiceParams(reference_audio=reference_audio, reference_text=reference_text, pitch=pitch, speed=speed, tempo=tempo, reference_latent=latent)
         async for chunk in self._run(self.segments(text, voice, split), sampling, stream=_stream):
             yield chunk
 
@@ -320,6 +329,7 @@ class TTSEngine(abc.ABC):
     # ------------------------------------------------------------------ pipeline
     def _split(self, text: str, split: SplitParams | None) -> list[str]:
         split = split or SplitParams()
+        check_characters(text)
         pieces = split_text(self.normalize(text), self.count_tokens, split.length_threshold, split.window_size)
         return [p for p in pieces if p.strip()]
 
@@ -454,7 +464,7 @@ class TTSEngine(abc.ABC):
             if produced:
                 return
             self.stats.retries += 1
-            new_seed = random.randrange(2**31) if sampling.seed is None else sampling.seed + 7919
+            new_seed = random.randrange(2**31) if sampling.seed is None else offset_seed(sampling.seed, 7919)
             logger.warning("segment %r produced no audio (attempt %d); retrying with seed %d", text[:40], attempt + 1, new_seed)
             sampling = sampling.with_seed(new_seed)
         raise GenerationError(f"the model produced no audio for the segment {text[:60]!r} after a retry with a new seed")
@@ -463,7 +473,7 @@ class TTSEngine(abc.ABC):
 def _segment_sampling(sampling: SamplingParams, segment: Segment) -> SamplingParams:
     """Each segment of a seeded request gets its own derived seed, the same whether the segment
     runs in a request, alone in a job worker, or in ``fasttts infer``."""
-    return sampling if sampling.seed is None else sampling.with_seed(sampling.seed + segment.index)
+    return sampling if sampling.seed is None else sampling.with_seed(offset_seed(sampling.seed, segment.index))
 
 
 async def _collect(stream: AsyncIterator[np.ndarray]) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 from fasttts.backends.base import LLMBackend
 from fasttts.config import Settings
 from fasttts.engine.base import Capabilities, TTSEngine
-from fasttts.errors import ModelLoadError, NotFoundError, UnsupportedFeatureError
+from fasttts.errors import InvalidRequestError, ModelLoadError, NotFoundError, UnsupportedFeatureError
 from fasttts.params import LEVEL_TEMPO, SamplingParams, VoiceParams
 
 DEFAULT_VOICE = "joe"
@@ -100,11 +100,17 @@ class PiperEngine(TTSEngine):
                                  noise_w_scale=cfg.noise_w_scale * scale, normalize_audio=False)
         sentences = iter(self._voice.synthesize(text, config))  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
+        spoken = False
         while True:
             chunk = await loop.run_in_executor(self._executor, next, sentences, None)
             if chunk is None:
-                return
+                break
+            spoken = spoken or chunk.audio_float_array.size > 0
             yield chunk.audio_float_array
+        if not spoken:  # Piper is deterministic here: a retry would only repeat the silence
+            raise InvalidRequestError(
+                f"text: nothing to speak in {text[:60]!r} (only punctuation or symbols the voice does not pronounce)", param="text"
+            )
 
     async def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
