@@ -70,8 +70,10 @@ def _quantize(w: torch.Tensor) -> Storage:
     return q, scale.to(torch.bfloat16), scale
 
 
-def _dequantized(s: Storage, dtype: torch.dtype) -> torch.Tensor:
-    return s[0].to(dtype) * s[2 if dtype == torch.float32 else 1].to(dtype)[:, None]
+def _dequantized_linear(x: torch.Tensor, s: Storage, dtype: torch.dtype) -> torch.Tensor:
+    """``x @ (q * scale)ᵀ`` as ``(x @ qᵀ) * scale``: one widening pass over the weight (int8
+    values are exact in bfloat16), the per-channel scale applied to the few output rows instead."""
+    return (F.linear(x.to(dtype), s[0].to(dtype)) * s[2 if dtype == torch.float32 else 1]).to(x.dtype)
 
 
 LAYOUTS: dict[str, tuple[Layout, ...]] = {
@@ -89,8 +91,8 @@ LAYOUTS: dict[str, tuple[Layout, ...]] = {
     "int8": (
         Layout("int8", _quantize, {
             "int8pack": lambda x, s: torch._weight_int8pack_mm(x.contiguous(), s[0], s[1]),
-            "dequant-bf16": lambda x, s: F.linear(x, _dequantized(s, torch.bfloat16)),
-            "dequant-f32": lambda x, s: F.linear(x.float(), _dequantized(s, torch.float32)).to(x.dtype),
+            "dequant-bf16": functools.partial(_dequantized_linear, dtype=torch.bfloat16),
+            "dequant-f32": functools.partial(_dequantized_linear, dtype=torch.float32),
         }),
     ),
 }
