@@ -6,8 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-# the production stack's compose file must stay valid (config only: no Docker engine runs here)
-docker-compose -f docker-compose.yml config -q
+# the production stack's compose file (both worker profiles) and the Dockerfile (its three targets) must
+# stay valid: config and lint only, no Docker engine runs here
+for profile in gpu cpu; do docker-compose -f docker-compose.yml --profile "$profile" config -q; done
 hadolint Dockerfile
+# every extra still resolves to current releases (the CUDA ones for linux x86_64)
+bash scripts/check_extras.sh
 
 python3 -m pytest -q -p no:cacheprovider "$@"
