@@ -7,8 +7,9 @@ through one :class:`~fasttts.engine.batcher.MicroBatcher` (batched calls, off th
 
 Unlike the reference server, every frame comes out: streaming decodes overlapping windows with
 3 frames of context on each side (more than SNAC's ~2.25-frame receptive field), so the stream
-equals a one-shot decode of all frames, first and last included, and a one-frame answer still
-gives its 2048 samples. What Orpheus cannot do: cloning, voice creation and pitch raise
+equals a one-shot decode of all frames to within float rounding
+(:data:`~fasttts.models.orpheus.snac_codec.SPLICE_TOLERANCE`), first and last included, and a
+one-frame answer still gives its 2048 samples. What Orpheus cannot do: cloning, voice creation and pitch raise
 :class:`~fasttts.errors.UnsupportedFeatureError`; free-text instructions map onto nothing and
 are ignored. Speed (a level or a factor) is met by the engine's time-stretching
 (:meth:`~fasttts.engine.base.TTSEngine.speed_plan`): the model's own pace follows the text and
@@ -44,7 +45,8 @@ from fasttts.params import SamplingParams, VoiceParams
 # Streaming, in SNAC frames (2048 samples, 85 ms): the first chunk covers 2 frames and is sent
 # once 2 + 3 frames exist (≈ 35 audio tokens); chunks then double up to 32 frames. 3 frames of
 # left context and lookahead exceed the decoder's receptive field (about 2.25 frames, 4.6k samples),
-# so windows splice exactly and the 256-sample crossfade (inside the lookahead) is a safety seam.
+# so windows splice to within float rounding (SPLICE_TOLERANCE) and the 256-sample crossfade
+# (inside the lookahead) is a safety seam.
 STREAM_FIRST_CHUNK = 2
 STREAM_MAX_CHUNK = 32
 STREAM_LEFT_CONTEXT = 3
