@@ -154,9 +154,14 @@ async def _parse(request: Request, settings: Any) -> tuple[JobCreate, dict[str, 
     return body, extra
 
 
+SCHEMAS = (JobCreate,)
+"""Models the job routes parse by hand (JSON or multipart), so FastAPI does not list them in the
+OpenAPI components itself; :func:`api.app.create_app` adds them, and the ``$ref`` above resolves."""
+
+
 @router.post("", status_code=202, response_model=JobOut, summary="Submit a job",
              openapi_extra={"requestBody": {"content": {
-                 "application/json": {"schema": JobCreate.model_json_schema()},
+                 "application/json": {"schema": {"$ref": "#/components/schemas/JobCreate"}},
                  "multipart/form-data": {"schema": {"type": "object", "properties": {
                      "request": {"type": "string", "description": "JobCreate as JSON"},
                      "file": {"type": "string", "format": "binary"},
