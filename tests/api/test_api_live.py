@@ -60,8 +60,7 @@ def test_openai_client_every_format(piper_server):
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_guide_curl_example(settings: Settings, tmp_path: Path):
     """The guide's §3 example, verbatim but for its two placeholders (host:port, /path/to/ref.wav)."""
-    guide = Path("/work/shared/spec/server-guide.md")
-    example = (guide.read_text() if guide.exists() else "").split("Example using `cURL`:")[-1].split("```bash")[1].split("```")[0]
+    example = (Path(__file__).parent / "data" / "guide_clone_voice.sh").read_text()
     ref = tmp_path / "ref.wav"
     ref.write_bytes(tone(1.0))
     with live_server(settings.model_copy(update={"api_key": "YOUR_API_KEY"}), FakeEngine()) as server:
@@ -80,8 +79,9 @@ def test_client_disconnect_cancels_generation(settings: Settings):
             chunks = r.iter_bytes()
             next(chunks)
             assert engine.num_active == 1
-        # the connection is closed: the engine's request must be aborted long before its 10 s of work
-        assert _wait_until(lambda: engine.num_active == 0, timeout=3.0)
+        # the connection is closed: the engine's request is cancelled, not run through its 10 s of work
+        assert engine.cancelled_seen.wait(timeout=60)  # the timeout only guards against a hang
+        assert _wait_until(lambda: engine.num_active == 0, timeout=60)
         assert engine.cancelled == 1
         assert server.app.state.limiter.in_flight == 0
 
