@@ -9,15 +9,17 @@ their usual typed exceptions.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected
 from fasttts import errors as E
 
 logger = logging.getLogger("fasttts.api")
@@ -32,6 +34,14 @@ class AuthenticationError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class BodyTooLargeError(StarletteHTTPException):
+    """A request body is over its cap (``api.middleware.BodyLimitMiddleware``). Raised while the
+    body streams in, as an ``HTTPException`` so that FastAPI's own body parsing lets it through."""
+
+    def __init__(self, limit: int, setting: str) -> None:
+        super().__init__(413, f"request body larger than {limit} bytes ({setting})")
 
 
 # class -> (status, OpenAI error type, OpenAI code); the most specific class in the MRO wins.
@@ -95,15 +105,38 @@ def _loc_param(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
+def _json_safe(error: dict[str, Any]) -> dict[str, Any]:
+    """One validation error as strict JSON. Its ``input`` and ``ctx`` echo what the client sent,
+    which Python's JSON parser may have turned into values JSON cannot carry (NaN, Infinity, a lone
+    surrogate): those are replaced by their ``ascii()`` spelling rather than failing the answer."""
+    encoded = jsonable_encoder(error)
+    for key in ("input", "ctx"):
+        if key in encoded:
+            try:
+                json.dumps(encoded[key], allow_nan=False, ensure_ascii=False).encode("utf-8")  # as JSONResponse renders
+            except (ValueError, UnicodeEncodeError):
+                encoded[key] = ascii(error[key])
+    return encoded
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if not is_openai_path(request):
-        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+        return JSONResponse({"detail": [_json_safe(e) for e in errors]}, status_code=422)
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     param = _loc_param(tuple(first.get("loc", ())))
     message = "; ".join(f"{_loc_param(tuple(e.get('loc', ()))) or 'body'}: {e.get('msg')}" for e in errors)
     return JSONResponse(openai_error_body(message, "invalid_request_error", param, "invalid_value"), status_code=422)
+
+
+def body_too_large_response(request: Request, exc: BodyTooLargeError) -> JSONResponse:
+    return error_response(request, 413, str(exc.detail), type_="invalid_request_error", param="body", code="payload_too_large")
+
+
+async def _body_too_large(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyTooLargeError)
+    return body_too_large_response(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -114,8 +147,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(openai_error_body(str(exc.detail), type_), status_code=exc.status_code, headers=exc.headers)
 
 
+async def _client_disconnected(request: Request, exc: Exception) -> Response:
+    """Nobody reads this answer; its status is what the access log and the metrics record."""
+    logger.info("client disconnected before the answer was ready; its work was cancelled")
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(E.FastTTSError, _fasttts_error)
     app.add_exception_handler(AuthenticationError, _auth_error)
+    app.add_exception_handler(ClientDisconnected, _client_disconnected)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(BodyTooLargeError, _body_too_large)

@@ -23,11 +23,12 @@ SERVER_FLAGS = (
     "cache_implementation", "seed", "batch_size", "llm_batch_size", "wait_timeout", "host", "port",
     # ours
     "lang", "model_name", "open_list_routes", "fix_voice", "max_concurrency", "cors_origins", "max_input_chars", "max_upload_bytes",
-    "max_reference_seconds", "allow_private_urls", "openai_voice_map", "data_dir", "database_url", "broker_url",
+    "max_json_bytes", "max_job_chars", "max_reference_seconds", "allow_private_urls", "fetch_deadline_s", "webhook_deadline_s",
+    "openai_voice_map", "data_dir", "database_url", "broker_url",
     "s3_bucket", "s3_prefix", "s3_endpoint_url", "s3_region", "job_route_min_chars", "job_wait_timeout_s", "job_result_ttl_s",
 )  # fmt: skip
 
-GUIDE_DEFAULT_TEXT = {"role_dir": "data/roles", "model_path": "the bundled Piper voice"}
+GUIDE_DEFAULT_TEXT = {"role_dir": "data/roles (MegaTTS3: data/mega-roles)", "model_path": "the bundled Piper voice"}
 
 
 def _voice_map(text: str) -> dict[str, str]:

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     backend: BackendName = Field("torch", description="LLM backend.")
     snac_path: str | None = Field(None, description="SNAC 24 kHz directory for Orpheus (default: <model_path>/snac).")
     lang: str | None = Field(None, description="Language of an Orpheus checkpoint (en, fr, de, ko, hi, zh, es, it); picks its voice list.")
-    role_dir: str | None = Field(None, description="Directory of role voices (one folder per voice). Default data/roles.")
+    role_dir: str | None = Field(None, description="Directory of role voices (one folder per voice). Default data/roles (MegaTTS3: data/mega-roles).")
     llm_device: str = "auto"
     tokenizer_device: str = "auto"
     detokenizer_device: str = "auto"
@@ -54,9 +54,13 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(64, ge=1, description="Synthesis requests in flight before 429.")
     cors_origins: list[str] = Field(default_factory=list)
     max_input_chars: int = Field(4096, ge=1)
-    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest uploaded file (a multipart body may exceed it by 1 MiB of other fields).")
+    max_json_bytes: int = Field(32 * 1024 * 1024, ge=1, description="Largest request body that is not a multipart upload (JSON): refused on its Content-Length before it is read, and while it streams. Room for a base64 reference at the default upload cap.")
+    max_job_chars: int = Field(1_000_000, ge=1, description="Most characters of text one job may have (a book's, after its markup is stripped): 413 beyond it.")
     max_reference_seconds: float = Field(60.0, gt=0)
-    allow_private_urls: bool = Field(False, description="Allow reference-audio URLs that resolve to private/loopback addresses.")
+    allow_private_urls: bool = Field(False, description="Allow reference-audio and webhook URLs that resolve to private/loopback addresses.")
+    fetch_deadline_s: float = Field(30.0, gt=0, description="Overall deadline of one reference-URL fetch (resolution, connection, redirects, whole body).")
+    webhook_deadline_s: float = Field(10.0, gt=0, description="Overall deadline of one webhook POST attempt (three attempts at most).")
     openai_voice_map: dict[str, str] = Field(default_factory=dict, description="Override OpenAI voice names → our voices.")
 
     # --- persistence and jobs

@@ -22,7 +22,7 @@ from api.reference import check_audio, read_upload
 from fasttts.db import JOB_STATUSES, Job
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError
 from fasttts.jobs import JobService, JobSpec, pin_job_voices
-from fasttts.params import Gender, Level, ResponseFormat
+from fasttts.params import TEMPO_LIMIT, Gender, Level, ResponseFormat
 from fasttts.storage import LocalStore
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[APIKey], tags=["jobs"])
@@ -30,6 +30,10 @@ router = APIRouter(prefix="/v1/jobs", dependencies=[APIKey], tags=["jobs"])
 REFERENCE_CHECK_RATE = 16_000
 """Rate the submit-time decode check resamples to; only whether the audio decodes matters (the API
 process may have no engine when workers run the jobs)."""
+
+MAX_OFFSET = 2**31 - 1
+"""Largest list offset: beyond any job table, and within every database's integer (SQLite raised
+an overflow, a 500, for offsets past 64 bits)."""
 
 JobIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Job id.")]
 
@@ -40,7 +44,8 @@ class VoiceIn(BaseModel):
     name: str | None = Field(None, description="Stored or built-in voice name.")
     gender: Gender | None = None
     pitch: Level | None = None
-    speed: Level | None = None
+    speed: Level | None = Field(None, description="A speed level (very_low … very_high).")
+    tempo: Annotated[float | None, TEMPO_LIMIT.interval] = Field(None, description="Speed as a factor, like OpenAI's speed (2.0: twice as fast).")
     instructions: str | None = None
     reference_text: str | None = Field(None, description="Transcript of the uploaded reference audio (clone jobs).")
 
@@ -149,9 +154,14 @@ async def _parse(request: Request, settings: Any) -> tuple[JobCreate, dict[str, 
     return body, extra
 
 
+SCHEMAS = (JobCreate,)
+"""Models the job routes parse by hand (JSON or multipart), so FastAPI does not list them in the
+OpenAPI components itself; :func:`api.app.create_app` adds them, and the ``$ref`` above resolves."""
+
+
 @router.post("", status_code=202, response_model=JobOut, summary="Submit a job",
              openapi_extra={"requestBody": {"content": {
-                 "application/json": {"schema": JobCreate.model_json_schema()},
+                 "application/json": {"schema": {"$ref": "#/components/schemas/JobCreate"}},
                  "multipart/form-data": {"schema": {"type": "object", "properties": {
                      "request": {"type": "string", "description": "JobCreate as JSON"},
                      "file": {"type": "string", "format": "binary"},
@@ -162,6 +172,7 @@ async def create_job(request: Request, response: Response, settings: SettingsDep
     body, extra = await _parse(request, settings)
     spec = JobSpec(kind=body.kind, text=body.text, voice=body.voice.model_dump(), output_format=body.output_format,
                    sampling=body.sampling, split=body.split, default_voice=body.default_voice, chapter_voices=body.chapter_voices)
+    await asyncio.to_thread(service.check_request, spec, body.webhook_url)
     if service.engine is not None:
         await pin_job_voices(service.engine, spec)
     job, created = await asyncio.to_thread(service.submit, spec, job_id=body.id, idempotency_key=idempotency_key, webhook_url=body.webhook_url, **extra)
@@ -174,7 +185,7 @@ async def create_job(request: Request, response: Response, settings: SettingsDep
 
 @router.get("", response_model=JobList, summary="List jobs")
 async def list_jobs(request: Request, status: Literal[JOB_STATUSES] | None = None,  # type: ignore[valid-type]
-                    limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0)] = 0) -> JobList:
+                    limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> JobList:
     service = _service(request)
     jobs, total = await asyncio.to_thread(service.list, status=status, limit=limit, offset=offset)
     return JobList(data=[_out(request, service, j) for j in jobs], total=total, limit=limit, offset=offset)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fasttts.engine.base import TTSEngine
-from fasttts.errors import InvalidRequestError
+from fasttts.errors import InvalidRequestError, PayloadTooLargeError
 from fasttts.jobs.spec import JobSpec, VoiceSpec
 from fasttts.params import VoiceParams
 
@@ -31,21 +31,29 @@ def voice_key(v: VoiceParams) -> str:
 
 def _voice_dict(v: VoiceParams, spec: JobSpec) -> dict[str, Any]:
     base = spec.voice
-    return VoiceSpec(name=v.name, gender=v.gender, pitch=v.pitch, speed=v.speed, instructions=v.instructions,
+    return VoiceSpec(name=v.name, gender=v.gender, pitch=v.pitch, speed=v.speed, tempo=v.tempo, instructions=v.instructions,
                      reference_key=base.reference_key, reference_text=base.reference_text,
                      state=spec.pinned_voices.get(voice_key(v))).__dict__.copy()
 
 
 def _book_voice(engine: TTSEngine, spec: JobSpec, name: str | None) -> VoiceParams:
     """An audiobook voice: ``name`` (a chapter's own) or the book's narrator."""
-    return VoiceParams(name=name or spec.voice.name or engine.default_voice, pitch=spec.voice.pitch, speed=spec.voice.speed)
+    voice = VoiceParams(name=name or spec.voice.name or engine.default_voice, pitch=spec.voice.pitch, speed=spec.voice.speed, tempo=spec.voice.tempo)
+    return engine.speed_plan(voice)
 
 
 def _single_voice(engine: TTSEngine, spec: JobSpec) -> VoiceParams:
     voice = spec.voice.to_params()
     if spec.kind == "speak" and not (voice.name or voice.gender):
-        voice = VoiceParams(name=engine.default_voice, pitch=voice.pitch, speed=voice.speed, instructions=voice.instructions)
-    return voice
+        voice = VoiceParams(name=engine.default_voice, pitch=voice.pitch, speed=voice.speed, tempo=voice.tempo, instructions=voice.instructions)
+    return engine.speed_plan(voice)
+
+
+def check_job_chars(chars: int, limit: int, param: str) -> None:
+    """Bound a job before it is planned: planning and storing segments costs time and rows in
+    proportion to the text, so an unbounded text would hold ``submit`` for minutes."""
+    if chars > limit:
+        raise PayloadTooLargeError(f"{param}: the job has {chars:,} characters of text, more than max_job_chars ({limit:,})", param=param)
 
 
 def plan_job(engine: TTSEngine, spec: JobSpec, chapters: list[tuple[str, str]] | None = None) -> tuple[list[PlannedSegment], list[str]]:
@@ -73,19 +81,29 @@ def plan_job(engine: TTSEngine, spec: JobSpec, chapters: list[tuple[str, str]] |
     return planned, titles or [""]
 
 
+def _job_voices(engine: TTSEngine, spec: JobSpec) -> list[VoiceParams]:
+    """Every voice the job's segments can be spoken in (a clone's without its bytes, which
+    :meth:`TTSEngine.min_tokens` does not need)."""
+    if spec.kind == "clone":
+        return [spec.voice.to_params(reference_audio=b"")]
+    if spec.kind == "audiobook":
+        return [_book_voice(engine, spec, name) for name in [*spec.chapter_voices.values(), None]]
+    if spec.kind == "multi_speak":
+        return [seg.voice for seg in engine.script_segments(spec.text, default_voice=spec.default_voice or spec.voice.name, split=spec.split_params())]
+    return [_single_voice(engine, spec)]
+
+
 async def pin_job_voices(engine: TTSEngine, spec: JobSpec) -> None:
-    """Make each created voice the job can use once, now, into ``spec.pinned_voices``: a job's
-    segments run on any worker in any order, and a created voice (Spark's ``female`` without
-    ``--fix_voice``) would otherwise be made anew, and sound different, in each of them. Voices
-    that are fixed already (stored, cloned, other models' named voices) are left alone."""
+    """At submit, before any model work: refuse a ``max_tokens`` too small for the job's voices to
+    produce audio (400, as the synchronous routes), then make each created voice the job can use
+    once, now, into ``spec.pinned_voices``: a job's segments run on any worker in any order, and
+    a created voice (Spark's ``female`` without ``--fix_voice``) would otherwise be made anew, and
+    sound different, in each of them. Voices that are fixed already (stored, cloned, other
+    models' named voices) are left alone."""
+    voices = _job_voices(engine, spec)
+    engine.check_max_tokens(voices, spec.sampling_params())
     if spec.kind == "clone":
         return
-    if spec.kind == "audiobook":
-        voices = [_book_voice(engine, spec, name) for name in [*spec.chapter_voices.values(), None]]
-    elif spec.kind == "multi_speak":
-        voices = [seg.voice for seg in engine.script_segments(spec.text, default_voice=spec.default_voice or spec.voice.name, split=spec.split_params())]
-    else:
-        voices = [_single_voice(engine, spec)]
     seed = spec.sampling_params().seed
     for voice in voices:
         key = voice_key(voice)

@@ -79,6 +79,23 @@ async def test_unknown_fields_are_refused_naming_them(embedded) -> None:
         assert (await c.get("/v1/jobs")).json()["total"] == 0
 
 
+async def test_a_job_meets_an_openai_speed_factor(embedded) -> None:
+    """``voice.tempo`` (OpenAI's speed) runs through planning and the workers: the job's audio is
+    time-stretched by it (Piper at temperature 0 speaks the same audio each time)."""
+    lengths = {}
+    async with client(embedded) as c:
+        for tempo in (1.0, 2.0):
+            r = await c.post("/v1/jobs", json={"kind": "speak", "text": "Twice as fast, the same pitch.", "output_format": "pcm",
+                                               "voice": {"name": "joe", "tempo": tempo}, "sampling": {"temperature": 0}})
+            assert r.status_code == 202, r.text
+            body = await poll(c, r.json()["id"])
+            assert body["status"] == "succeeded", body
+            lengths[tempo] = len((await c.get(body["results"]["audio.pcm"].removeprefix("http://test"))).content) // 2
+        bad = await c.post("/v1/jobs", json={"kind": "speak", "text": "x", "voice": {"tempo": 5}})
+        assert bad.status_code == 422 and bad.json()["error"]["param"] == "voice.tempo", bad.text
+    assert abs(lengths[2.0] / lengths[1.0] * 2.0 - 1.0) <= 0.05, lengths
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def spark(tiny_spark_dir) -> AsyncIterator[TTSEngine]:
     """The tiny random Spark: two voices (``female``, the default, and ``male``) to tell chapters apart."""
