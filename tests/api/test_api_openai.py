@@ -125,7 +125,7 @@ async def test_extras_and_instructions_reach_the_engine(settings: Settings):
     async with running(settings, engine) as client:
         r = await client.post("/v1/audio/speech", json=body)
     assert r.status_code == 200 and decode(r.content)[0].size > 0
-    assert engine.requested_voices == [VoiceParams(name="female", pitch="low", speed=speed_level(0.5), instructions="Speak calmly.")]
+    assert engine.requested_voices == [VoiceParams(name="female", pitch="low", tempo=0.5, instructions="Speak calmly.")]
     segments = engine.segments(text, engine.requested_voices[0], SplitParams(3, 3))
     assert len(segments) > 1 and [t for t, _ in engine.spoken] == [s.text for s in segments]  # split by 3 tokens, not 50
     expected = SamplingParams(temperature=0.5, top_k=10, top_p=0.8, repetition_penalty=1.2, max_tokens=300)
