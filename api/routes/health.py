@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import APIKey
+from fasttts.backends.base import LLMBackend
 from fasttts.jobs import JobService
 
 router = APIRouter(tags=["operations"])
@@ -34,7 +35,10 @@ async def ready(request: Request) -> JSONResponse:
         return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "5"})
     if state.jobs is not None and (lost := await _lost_dependencies(state.jobs)):
         return JSONResponse({"status": "unavailable", "lost": lost}, status_code=503, headers={"Retry-After": str(state.backoff.failed())})
-    return JSONResponse({"status": "ready", "model_type": engine.model_type, "model": state.settings.model_name, "sample_rate": engine.sample_rate, "active": engine.num_active})
+    backend = getattr(engine, "backend", None)  # the engine's LLM backend, for model families that have one
+    weights = backend.weight_format if isinstance(backend, LLMBackend) else None
+    return JSONResponse({"status": "ready", "model_type": engine.model_type, "model": state.settings.model_name, "sample_rate": engine.sample_rate,
+                         "active": engine.num_active, "llm_weights": weights})
 
 
 async def _lost_dependencies(jobs: JobService) -> dict[str, str]:
