@@ -4,9 +4,28 @@ and a real speech clip from the bundled Piper voice (the suite's source of real 
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """Under ``scripts/test.sh`` (``FASTTTS_REQUIRE_EXTRAS=1``) a test skipped for an import that fails
+    fails instead: setup installed every extra the suite tests, so such a skip hides a broken install."""
+    outcome = yield
+    _fail_import_skips(outcome.get_result())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    _fail_import_skips(report)  # a module-level ``pytest.importorskip``
+
+
+def _fail_import_skips(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if os.environ.get("FASTTTS_REQUIRE_EXTRAS") and report.skipped and "could not import" in str(report.longrepr):
+        report.outcome = "failed"
 
 
 @pytest.fixture(scope="session")
