@@ -54,7 +54,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm_attn_implementation", default="eager", choices=["sdpa", "flash_attention_2", "eager"])
     parser.add_argument("--max_length", type=int, default=32768)
     parser.add_argument("--llm_gpu_memory_utilization", type=float, default=0.6)
-    parser.add_argument("--torch_dtype", default="auto", choices=["float16", "bfloat16", "float32", "auto"])
+    parser.add_argument("--torch_dtype", default="auto", choices=["float16", "bfloat16", "float32", "int8", "auto"],
+                        help="LLM weights; int8: weight-only, per-channel scales (torch backend on CPU); auto: the fastest exact one measured at load")
     parser.add_argument("--cache_implementation", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=1)

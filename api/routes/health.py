@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import APIKey
+from fasttts.backends.base import LLMBackend
 
 router = APIRouter(tags=["operations"])
 
@@ -25,7 +26,10 @@ async def ready(request: Request) -> JSONResponse:
         return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
     if not state.ready or engine is None:
         return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "5"})
-    return JSONResponse({"status": "ready", "model_type": engine.model_type, "model": state.settings.model_name, "sample_rate": engine.sample_rate, "active": engine.num_active})
+    backend = getattr(engine, "backend", None)  # the engine's LLM backend, for model families that have one
+    weights = backend.weight_format if isinstance(backend, LLMBackend) else None
+    return JSONResponse({"status": "ready", "model_type": engine.model_type, "model": state.settings.model_name, "sample_rate": engine.sample_rate,
+                         "active": engine.num_active, "llm_weights": weights})
 
 
 @router.get("/metrics", dependencies=[APIKey], response_class=Response, summary="Prometheus metrics")
