@@ -30,6 +30,11 @@ DEFAULT_VOICE = "joe"
 _LENGTH_SCALE = {level: 1.0 / tempo for level, tempo in LEVEL_TEMPO.items()}
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
+MAX_NOISE_SCALE = 2.0
+"""Most the temperature may scale VITS's noise (twice the voice's own, at temperature 1.33 and
+above): the duration noise is exponentiated, and the API's top temperature of 10 (13x) made ONNX
+Runtime ask for a 195 GB buffer (a 500 found by the fuzz test)."""
+
 
 @dataclass(frozen=True)
 class _PiperVoice:
@@ -94,7 +99,7 @@ class PiperEngine(TTSEngine):
 
         # temperature scales VITS's two noise terms: the voice's own at the default, none at 0
         # (the same audio every time, as greedy decoding is for the LLM models)
-        scale = (sampling.temperature or 0.0) / (self.default_sampling.temperature or 1.0)
+        scale = min(MAX_NOISE_SCALE, (sampling.temperature or 0.0) / (self.default_sampling.temperature or 1.0))
         cfg = self._voice.config  # type: ignore[attr-defined]
         config = SynthesisConfig(length_scale=voice.length_scale, noise_scale=cfg.noise_scale * scale,
                                  noise_w_scale=cfg.noise_w_scale * scale, normalize_audio=False)
