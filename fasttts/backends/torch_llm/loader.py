@@ -4,7 +4,8 @@ Reads ``model.safetensors`` or the sharded ``model-XXXXX-of-YYYYY.safetensors`` 
 ``model.safetensors.index.json``, exactly as released. Every checkpoint tensor must match a model
 parameter by name and shape and every parameter must be present; otherwise
 :class:`~fasttts.errors.ModelLoadError` names each offender. The model is built on the meta device
-and filled one tensor at a time, so a 2 GB checkpoint is never held twice in memory.
+and filled by plain reads straight into its parameters (no memory map: see
+:func:`~fasttts.checkpoint.read_safetensors_into`), so the weights are never held twice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from safetensors import safe_open
 from fasttts.backends.torch_llm.model import CausalLM, LLMConfig
 from fasttts.backends.torch_llm.cpu_linear import pack_linears
 from fasttts import devices
-from fasttts.checkpoint import check_tensors
+from fasttts.checkpoint import check_tensors, read_safetensors_into
 from fasttts.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -86,14 +87,13 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
 
     model = model.to(dtype=torch_dtype).to_empty(device=dev)
     params = model.state_dict()
-    by_file: dict[Path, list[str]] = {}
+    by_file: dict[Path, dict[str, torch.Tensor]] = {}
     for name in expected:
-        by_file.setdefault(files[name], []).append(name)
-    with torch.no_grad():
-        for path, names in by_file.items():
-            with safe_open(str(path), framework="pt") as f:
-                for name in names:  # one tensor in memory at a time
-                    params[name].copy_(f.get_tensor(name).to(torch_dtype))
+        by_file.setdefault(files[name], {})[name] = params[name]
+    del params  # its references would keep every plain weight alive while pack_linears replaces them
+    for path, targets in by_file.items():
+        read_safetensors_into(path, targets)  # read into the parameters; at most one tensor staged
+    del by_file
     packed = pack_linears(model.model, dev, torch_dtype)  # decoder layers; the LM head is sliced per step
     logger.info("loaded %s LLM from %s: %d layers, %s on %s%s", cfg.model_type, model_dir, cfg.num_layers, torch_dtype, dev,
                 f", {packed} linear layers packed for oneDNN" if packed else "")
