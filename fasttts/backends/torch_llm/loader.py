@@ -86,16 +86,20 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
                   ignore=lambda n: n.endswith(_IGNORED_SUFFIXES) or (tied and n == "lm_head.weight"))
 
     model = model.to(dtype=torch_dtype).to_empty(device=dev)
-    params = model.state_dict()
-    by_file: dict[Path, dict[str, torch.Tensor]] = {}
-    for name in expected:
-        by_file.setdefault(files[name], {})[name] = params[name]
-    del params  # its references would keep every plain weight alive while pack_linears replaces them
-    for path, targets in by_file.items():
-        read_safetensors_into(path, targets)  # read into the parameters; at most one tensor staged
-    del by_file
+    _read_weights(model, files)
     packed = pack_linears(model.model, dev, torch_dtype)  # decoder layers; the LM head is sliced per step
     logger.info("loaded %s LLM from %s: %d layers, %s on %s%s", cfg.model_type, model_dir, cfg.num_layers, torch_dtype, dev,
                 f", {packed} linear layers packed for oneDNN" if packed else "")
     return model.eval()
 
+
+def _read_weights(model: CausalLM, files: dict[str, Path]) -> None:
+    """Fill every parameter from its file, read straight into it (at most one tensor staged). A
+    function of its own so no reference to the plain weights outlives it: pack_linears then frees
+    each one as it packs it."""
+    params = model.state_dict()
+    by_file: dict[Path, dict[str, torch.Tensor]] = {}
+    for name, tensor in params.items():
+        by_file.setdefault(files[name], {})[name] = tensor
+    for path, targets in by_file.items():
+        read_safetensors_into(path, targets)
