@@ -29,6 +29,14 @@ from fasttts.models.megatts3.random_model import write_random_mega, write_random
 from fasttts.params import SamplingParams, VoiceParams
 
 
+class _Rows(dict):
+    """Prints each figure as it is measured (a slow, shared machine may stop a run early)."""
+
+    def __setitem__(self, key: str, value: float) -> None:
+        super().__setitem__(key, value)
+        print(f"{key:55s} {value:9.3f}", flush=True)
+
+
 def _timed(fn, *args):  # noqa: ANN001, ANN202
     start = time.perf_counter()
     out = fn(*args)
@@ -52,7 +60,7 @@ async def main() -> None:
     wav, npy = write_random_voice(work / "voice", seconds=args.voice_seconds)
     engine = MegaEngine.load(root, llm_device="cpu", detokenizer_device="cpu", torch_dtype="float32")
     await engine.start()
-    rows: dict[str, float] = {}
+    rows = _Rows()
     start = time.perf_counter()
     await engine.add_voice("v", wav.read_bytes(), latent=npy.read_bytes())
     rows["voice alignment (once per voice) s"] = time.perf_counter() - start
@@ -91,8 +99,6 @@ async def main() -> None:
     audio_s = len(wav_out) / 24000
     rows["audio of the segment s"] = audio_s
     await engine.shutdown()
-    for k, v in rows.items():
-        print(f"{k:55s} {v:9.3f}")
     out = Path(__file__).parent / "results" / "mega.jsonl"
     out.parent.mkdir(exist_ok=True)
     with out.open("a") as f:
