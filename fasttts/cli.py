@@ -54,7 +54,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm_attn_implementation", default="eager", choices=["sdpa", "flash_attention_2", "eager"])
     parser.add_argument("--max_length", type=int, default=32768)
     parser.add_argument("--llm_gpu_memory_utilization", type=float, default=0.6)
-    parser.add_argument("--torch_dtype", default="auto", choices=["float16", "bfloat16", "float32", "auto"])
+    parser.add_argument("--torch_dtype", default="auto", choices=["float16", "bfloat16", "float32", "int8", "auto"],
+                        help="LLM weights; int8: weight-only, per-channel scales (torch backend on CPU); auto: the fastest exact one measured at load")
     parser.add_argument("--cache_implementation", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=1)
@@ -122,7 +123,7 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
     await engine.start()
     try:
         if args.reference_audio:
-            voice = _voice(args, reference=Path(args.reference_audio).read_bytes())
+            voice = _voice(args, reference=await asyncio.to_thread(Path(args.reference_audio).read_bytes))
             if (state := await engine.pin_voice(voice)) is not None:  # MegaTTS3: align the reference once
                 voice = type(voice)(state=state)
             segments = engine.segments(text, voice, split)
@@ -144,7 +145,7 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
         return 1
     finally:
         await engine.shutdown()
-    Path(args.output).write_bytes(encode_audio(audio, engine.sample_rate, fmt))
+    await asyncio.to_thread(Path(args.output).write_bytes, encode_audio(audio, engine.sample_rate, fmt))
     print(f"wrote {args.output}: {len(audio) / engine.sample_rate:.2f} s at {engine.sample_rate} Hz")
     return 0
 

@@ -147,8 +147,10 @@ async def test_closing_the_consumer_aborts_the_request(fake_sglang, llm_dir: Pat
 
 async def test_invalid_requests(fake_sglang, llm_dir: Path) -> None:
     backend = backend_for(llm_dir)
-    with pytest.raises(InvalidRequestError):
+    with pytest.raises(InvalidRequestError, match="empty"):
         [t async for t in backend.generate(GenerationRequest(prompt_ids=[], max_tokens=4))]
+    with pytest.raises(InvalidRequestError, match=r"must be in \[0, 1000\)"):  # the shared check_request
+        [t async for t in backend.generate(GenerationRequest(prompt_ids=[1, 1000], max_tokens=4))]
 
 
 def test_missing_sglang_names_the_extra() -> None:

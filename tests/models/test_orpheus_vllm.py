@@ -8,6 +8,7 @@ import os
 import pytest
 
 pytest.importorskip("vllm")
+pytestmark = pytest.mark.slow  # starts the backend's own engine
 
 from orpheus_frames import assert_whole_frames  # noqa: E402
 
