@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fasttts.params import BackendName
 
-DType = Literal["float16", "bfloat16", "float32", "auto"]
+DType = Literal["float16", "bfloat16", "float32", "int8", "auto"]
 AttnImpl = Literal["sdpa", "flash_attention_2", "eager"]
 
 

@@ -9,6 +9,7 @@ enqueue was lost (broker down, worker killed) is found again by :meth:`JobServic
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import logging
 import re
@@ -219,7 +220,7 @@ class JobService:
             eta = 0.0
         return Progress(job.segments_done, job.segments_total, round(100.0 * job.segments_done / total, 1), round(job.audio_seconds, 3), eta)
 
-    def segments(self, job_id: str) -> list[Segment]:
+    def segments(self, job_id: str) -> builtins.list[Segment]:  # builtins: this class has a list() method
         with self.session() as s:
             return list(s.scalars(select(Segment).where(Segment.job_id == job_id).order_by(Segment.index)))
 
@@ -292,13 +293,23 @@ class JobService:
 
     def check(self) -> None:
         """Readiness: database, storage and broker reachable, else :class:`JobsUnavailableError`."""
+        if lost := self.unavailable():
+            raise JobsUnavailableError("; ".join(lost.values()))
+
+    def unavailable(self) -> dict[str, str]:
+        """Each dependency that cannot be used right now (``database``, ``storage``, ``broker``)
+        with the reason; empty when all of them answer. ``/ready`` reports these by name."""
+        lost: dict[str, str] = {}
+        for name, probe in (("database", self._probe_database), ("storage", self.store.check), ("broker", self.dispatcher.check)):
+            try:
+                probe()
+            except NotReadyError as e:
+                lost[name] = str(e)
+        return lost
+
+    def _probe_database(self) -> None:
         with self.session() as s:
             s.execute(select(1))
-        try:
-            self.store.check()
-        except StorageUnavailableError as e:
-            raise JobsUnavailableError(str(e)) from e
-        self.dispatcher.check()
 
     def describe(self, job: Job) -> dict[str, Any]:
         """A JSON-able view of a job (the API adds result links)."""

@@ -1,7 +1,7 @@
 """MegaTTS3's per-segment computation between the g2p and the audio, as pure functions:
 
-- :func:`target_durations`: ``dur_pred``'s rules after the duration LM (crossfade room, final-pause
-  clamp, random jitter, long pauses, first phone, multiple of 8), clamped *after* the rules;
+- :func:`target_durations`: ``dur_pred``'s rules after the duration LM, in its order (crossfade room
+  or final-pause clamp, random jitter, long pauses, first phone, pad to a multiple of 8);
 - :func:`dit_inputs`: ``prepare_inputs_for_dit`` (reference + target, three CFG rows);
 - :func:`sample_batch`: ``Diffusion.inference`` for several requests at once — every request's
   three CFG rows in one forward, rows padded to the longest with a key mask, each request with its
@@ -115,7 +115,8 @@ def sample_batch(dit: Diffusion, items: Sequence[DiTItem], device: torch.device 
         t = torch.cat([schedules[k][step].repeat(3) for k in live]).to(device)
         if on_forward is not None:
             on_forward(len(rows))
-        v = dit.velocity(x, cond[rows], ctx[rows], t, keys[rows] if len(live) > 1 or longest != items[live[0]].frames else None)
+        padded = any(items[k].frames < longest for k in live)
+        v = dit.velocity(x, cond[rows], ctx[rows], t, keys[rows] if padded else None)
         for j, k in enumerate(live):
             item = items[k]
             guided = guide(v[3 * j : 3 * j + 3, : item.frames], item.text_weight, item.speaker_weight)
