@@ -20,6 +20,7 @@ Database and storage calls are blocking, so they run in threads.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -200,7 +201,7 @@ class VoiceService:
         if name in self.engine.list_voices() or await asyncio.to_thread(self._exists, name):
             raise InvalidRequestError(f"name: a voice named '{name}' already exists", param="name")
 
-    def _rows(self) -> list[Voice]:
+    def _rows(self) -> builtins.list[Voice]:  # builtins: this class has a list() method
         with self._sessions() as session:
             return list(session.scalars(select(Voice).order_by(Voice.name)))
 
