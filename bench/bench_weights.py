@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 import torch
+from bench_llm import grammar, one
+from stamp import commit, machine
 
-from bench_llm import grammar, one  # noqa: E402 - bench/ is on sys.path when a script runs
-from stamp import commit, machine  # noqa: E402
 from fasttts.backends.registry import BackendConfig, create_backend
 from fasttts.backends.torch_backend import TorchBackend
 from fasttts.backends.torch_llm.cpu_linear import ACTIVATION_DTYPE, CpuLinear
