@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from fasttts import devices
 from fasttts.backends.torch_llm.cpu_linear import ACTIVATION_DTYPE, largest_linear, pack_linears, plan_for
 from fasttts.backends.torch_llm.model import CausalLM, LLMConfig
-from fasttts import devices
 from fasttts.checkpoint import check_tensors, read_safetensors_into
 from fasttts.errors import ModelLoadError
 
@@ -69,7 +69,7 @@ def checkpoint_files(model_dir: Path) -> dict[str, Path]:
     single, index = model_dir / "model.safetensors", model_dir / "model.safetensors.index.json"
     if single.is_file():
         with safe_open(str(single), framework="pt") as f:
-            return {name: single for name in f.keys()}
+            return dict.fromkeys(f.keys(), single)
     if index.is_file():
         weight_map = json.loads(index.read_text())["weight_map"]
         missing_files = sorted({f for f in weight_map.values() if not (model_dir / f).is_file()})
