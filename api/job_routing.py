@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fasttts.audio.encode import CONTENT_TYPES
 from fasttts.errors import GenerationError
-from fasttts.jobs import JobSpec, pin_job_voices
+from fasttts.jobs import JobSpec
 
 POLL_INTERVAL_S = 0.2
 
@@ -31,9 +31,7 @@ def should_route(request: Request, *, stream: bool, text: str, multi: bool = Fal
 
 async def run_as_job(request: Request, spec: JobSpec, *, reference_audio: bytes | None = None, filename: str = "speech") -> Response:
     service = request.app.state.jobs
-    if service.engine is not None:
-        await pin_job_voices(service.engine, spec)
-    job, _ = await asyncio.to_thread(service.submit, spec, reference_audio=reference_audio)
+    job, _ = await service.submit(spec, reference_audio=reference_audio)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + request.app.state.settings.job_wait_timeout_s
     try:

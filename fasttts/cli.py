@@ -9,8 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Any, Literal
 
+from pydantic.fields import FieldInfo
+
+from fasttts.config import Settings
 from fasttts.params import LEVELS, SamplingParams, SplitParams
 
 FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
@@ -22,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print("usage: fasttts {serve,worker,infer,random-model} [options]\n"
               "  serve         run the HTTP server (fasttts serve --help)\n"
-              "  worker        run a Celery job worker\n"
+              "  worker        run a Celery job worker (fasttts worker --help)\n"
               "  infer         synthesize text to an audio file\n"
               "  random-model  write a random-weight model directory in the official layout\n"
               "  gguf          write the GGUF of an LLM directory for the llama-cpp backend")  # fmt: skip
@@ -42,38 +48,71 @@ def _worker(argv: list[str]) -> int:
     return worker(argv) or 0
 
 
-def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model/engine flags of the server guide, shared by ``serve``-like commands and ``infer``."""
-    parser.add_argument("-m", "--model_path", default=None, help="model directory (default: the bundled Piper voice)")
-    parser.add_argument("-b", "--backend", default="torch", choices=["torch", "vllm", "sglang", "llama-cpp", "mlx-lm"])
-    parser.add_argument("--snac_path", default=None)
-    parser.add_argument("--lang", default=None)
-    parser.add_argument("--llm_device", default="auto")
-    parser.add_argument("--tokenizer_device", default="auto")
-    parser.add_argument("--detokenizer_device", default="auto")
-    parser.add_argument("--wav2vec_attn_implementation", default="eager", choices=["sdpa", "flash_attention_2", "eager"])
-    parser.add_argument("--llm_attn_implementation", default="eager", choices=["sdpa", "flash_attention_2", "eager"])
-    parser.add_argument("--max_length", type=int, default=32768)
-    parser.add_argument("--llm_gpu_memory_utilization", type=float, default=0.6)
-    parser.add_argument("--torch_dtype", default="auto", choices=["float16", "bfloat16", "float32", "auto"])
-    parser.add_argument("--cache_implementation", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch_size", type=int, default=1)
-    parser.add_argument("--llm_batch_size", type=int, default=256)
-    parser.add_argument("--wait_timeout", type=float, default=0.01)
-    parser.add_argument("--fix_voice", action="store_true")
-
+GUIDE_DEFAULT_TEXT = {"role_dir": "data/roles", "model_path": "the bundled Piper voice"}
+SHORT_FLAGS = {"model_path": "-m", "backend": "-b"}
 
 ENGINE_FLAGS = (
     "model_path", "backend", "snac_path", "lang", "llm_device", "tokenizer_device", "detokenizer_device",
     "wav2vec_attn_implementation", "llm_attn_implementation", "max_length", "llm_gpu_memory_utilization",
     "torch_dtype", "cache_implementation", "seed", "batch_size", "llm_batch_size", "wait_timeout", "fix_voice",
+    "max_reference_seconds",
 )  # fmt: skip
+"""The model/engine settings: ``infer`` takes these; ``serve`` and ``worker`` take them and more."""
+
+WORKER_FLAGS = (
+    *ENGINE_FLAGS, "allow_private_urls", "data_dir", "database_url", "broker_url", "s3_bucket", "s3_prefix", "s3_endpoint_url",
+    "s3_region", "auto_migrate", "job_queue", "job_batch_size", "job_max_attempts", "segment_lease_s", "job_task_time_limit_s",
+    "job_result_ttl_s", "worker_concurrency",
+)  # fmt: skip
+"""``fasttts worker``: the engine, where jobs live (database, broker, S3) and how they run. Secrets
+(S3 keys, webhook secret) come from the environment or ``.env`` only, never from a command line."""
+
+
+def _voice_map(text: str) -> dict[str, str]:
+    """``alloy=female,echo=male`` → {"alloy": "female", "echo": "male"}."""
+    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise argparse.ArgumentTypeError("expected OPENAI=OURS[,OPENAI=OURS...]")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _add_flag(parser: argparse.ArgumentParser, name: str, field: FieldInfo) -> None:
+    annotation = field.annotation
+    union = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+    base = [a for a in typing.get_args(annotation) if a is not type(None)][0] if union else annotation
+    default = GUIDE_DEFAULT_TEXT.get(name, field.default if field.default_factory is None else field.default_factory())  # type: ignore[call-arg]
+    kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{field.description or ''} (default: {default})".strip()}
+    flags = [SHORT_FLAGS[name], f"--{name}"] if name in SHORT_FLAGS else [f"--{name}"]
+    if base is bool:
+        parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
+        return
+    if typing.get_origin(base) is Literal:
+        kwargs["choices"] = list(typing.get_args(base))
+    elif typing.get_origin(base) is list:
+        kwargs.update(nargs="+", metavar="ORIGIN")
+    elif typing.get_origin(base) is dict:
+        kwargs["type"] = _voice_map
+    elif base in (int, float):
+        kwargs["type"] = base
+    parser.add_argument(*flags, **kwargs)
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    """One flag per named :class:`Settings` field: same name, default, choices (from the field's
+    type) and help (its description), so no command hand-copies a flag. A flag not given leaves
+    the value to the environment (``FASTTTS_*``), ``.env``, then the default."""
+    for name in names:
+        _add_flag(parser, name, Settings.model_fields[name])
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings the given flags ask for (the rest from the environment, ``.env``, defaults)."""
+    return Settings(**{k: v for k, v in vars(args).items() if k in Settings.model_fields})
 
 
 def _infer(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fasttts infer", description="Synthesize text (or a .txt file) to an audio file.")
-    add_engine_arguments(parser)
+    add_settings_flags(parser, ENGINE_FLAGS)
     parser.add_argument("-i", "--input", required=True, help="text, or a path to a .txt file")
     parser.add_argument("-o", "--output", required=True, help="output file; the format comes from its extension")
     parser.add_argument("--name", default=None, help="voice name (default: the model's default voice)")
@@ -106,15 +145,15 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fasttts.audio.encode import encode_audio
-    from fasttts.engine.auto import AutoEngine
     from fasttts.errors import FastTTSError
+    from fasttts.services import build_engine
 
     sampling = SamplingParams(
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         repetition_penalty=args.repetition_penalty, max_tokens=args.max_tokens, seed=args.request_seed,
     )  # fmt: skip
     split = SplitParams(args.length_threshold, args.window_size)
-    engine = AutoEngine(args.model_path, args.backend, **{k: getattr(args, k) for k in ENGINE_FLAGS if k not in ("model_path", "backend")})
+    engine = build_engine(settings_from_args(args))
     await engine.start()
     try:
         if args.reference_audio:

@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     job_batch_size: int = Field(8, ge=1, description="Segments a worker claims and synthesises together.")
     job_max_attempts: int = Field(5, ge=1, description="Claims of one segment before its job fails.")
     job_inprocess_concurrency: int = Field(2, ge=1, description="Jobs the in-process runner (no broker) works on at once.")
+    worker_concurrency: int = Field(1, ge=1, description="Pool processes of `fasttts worker`, one engine each (one per GPU).")
     job_task_time_limit_s: float = Field(6 * 3600, gt=0, description="Celery hard time limit of one run_job task.")
 
     @property

@@ -125,10 +125,14 @@ class TTSEngine(abc.ABC):
         raise UnsupportedFeatureError(f"{self.model_type} cannot freeze created voices", param="voice")
 
     async def pin_voice(self, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any] | None:
-        """A state (for :attr:`VoiceParams.state`) that makes ``voice`` sound the same wherever it is
-        used, e.g. by every worker running a job's segments; ``None`` when it already does (stored,
-        cloned and named voices of models without created voices). ``seed`` fixes which voice a
-        created one becomes (default: a new one, as a request would get)."""
+        """The state (for :attr:`VoiceParams.state`) that conditions ``voice``, resolved now, so it
+        sounds the same wherever and whenever it is used (every worker running a job's segments,
+        after the stored voice it names was changed or deleted): a stored voice's tokens, a
+        reference encoded once, a created voice generated once. ``None`` when the model needs
+        nothing beyond the voice's name and labels (built-in voices). An unknown voice raises
+        :class:`NotFoundError` naming it. ``seed`` fixes which voice a created one becomes
+        (default: a new one, as a request would get)."""
+        await self._resolve_voice(voice)
         return None
 
     def normalize(self, text: str) -> str:
@@ -219,11 +223,6 @@ class TTSEngine(abc.ABC):
     def segments(self, text: str, voice: VoiceParams, split: SplitParams | None = None) -> list[Segment]:
         """Cut text into the segments a request would synthesize (job workers store each one)."""
         return [Segment(t, voice, index=i) for i, t in enumerate(self._split(text, split))]
-
-    async def synthesize_segments(self, segments: list[Segment], sampling: SamplingParams | None = None, *, stream: bool = False) -> AsyncIterator[np.ndarray]:
-        """Run prepared segments (crossfaded together) — the entry point for job workers."""
-        async for chunk in self._run(segments, sampling, stream=stream):
-            yield chunk
 
     async def synthesize_segment(self, segment: Segment, sampling: SamplingParams | None = None) -> np.ndarray:
         """Audio of a single segment, without any crossfade (job workers join segments later)."""

@@ -57,7 +57,7 @@ async def test_sigkilled_worker_loses_nothing_and_repeats_only_inflight(worker_e
     settings = settings_from(worker_env)
     service = build_job_service(settings, piper, CeleryDispatcher(settings))
     text = " ".join(f"This is sentence number {i} of the long job." for i in range(16))
-    job, _ = await asyncio.to_thread(service.submit, JobSpec(kind="speak", text=text, output_format="wav", split={"length_threshold": 10, "window_size": 10}))
+    job, _ = await service.submit(JobSpec(kind="speak", text=text, output_format="wav", split={"length_threshold": 10, "window_size": 10}))
     total = job.segments_total
     assert total >= 8
     log = tmp_path / "worker.log"
