@@ -196,7 +196,7 @@ async def test_api_replicas_share_voices(deployment, tiny_spark_dir, piper_speec
     async with replica(settings) as a, replica(settings) as b:
         assert (await a.post("/v1/audio/voices", data={"name": "bob"}, files={"reference_audio_file": ("b.wav", speech)})).status_code == 201
         assert (await b.get("/v1/audio/voices/bob")).json()["kind"] == "clone"
-        assert "bob" in [v["id"] for v in (await b.get("/v1/audio/voices")).json()["data"]]
+        assert "bob" in [v["id"] for v in (await b.get("/v1/audio/voices")).json()["voices"]]
         # usable on the other replica: its engine resolves bob's tokens into a job at submit
         r = await b.post("/v1/jobs", json={"kind": "speak", "text": "Bob speaks.", "voice": {"name": "bob"}, "sampling": SAMPLING})
         assert r.status_code == 202, r.text
