@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from api.concurrency import ConcurrencyLimiter
 from api.errors import install_error_handlers
 from api.metrics import Metrics
-from api.middleware import RequestContextMiddleware
+from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.routes import health, jobs, openai, speech, voices
 from fasttts.config import Settings
 from fasttts.engine.base import TTSEngine
@@ -36,9 +36,9 @@ DESCRIPTION = """
 Text to speech with Spark-TTS, Orpheus and Piper.
 
 * **Native API** (server guide): `POST /clone_voice`, `POST /speak`, `POST /multi_speak`, `GET /audio_roles` — also under `/v1`.
-* **OpenAI API**: `POST /v1/audio/speech`, `GET /v1/models`, `GET /v1/audio/voices`.
+* **OpenAI API**: `POST /v1/audio/speech`, `GET /v1/models[/{id}]`, `GET /v1/audio/voices`, `GET /v1/audio/models` (Open WebUI).
 * **Voices**: `POST/GET/DELETE /v1/audio/voices[/{name}]` — stored durably, reloaded on restart.
-* **Auth**: with `--api_key`, send `Authorization: Bearer <KEY>` (everything except `/health`, `/ready`, `/docs` and the web page).
+* **Auth**: with `--api_key`, send `Authorization: Bearer <KEY>` (everything except `/health`, `/ready`, `/docs` and the web page; with `--open_list_routes`, the read-only lists too).
 """
 
 
@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None, engine: TTSEngine | None = None
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    app.add_middleware(BodyLimitMiddleware, max_upload_bytes=settings.max_upload_bytes, max_json_bytes=settings.max_json_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"], expose_headers=["X-Request-ID", "X-Sample-Rate", "Content-Disposition"])
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)

@@ -1,7 +1,9 @@
-"""Typed FastAPI dependencies: settings, engine, voice service, admission slot, API key.
+"""Typed FastAPI dependencies: settings, engine (503 until it is ready), voice service, API key.
 
-Routes declare what they need (``engine: EngineDep``) and never reach into ``app.state`` by hand;
-tests swap the engine by passing one to :func:`api.app.create_app`.
+Routes declare these (``engine: EngineDep``) instead of reading ``app.state`` themselves; the
+admission limiter, metrics and job service are reached through ``request.app.state`` where they
+are used (``api/synthesis.py``, ``api/streaming.py``, ``api/job_routing.py``, the job and health
+routes). Tests serve their own engine by passing it to :func:`api.app.create_app`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.concurrency import ConcurrencyLimiter
 from api.errors import AuthenticationError
 from fasttts.config import Settings
 from fasttts.engine.base import TTSEngine
@@ -37,15 +38,23 @@ def get_voices(request: Request, engine: Annotated[TTSEngine, Depends(get_engine
     return request.app.state.voices
 
 
-def get_limiter(request: Request) -> ConcurrencyLimiter:
-    return request.app.state.limiter
+LIST_ROUTES = frozenset({"/v1/models", "/v1/audio/models", "/v1/audio/voices", "/audio_roles", "/v1/audio_roles"})
+"""Read-only list routes that ``--open_list_routes`` leaves open (GET only): Open WebUI calls
+them without an Authorization header, and with the key required its voice list falls back to
+OpenAI's names."""
+
+
+def _open_list_route(request: Request, settings: Settings) -> bool:
+    route = getattr(request.scope.get("route"), "path", None)
+    return settings.open_list_routes and request.method == "GET" and route in LIST_ROUTES
 
 
 async def require_api_key(request: Request) -> None:
-    """With ``--api_key`` set, every API route needs ``Authorization: Bearer <key>``.
-    ``hmac.compare_digest`` keeps the comparison constant-time."""
-    expected: str | None = request.app.state.settings.api_key
-    if not expected:
+    """With ``--api_key`` set, every API route needs ``Authorization: Bearer <key>`` (but the list
+    routes, with ``--open_list_routes``). ``hmac.compare_digest`` keeps the comparison constant-time."""
+    settings: Settings = request.app.state.settings
+    expected = settings.api_key
+    if not expected or _open_list_route(request, settings):
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
@@ -55,5 +64,4 @@ async def require_api_key(request: Request) -> None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[TTSEngine, Depends(get_engine)]
 VoicesDep = Annotated[VoiceService, Depends(get_voices)]
-LimiterDep = Annotated[ConcurrencyLimiter, Depends(get_limiter)]
 APIKey = Depends(require_api_key)

@@ -34,6 +34,14 @@ class AuthenticationError(Exception):
         self.message = message
 
 
+class BodyTooLargeError(StarletteHTTPException):
+    """A request body is over its cap (``api.middleware.BodyLimitMiddleware``). Raised while the
+    body streams in, as an ``HTTPException`` so that FastAPI's own body parsing lets it through."""
+
+    def __init__(self, limit: int, setting: str) -> None:
+        super().__init__(413, f"request body larger than {limit} bytes ({setting})")
+
+
 # class -> (status, OpenAI error type, OpenAI code); the most specific class in the MRO wins.
 _STATUS: dict[type[Exception], tuple[int, str, str | None]] = {
     E.InvalidRequestError: (422, "invalid_request_error", "invalid_value"),
@@ -107,6 +115,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(openai_error_body(message, "invalid_request_error", param, "invalid_value"), status_code=422)
 
 
+def body_too_large_response(request: Request, exc: BodyTooLargeError) -> JSONResponse:
+    return error_response(request, 413, str(exc.detail), type_="invalid_request_error", param="body", code="payload_too_large")
+
+
+async def _body_too_large(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyTooLargeError)
+    return body_too_large_response(request, exc)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if not is_openai_path(request):
@@ -120,3 +137,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AuthenticationError, _auth_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(BodyTooLargeError, _body_too_large)

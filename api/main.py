@@ -1,6 +1,6 @@
 """``fasttts serve`` / ``python server.py``: command-line flags → Settings → uvicorn.
 
-The flags are generated from :class:`fasttts.config.Settings` by :func:`fasttts.cli.add_settings_flags`
+The flags are generated from :class:`fasttts.config.Settings` by :func:`fasttts.flags.add_settings_flags`
 (same names as the server guide, same defaults, choices from the field types), so the CLI can never
 drift from the settings. A flag not given leaves the value to the environment (``FASTTTS_*``),
 ``.env``, then the default.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from fasttts.cli import add_settings_flags, settings_from_args
+from fasttts.flags import add_settings_flags, settings_from_args
 from fasttts.config import Settings
 
 SERVER_FLAGS = (
@@ -19,9 +19,11 @@ SERVER_FLAGS = (
     "wav2vec_attn_implementation", "llm_attn_implementation", "max_length", "llm_gpu_memory_utilization", "torch_dtype",
     "cache_implementation", "seed", "batch_size", "llm_batch_size", "wait_timeout", "host", "port",
     # ours
-    "lang", "model_name", "fix_voice", "max_concurrency", "cors_origins", "max_input_chars", "max_upload_bytes",
-    "max_reference_seconds", "allow_private_urls", "openai_voice_map", "data_dir", "database_url", "broker_url",
+    "lang", "model_name", "open_list_routes", "fix_voice", "max_concurrency", "cors_origins", "max_input_chars", "max_upload_bytes",
+    "max_json_bytes", "max_job_chars", "max_reference_seconds", "allow_private_urls", "fetch_deadline_s", "webhook_deadline_s",
+    "openai_voice_map", "data_dir", "database_url", "broker_url",
     "s3_bucket", "s3_prefix", "s3_endpoint_url", "s3_region", "job_route_min_chars", "job_wait_timeout_s", "job_result_ttl_s",
+    "auto_migrate", "job_queue", "segment_lease_s", "job_batch_size", "job_max_attempts", "job_inprocess_concurrency",
 )  # fmt: skip
 
 

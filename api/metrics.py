@@ -31,7 +31,7 @@ class _EngineCollector(Collector):
         yield GaugeMetricFamily("fasttts_queued_requests", "Admitted synthesis requests not yet producing audio.", value=max(0, self._in_flight() - active))
         occupancy = GaugeMetricFamily("fasttts_batch_occupancy", "Mean items per batch of each codec micro-batcher.", labels=["batcher"])
         for name, batcher in _batchers(engine):
-            occupancy.add_metric([name], batcher.mean_occupancy())
+            occupancy.add_metric([name], batcher.mean_occupancy)
         yield occupancy
 
 

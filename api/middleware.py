@@ -1,5 +1,5 @@
-"""Per-request context: an ``X-Request-ID`` on every response, one structured access-log line,
-and the HTTP metrics.
+"""Per-request context (an ``X-Request-ID`` on every response, one structured access-log line,
+the HTTP metrics) and the cap on request bodies.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so streaming bodies pass straight through and a client
 disconnect still reaches the response, which is what cancels generation.
@@ -13,9 +13,11 @@ import re
 import time
 import uuid
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import BodyTooLargeError, body_too_large_response
 from api.metrics import Metrics
 
 logger = logging.getLogger("fasttts.access")
@@ -92,3 +94,48 @@ class RequestContextMiddleware:
             elapsed * 1000,
             extra={"request_id": request_id, "method": method, "path": scope["path"], "route": route, "status": status, "duration_ms": round(elapsed * 1000, 1)},
         )
+
+
+FORM_FIELDS_BYTES = 1024 * 1024
+"""What a multipart body may carry beside its file: the other fields and the part boundaries
+(Starlette caps each non-file field at 1 MiB too)."""
+
+
+class BodyLimitMiddleware:
+    """Caps every request body before the app reads it, so no body, however sent, lands whole in
+    memory or in a spooled temporary file before its size is judged.
+
+    The cap depends on the body's kind: a multipart upload may be ``max_upload_bytes`` plus its
+    form fields, anything else (JSON) ``max_json_bytes``. A declared ``Content-Length`` above the
+    cap is answered 413 before a byte is read (nor is ``100 Continue`` sent); a body without one
+    (chunked) is cut off as soon as it passes the cap: the app's next read raises
+    :class:`~api.errors.BodyTooLargeError`, answered 413 by the app's error handlers."""
+
+    def __init__(self, app: ASGIApp, *, max_upload_bytes: int, max_json_bytes: int) -> None:
+        self.app = app
+        self.upload = (max_upload_bytes + FORM_FIELDS_BYTES, "max_upload_bytes")
+        self.json = (max_json_bytes, "max_json_bytes")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        multipart = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower() == b"multipart/form-data"
+        limit, setting = self.upload if multipart else self.json
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await body_too_large_response(Request(scope), BodyTooLargeError(limit, setting))(scope, _no_receive, send)
+            return
+        received = 0
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLargeError(limit, setting)
+            return message
+
+        await self.app(scope, capped_receive, send)

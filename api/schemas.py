@@ -1,32 +1,40 @@
 """Request and response bodies of the native API (server guide §4), apart from any engine type.
 
-Field names, types and enums are the guide's; ranges mirror :mod:`fasttts.params` so a bad value
-is a 422 naming the field before anything runs.
+Field names, types and enums are the guide's; enums and ranges are :mod:`fasttts.params`'s, so a
+bad value is a 422 naming the field before anything runs.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fasttts.params import SamplingParams, SplitParams
+from fasttts.params import LIMITS, Level, ResponseFormat, SamplingParams, SplitParams
 
-Level = Literal["very_low", "low", "moderate", "high", "very_high"]
-ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+__all__ = ["Level", "ResponseFormat"]  # re-exported for the routes
+
+Temperature = Annotated[float | None, LIMITS["temperature"].interval]
+TopK = Annotated[int | None, LIMITS["top_k"].interval]
+TopP = Annotated[float | None, LIMITS["top_p"].interval]
+RepetitionPenalty = Annotated[float | None, LIMITS["repetition_penalty"].interval]
+MaxTokens = Annotated[int | None, LIMITS["max_tokens"].interval]
+Seed = Annotated[int | None, LIMITS["seed"].interval]
+LengthThreshold = Annotated[int, LIMITS["length_threshold"].interval]
+WindowSize = Annotated[int, LIMITS["window_size"].interval]
 
 
 class SamplingFields(BaseModel):
     """Generation controls shared by every synthesis endpoint (``None``: the model's default)."""
 
-    temperature: float | None = Field(None, ge=0.0, le=10.0, description="Randomness of generation; 0 is greedy.", examples=[0.9])
-    top_k: int | None = Field(None, ge=0, description="Top-K sampling (0: no limit).", examples=[50])
-    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling threshold.", examples=[0.95])
-    repetition_penalty: float | None = Field(None, ge=0.1, le=10.0, description="Penalty on repeated tokens (1.0: none).", examples=[1.0])
-    max_tokens: int | None = Field(None, ge=1, le=1_000_000, description="Max tokens generated per segment.", examples=[4096])
-    length_threshold: int = Field(50, ge=1, le=100_000, description="Text longer than this many tokens is split.")
-    window_size: int = Field(50, ge=1, le=100_000, description="Target segment length in tokens when splitting.")
-    seed: int | None = Field(None, ge=0, description="Per-request seed (same seed and input: same audio on a deterministic backend).")
+    temperature: Temperature = Field(None, description="Randomness of generation; 0 is greedy.", examples=[0.9])
+    top_k: TopK = Field(None, description="Top-K sampling (0: no limit).", examples=[50])
+    top_p: TopP = Field(None, description="Nucleus sampling threshold.", examples=[0.95])
+    repetition_penalty: RepetitionPenalty = Field(None, description="Penalty on repeated tokens (1.0: none).", examples=[1.0])
+    max_tokens: MaxTokens = Field(None, description="Max tokens generated per segment.", examples=[4096])
+    length_threshold: LengthThreshold = Field(50, description="Text longer than this many tokens is split.")
+    window_size: WindowSize = Field(50, description="Target segment length in tokens when splitting.")
+    seed: Seed = Field(None, description="Per-request seed (same seed and input: same audio on a deterministic backend).")
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(self.temperature, self.top_k, self.top_p, self.repetition_penalty, self.max_tokens, self.seed)

@@ -33,9 +33,6 @@ from fasttts.errors import FastTTSError
 
 logger = logging.getLogger("fasttts.api")
 
-EXTENSIONS = {"mp3": "mp3", "opus": "opus", "aac": "aac", "flac": "flac", "wav": "wav", "pcm": "pcm"}
-
-
 class AudioSource:
     """One admitted synthesis request's audio chunks (see the module docstring)."""
 
@@ -91,7 +88,7 @@ class AudioSource:
 def _headers(encoder: AudioEncoder, filename: str) -> dict[str, str]:
     """``X-Sample-Rate`` is the rate a decoder will see (opus and aac are encoded at 48 kHz);
     for ``pcm`` it is the only way a client can know it."""
-    return {"Content-Disposition": f'attachment; filename="{filename}.{EXTENSIONS[encoder.format]}"', "X-Sample-Rate": str(encoder.output_rate)}
+    return {"Content-Disposition": f'attachment; filename="{filename}.{encoder.format}"', "X-Sample-Rate": str(encoder.output_rate)}
 
 
 def _encode_whole(encoder: AudioEncoder, audio: np.ndarray) -> bytes:

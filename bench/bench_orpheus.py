@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from stamp import commit, machine  # noqa: E402 - bench/ is on sys.path when a script runs
-from fasttts.models.orpheus import OrpheusEngine, write_random_orpheus
+from fasttts.models.orpheus.engine import OrpheusEngine
+from fasttts.models.orpheus.random_model import write_random_orpheus
 from fasttts.models.orpheus.random_model import SNAC_24KHZ, SNAC_TINY, write_random_snac
 from fasttts.models.orpheus.snac_codec import DecodeItem, SnacCodec
 from fasttts.params import SamplingParams

@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "AutoEngine": "fasttts.engine.auto",
+    "AutoEngine": "fasttts.models.registry",
     "TTSEngine": "fasttts.engine.base",
     "Capabilities": "fasttts.engine.base",
     "SamplingParams": "fasttts.params",
@@ -34,7 +34,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from fasttts.config import Settings
-    from fasttts.engine.auto import AutoEngine
+    from fasttts.models.registry import AutoEngine
     from fasttts.engine.base import Capabilities, TTSEngine
     from fasttts.params import SamplingParams, SplitParams, VoiceParams
 

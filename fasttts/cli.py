@@ -8,18 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
-import types
-import typing
 from pathlib import Path
-from typing import Any, Literal
 
-from pydantic.fields import FieldInfo
-
-from fasttts.config import Settings
-from fasttts.params import LEVELS, SamplingParams, SplitParams
-
-FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+from fasttts.flags import ENGINE_FLAGS, add_settings_flags, settings_from_args
+from fasttts.params import GENDERS, LEVELS, RESPONSE_FORMATS, SamplingParams, SplitParams
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,75 +42,13 @@ def _worker(argv: list[str]) -> int:
     return worker(argv) or 0
 
 
-GUIDE_DEFAULT_TEXT = {"role_dir": "data/roles", "model_path": "the bundled Piper voice"}
-SHORT_FLAGS = {"model_path": "-m", "backend": "-b"}
-
-ENGINE_FLAGS = (
-    "model_path", "backend", "snac_path", "lang", "llm_device", "tokenizer_device", "detokenizer_device",
-    "wav2vec_attn_implementation", "llm_attn_implementation", "max_length", "llm_gpu_memory_utilization",
-    "torch_dtype", "cache_implementation", "seed", "batch_size", "llm_batch_size", "wait_timeout", "fix_voice",
-    "max_reference_seconds",
-)  # fmt: skip
-"""The model/engine settings: ``infer`` takes these; ``serve`` and ``worker`` take them and more."""
-
-WORKER_FLAGS = (
-    *ENGINE_FLAGS, "allow_private_urls", "data_dir", "database_url", "broker_url", "s3_bucket", "s3_prefix", "s3_endpoint_url",
-    "s3_region", "auto_migrate", "job_queue", "job_batch_size", "job_max_attempts", "segment_lease_s", "job_task_time_limit_s",
-    "job_result_ttl_s", "worker_concurrency",
-)  # fmt: skip
-"""``fasttts worker``: the engine, where jobs live (database, broker, S3) and how they run. Secrets
-(S3 keys, webhook secret) come from the environment or ``.env`` only, never from a command line."""
-
-
-def _voice_map(text: str) -> dict[str, str]:
-    """``alloy=female,echo=male`` → {"alloy": "female", "echo": "male"}."""
-    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
-    if any(len(p) != 2 for p in pairs):
-        raise argparse.ArgumentTypeError("expected OPENAI=OURS[,OPENAI=OURS...]")
-    return {k.strip(): v.strip() for k, v in pairs}
-
-
-def _add_flag(parser: argparse.ArgumentParser, name: str, field: FieldInfo) -> None:
-    annotation = field.annotation
-    union = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
-    base = [a for a in typing.get_args(annotation) if a is not type(None)][0] if union else annotation
-    default = GUIDE_DEFAULT_TEXT.get(name, field.default if field.default_factory is None else field.default_factory())  # type: ignore[call-arg]
-    kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{field.description or ''} (default: {default})".strip()}
-    flags = [SHORT_FLAGS[name], f"--{name}"] if name in SHORT_FLAGS else [f"--{name}"]
-    if base is bool:
-        parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
-        return
-    if typing.get_origin(base) is Literal:
-        kwargs["choices"] = list(typing.get_args(base))
-    elif typing.get_origin(base) is list:
-        kwargs.update(nargs="+", metavar="ORIGIN")
-    elif typing.get_origin(base) is dict:
-        kwargs["type"] = _voice_map
-    elif base in (int, float):
-        kwargs["type"] = base
-    parser.add_argument(*flags, **kwargs)
-
-
-def add_settings_flags(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
-    """One flag per named :class:`Settings` field: same name, default, choices (from the field's
-    type) and help (its description), so no command hand-copies a flag. A flag not given leaves
-    the value to the environment (``FASTTTS_*``), ``.env``, then the default."""
-    for name in names:
-        _add_flag(parser, name, Settings.model_fields[name])
-
-
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The settings the given flags ask for (the rest from the environment, ``.env``, defaults)."""
-    return Settings(**{k: v for k, v in vars(args).items() if k in Settings.model_fields})
-
-
 def _infer(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fasttts infer", description="Synthesize text (or a .txt file) to an audio file.")
     add_settings_flags(parser, ENGINE_FLAGS)
     parser.add_argument("-i", "--input", required=True, help="text, or a path to a .txt file")
     parser.add_argument("-o", "--output", required=True, help="output file; the format comes from its extension")
     parser.add_argument("--name", default=None, help="voice name (default: the model's default voice)")
-    parser.add_argument("--gender", choices=["female", "male"], default=None)
+    parser.add_argument("--gender", choices=GENDERS, default=None)
     parser.add_argument("--pitch", choices=LEVELS, default=None)
     parser.add_argument("--speed", choices=LEVELS, default=None)
     parser.add_argument("--reference_audio", default=None, help="clone this voice (any common audio format)")
@@ -134,8 +66,8 @@ def _infer(argv: list[str]) -> int:
     fmt = Path(args.output).suffix.lstrip(".").lower()
     if fmt == "ogg":
         fmt = "opus"
-    if fmt not in FORMATS:
-        parser.error(f"unsupported output extension .{fmt}; use one of {', '.join(FORMATS)}")
+    if fmt not in RESPONSE_FORMATS:
+        parser.error(f"unsupported output extension .{fmt}; use one of {', '.join(RESPONSE_FORMATS)}")
     text_arg = Path(args.input)
     text = text_arg.read_text(encoding="utf-8") if text_arg.suffix == ".txt" and text_arg.exists() else args.input
     return asyncio.run(_run_infer(args, text, fmt))
@@ -202,18 +134,23 @@ def _join(pieces: list, sample_rate: int):  # noqa: ANN202
 
 def _random_model(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fasttts random-model", description="Write a random-weight model in the official on-disk layout.")
-    parser.add_argument("family", choices=["spark", "orpheus"])
+    parser.add_argument("family", choices=["spark", "orpheus", "mega"])
     parser.add_argument("directory")
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gguf", nargs="*", metavar="QUANT", default=None,
                         help="also write the LLM as GGUF for llama-cpp (F16, Q8_0, Q4_K_M; default Q4_K_M)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # which tokenizer was written, and why
     out = Path(args.directory)
     if args.family == "spark":
         from fasttts.models.spark.random_model import write_random_spark
 
         write_random_spark(out, size=args.size, seed=args.seed)
+    elif args.family == "mega":
+        from fasttts.models.megatts3.random_model import write_random_mega
+
+        write_random_mega(out, size=args.size, seed=args.seed)
     else:
         from fasttts.models.orpheus.random_model import write_random_orpheus
 
@@ -222,7 +159,7 @@ def _random_model(argv: list[str]) -> int:
     if args.gguf is not None:
         from fasttts.models.gguf import write_gguf
 
-        llm_dir = out / "LLM" if args.family == "spark" else out
+        llm_dir = {"spark": out / "LLM", "mega": out / "g2p"}.get(args.family, out)
         for quant in args.gguf or ["Q4_K_M"]:
             print(f"wrote {write_gguf(llm_dir, quant)}")
     return 0

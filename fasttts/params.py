@@ -6,21 +6,87 @@ One dataclass per concern, each field documented, validated in ``__post_init__``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, get_args
+
+from annotated_types import Interval
 
 from fasttts.errors import InvalidRequestError
 
-LEVELS: tuple[str, ...] = ("very_low", "low", "moderate", "high", "very_high")
-"""Spark's five pitch/speed levels, index = label id (``<|pitch_label_N|>``)."""
+ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+RESPONSE_FORMATS: tuple[str, ...] = get_args(ResponseFormat)
+"""Every audio format we encode (:mod:`fasttts.audio.encode`); the API, CLI and jobs offer these."""
 
-GENDERS: tuple[str, ...] = ("female", "male")
+Level = Literal["very_low", "low", "moderate", "high", "very_high"]
+LEVELS: tuple[str, ...] = get_args(Level)
+"""The five pitch/speed levels, index = Spark's label id (``<|pitch_label_N|>``)."""
+
+Gender = Literal["female", "male"]
+GENDERS: tuple[str, ...] = get_args(Gender)
 """Spark voice-creation genders, index = ``<|gender_N|>``."""
+
+BackendName = Literal["torch", "vllm", "sglang", "llama-cpp", "mlx-lm"]
+BACKEND_NAMES: tuple[str, ...] = get_args(BackendName)
+"""The LLM backends by name (:data:`fasttts.backends.registry.BACKENDS` maps each to its class)."""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The allowed values of one numeric request field: ``low`` (excluded if ``low_open``) up to
+    ``high`` (None: no upper bound). The HTTP schemas constrain their fields with :attr:`interval`
+    and the parameter objects below check them, so a value is bounded the same way everywhere."""
+
+    low: float
+    high: float | None = None
+    low_open: bool = False
+
+    @property
+    def interval(self) -> Interval:
+        """The bounds as ``Annotated`` metadata (pydantic and FastAPI validate and document it)."""
+        return Interval(gt=self.low, le=self.high) if self.low_open else Interval(ge=self.low, le=self.high)
+
+    def check(self, param: str, value: float) -> None:
+        above = value > self.low if self.low_open else value >= self.low
+        if not (above and (self.high is None or value <= self.high)):
+            raise InvalidRequestError(f"{param}: must be {self}", param=param)
+
+    def __str__(self) -> str:
+        low = _number(self.low)
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {low}"
+        return f"in ({low}, {_number(self.high)}]" if self.low_open else f"between {low} and {_number(self.high)}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+LIMITS: dict[str, Limit] = {
+    "temperature": Limit(0.0, 10.0),
+    "top_k": Limit(0),
+    "top_p": Limit(0.0, 1.0, low_open=True),
+    "repetition_penalty": Limit(0.1, 10.0),
+    "max_tokens": Limit(1, 1_000_000),
+    "seed": Limit(0),
+    "text_weight": Limit(0.0, 20.0),
+    "speaker_weight": Limit(0.0, 20.0),
+    "diffusion_steps": Limit(1, 256),
+    "length_threshold": Limit(1, 100_000),
+    "window_size": Limit(1, 100_000),
+}
+"""The range of every numeric field of :class:`SamplingParams` and :class:`SplitParams`."""
 
 
 def _check(cond: bool, param: str, message: str) -> None:
     if not cond:
         raise InvalidRequestError(f"{param}: {message}", param=param)
+
+
+def _check_limits(params: Any) -> None:
+    for spec in fields(params):
+        value = getattr(params, spec.name)
+        if value is not None:
+            LIMITS[spec.name].check(spec.name, value)
 
 
 @dataclass(frozen=True)
@@ -39,18 +105,15 @@ class SamplingParams:
     """Upper bound on generated tokens for one segment."""
     seed: int | None = None
     """Per-request seed; the same seed and inputs give the same tokens on a deterministic backend."""
+    text_weight: float | None = None
+    """MegaTTS3 classifier-free guidance towards the text ("intelligibility", reference p_w 1.6)."""
+    speaker_weight: float | None = None
+    """MegaTTS3 guidance towards the reference speaker ("similarity", reference t_w 2.5)."""
+    diffusion_steps: int | None = None
+    """MegaTTS3 flow-matching steps (reference 32)."""
 
     def __post_init__(self) -> None:
-        if self.temperature is not None:
-            _check(0.0 <= self.temperature <= 10.0, "temperature", "must be between 0 and 10")
-        if self.top_k is not None:
-            _check(self.top_k >= 0, "top_k", "must be >= 0")
-        if self.top_p is not None:
-            _check(0.0 < self.top_p <= 1.0, "top_p", "must be in (0, 1]")
-        if self.repetition_penalty is not None:
-            _check(0.1 <= self.repetition_penalty <= 10.0, "repetition_penalty", "must be between 0.1 and 10")
-        if self.max_tokens is not None:
-            _check(1 <= self.max_tokens <= 1_000_000, "max_tokens", "must be >= 1")
+        _check_limits(self)
 
     def with_defaults(self, defaults: "SamplingParams") -> "SamplingParams":
         """Fill every ``None`` field from ``defaults`` (the model's reference settings)."""
@@ -74,8 +137,7 @@ class SplitParams:
     """Target segment length in tokens when splitting."""
 
     def __post_init__(self) -> None:
-        _check(1 <= self.length_threshold <= 100_000, "length_threshold", "must be between 1 and 100000")
-        _check(1 <= self.window_size <= 100_000, "window_size", "must be between 1 and 100000")
+        _check_limits(self)
 
 
 @dataclass(frozen=True)
@@ -107,11 +169,3 @@ class VoiceParams:
             _check(self.speed in LEVELS, "speed", f"must be one of {', '.join(LEVELS)}")
         if self.gender is not None:
             _check(self.gender in GENDERS, "gender", f"must be one of {', '.join(GENDERS)}")
-
-
-@dataclass(frozen=True)
-class SynthesisOptions:
-    """Everything besides text and voice that shapes one synthesis request."""
-
-    sampling: SamplingParams = field(default_factory=SamplingParams)
-    split: SplitParams = field(default_factory=SplitParams)

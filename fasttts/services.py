@@ -29,7 +29,7 @@ from fasttts.voices import VoiceService
 
 def build_engine(settings: Settings) -> TTSEngine:
     """The engine for ``settings.model_path`` (blocking: loads weights)."""
-    from fasttts.engine.auto import AutoEngine
+    from fasttts.models.registry import AutoEngine
 
     return AutoEngine(settings)
 

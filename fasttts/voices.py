@@ -10,15 +10,18 @@ key: of two replicas creating the same name, one gets :class:`ConflictError` (HT
 
 Sources of voices, in the order :func:`fasttts.services.open_services` applies them:
 
-1. stored voices (rows) are loaded into the engine *before* it starts — so ``--fix_voice`` finds
-   its frozen ``female``/``male`` already there and does not generate them again;
-2. after the engine started, ``--fix_voice`` voices not yet stored are frozen once and persisted;
-3. ``--role_dir`` (one folder per voice: an audio file and an optional ``reference_text.txt``) is
-   scanned; a folder whose audio equals the stored reference is just the stored voice, otherwise
-   it is encoded (once) and stored.
+1. :meth:`VoiceService.refresh` loads the stored voices (rows) into the engine *before* it
+   starts — so ``--fix_voice`` finds its frozen ``female``/``male`` already there and does not
+   generate them again;
+2. then ``engine.start()``; then :meth:`VoiceService.sync` freezes and persists the ``--fix_voice``
+   voices not yet stored, and
+3. scans ``--role_dir`` (one folder per voice: an audio file and an optional
+   ``reference_text.txt``): a folder whose audio equals the stored reference is just the stored
+   voice, otherwise it is encoded (once) and stored.
 
-Voices created over the API (cloned from audio, or frozen from gender/pitch/speed) take the same
-path. Database and storage calls are blocking, so they run in threads.
+Voices created over the API (cloned from audio, or frozen from gender/pitch/speed) are stored the
+same way (:meth:`VoiceService.create`, :meth:`VoiceService.freeze`).
+Database and storage calls are blocking, so they run in threads.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ def tiny_spark_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def piper_speech() -> tuple[bytes, str]:
     """About three seconds of real speech as WAV bytes, with its transcript."""
     from fasttts.audio.encode import encode_audio
-    from fasttts.models.piper import PiperEngine
+    from fasttts.models.piper.engine import PiperEngine
 
     text = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background."
 

@@ -10,7 +10,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import Level, ResponseFormat
+from api.schemas import (
+    LengthThreshold,
+    Level,
+    MaxTokens,
+    RepetitionPenalty,
+    ResponseFormat,
+    Seed,
+    Temperature,
+    TopK,
+    TopP,
+    WindowSize,
+)
 
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 """OpenAI model ids accepted as aliases of the loaded model."""
@@ -40,14 +51,14 @@ class OpenAISpeechRequest(BaseModel):
     # --- FastTTS extras
     stream: bool = Field(True, description="With stream_format=audio: chunked as produced (true) or one complete file with Content-Length (false).")
     pitch: Level | None = Field(None, description="Pitch level (models with pitch control).")
-    temperature: float | None = Field(None, ge=0.0, le=10.0)
-    top_k: int | None = Field(None, ge=0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    repetition_penalty: float | None = Field(None, ge=0.1, le=10.0)
-    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
-    length_threshold: int = Field(50, ge=1, le=100_000)
-    window_size: int = Field(50, ge=1, le=100_000)
-    seed: int | None = Field(None, ge=0)
+    temperature: Temperature = None
+    top_k: TopK = None
+    top_p: TopP = None
+    repetition_penalty: RepetitionPenalty = None
+    max_tokens: MaxTokens = None
+    length_threshold: LengthThreshold = 50
+    window_size: WindowSize = 50
+    seed: Seed = None
 
     @property
     def voice_name(self) -> str:
@@ -64,6 +75,16 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class AudioModel(BaseModel):
+    id: str
+
+
+class AudioModelList(BaseModel):
+    """``GET /v1/audio/models``: the shape Open WebUI reads (``{"models": [{"id": ...}]}``)."""
+
+    models: list[AudioModel]
 
 
 class VoiceInfo(BaseModel):

@@ -7,6 +7,7 @@ onto the five speed levels.
 
 from __future__ import annotations
 
+import bisect
 import time
 
 from fastapi import Request
@@ -14,13 +15,14 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from api.job_routing import job_spec, run_as_job, should_route
-from api.openai.protocol import OPENAI_MODELS, OPENAI_VOICES, ModelCard, ModelList, OpenAISpeechRequest, VoiceInfo, VoiceList
+from api.openai.protocol import OPENAI_MODELS, OPENAI_VOICES, AudioModel, AudioModelList, ModelCard, ModelList, OpenAISpeechRequest, VoiceInfo, VoiceList
 from api.schemas import SamplingFields
 from api.streaming import sse_response
 from api.synthesis import check_features, check_text, respond, start_source
 from fasttts.config import Settings
 from fasttts.engine.base import TTSEngine
 from fasttts.errors import NotFoundError
+from fasttts.params import LEVELS
 
 DEFAULT_VOICE_MAP: dict[str, tuple[str, ...]] = {
     # OpenAI name -> our candidates, first one the model has wins (Orpheus names, then Spark genders)
@@ -31,18 +33,16 @@ DEFAULT_VOICE_MAP: dict[str, tuple[str, ...]] = {
 }
 """Voices not in the model fall back to its default voice, so every OpenAI name always speaks."""
 
-SPEED_LEVELS: tuple[tuple[float, str], ...] = ((0.6, "very_low"), (0.85, "low"), (1.2, "moderate"), (1.7, "high"))
-"""Upper bounds (exclusive) of OpenAI speed per level, roughly even on a log scale; above: very_high."""
+SPEED_BOUNDS: tuple[float, ...] = (0.6, 0.85, 1.2, 1.7)
+"""Upper bounds (exclusive) of OpenAI speed for each of :data:`~fasttts.params.LEVELS` but the last,
+roughly even on a log scale."""
 
 _CREATED = int(time.time())
 _SAMPLING = {"temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "seed"}
 
 
 def speed_level(speed: float) -> str:
-    for bound, level in SPEED_LEVELS:
-        if speed < bound:
-            return level
-    return "very_high"
+    return LEVELS[bisect.bisect_right(SPEED_BOUNDS, speed)]
 
 
 def check_model(model: str, settings: Settings) -> None:
@@ -62,9 +62,22 @@ def resolve_voice(name: str, engine: TTSEngine, settings: Settings) -> str:
     raise NotFoundError(f"voice '{name}' not found; see GET /v1/audio/voices", param="voice")
 
 
+def model_ids(settings: Settings) -> list[str]:
+    """This server's model id first, then the OpenAI aliases it accepts."""
+    return [settings.model_name, *(m for m in OPENAI_MODELS if m != settings.model_name)]
+
+
 def list_models(settings: Settings) -> ModelList:
-    ids = [settings.model_name, *(m for m in OPENAI_MODELS if m != settings.model_name)]
-    return ModelList(data=[ModelCard(id=i, created=_CREATED) for i in ids])
+    return ModelList(data=[ModelCard(id=i, created=_CREATED) for i in model_ids(settings)])
+
+
+def get_model(model_id: str, settings: Settings) -> ModelCard:
+    check_model(model_id, settings)
+    return ModelCard(id=model_id, created=_CREATED)
+
+
+def list_audio_models(settings: Settings) -> AudioModelList:
+    return AudioModelList(models=[AudioModel(id=i) for i in model_ids(settings)])
 
 
 def list_voices(engine: TTSEngine) -> VoiceList:
@@ -97,4 +110,4 @@ async def create_speech(request: Request, body: OpenAISpeechRequest, engine: TTS
     )
 
 
-__all__ = ["DEFAULT_VOICE_MAP", "OPENAI_VOICES", "create_speech", "list_models", "list_voices", "resolve_voice", "speed_level"]
+__all__ = ["DEFAULT_VOICE_MAP", "OPENAI_VOICES", "create_speech", "get_model", "list_audio_models", "list_models", "list_voices", "resolve_voice", "speed_level"]

@@ -15,25 +15,32 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.deps import APIKey, SettingsDep
-from api.reference import read_upload
+from api.reference import check_audio, read_upload
 from fasttts.db import JOB_STATUSES, Job
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError
-from fasttts.jobs import OUTPUT_FORMATS, JobService, JobSpec
+from fasttts.jobs import JobService, JobSpec
+from fasttts.params import Gender, Level, ResponseFormat
 from fasttts.storage import LocalStore
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[APIKey], tags=["jobs"])
+
+REFERENCE_CHECK_RATE = 16_000
+"""Rate the submit-time decode check resamples to; only whether the audio decodes matters (the API
+process may have no engine when workers run the jobs)."""
 
 JobIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Job id.")]
 
 
 class VoiceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str | None = Field(None, description="Stored or built-in voice name.")
-    gender: Literal["female", "male"] | None = None
-    pitch: str | None = None
-    speed: str | None = None
+    gender: Gender | None = None
+    pitch: Level | None = None
+    speed: Level | None = None
     instructions: str | None = None
     reference_text: str | None = Field(None, description="Transcript of the uploaded reference audio (clone jobs).")
 
@@ -41,13 +48,17 @@ class VoiceIn(BaseModel):
 class JobCreate(BaseModel):
     """A job. JSON for ``speak``/``multi_speak`` (and audiobooks given as ``text``); multipart with
     a ``request`` field holding this JSON plus a ``file`` (audiobook: .txt, .md or .epub) or
-    ``reference_audio`` (clone) upload."""
+    ``reference_audio`` (clone) upload. Unknown fields are refused (422 naming them): a field the
+    service does not read would otherwise be dropped silently (an OpenAI-style ``input`` would
+    leave the job without text)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["speak", "clone", "multi_speak", "audiobook"]
     text: str = ""
     id: str | None = Field(None, description="Client-chosen job id; resubmitting the same id returns the same job.")
     voice: VoiceIn = Field(default_factory=VoiceIn)
-    output_format: Literal[OUTPUT_FORMATS] = "mp3"  # type: ignore[valid-type]
+    output_format: ResponseFormat = "mp3"
     sampling: dict[str, Any] = Field(default_factory=dict, description="temperature, top_k, top_p, repetition_penalty, max_tokens, seed.")
     split: dict[str, Any] = Field(default_factory=dict, description="length_threshold, window_size (LLM tokens).")
     default_voice: str | None = Field(None, description="multi_speak: voice of untagged text.")
@@ -104,23 +115,37 @@ def _out(request: Request, service: JobService, job: Job) -> JobOut:
     return JobOut(**(view | {"url": f"{base}/v1/jobs/{job.id}", "results": results}))
 
 
+def _invalid(error: ValidationError, param: str) -> InvalidRequestError:
+    """One 422 naming what is wrong: every unknown field at once, else the first bad value."""
+    unknown = [".".join(map(str, e["loc"])) for e in error.errors() if e["type"] == "extra_forbidden"]
+    if unknown:
+        return InvalidRequestError(f"invalid job: unknown field(s) {', '.join(unknown)}", param=unknown[0])
+    first = error.errors()[0]
+    where = ".".join(map(str, first["loc"])) or param
+    return InvalidRequestError(f"invalid job: {first['msg']} at {where}", param=where)
+
+
 async def _parse(request: Request, settings: Any) -> tuple[JobCreate, dict[str, Any]]:
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
         try:
             return JobCreate.model_validate_json(await request.body()), {}
         except ValidationError as e:
-            raise InvalidRequestError(f"invalid job: {e.errors()[0]['msg']} at {'.'.join(map(str, e.errors()[0]['loc']))}", param="body") from None
+            raise _invalid(e, "body") from None
     form = await request.form()
     try:
         body = JobCreate.model_validate(json.loads(str(form.get("request") or "{}")))
-    except (ValidationError, json.JSONDecodeError) as e:
+    except json.JSONDecodeError as e:
         raise InvalidRequestError(f"invalid 'request' form field: {e}", param="request") from None
+    except ValidationError as e:
+        raise _invalid(e, "request") from None
     extra: dict[str, Any] = {}
     if (book := form.get("file")) is not None and hasattr(book, "read"):
         extra |= {"book": await read_upload(book, settings, param="file"), "filename": book.filename, "content_type": book.content_type}
     if (ref := form.get("reference_audio")) is not None and hasattr(ref, "read"):
         extra["reference_audio"] = await read_upload(ref, settings, param="reference_audio")
+        # decoded once here so bad audio is a 4xx at submit, never a failure (or worse) in a worker
+        await check_audio(extra["reference_audio"], settings, REFERENCE_CHECK_RATE, param="reference_audio")
     return body, extra
 
 

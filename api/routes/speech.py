@@ -11,7 +11,22 @@ from fastapi.responses import Response
 from api.deps import APIKey, EngineDep, SettingsDep
 from api.job_routing import job_spec, run_as_job, should_route
 from api.reference import check_audio, read_upload, resolve_reference
-from api.schemas import Level, MultiSpeakRequest, ResponseFormat, RolesResponse, SamplingFields, SpeakRequest
+from api.schemas import (
+    LengthThreshold,
+    Level,
+    MaxTokens,
+    MultiSpeakRequest,
+    RepetitionPenalty,
+    ResponseFormat,
+    RolesResponse,
+    SamplingFields,
+    Seed,
+    SpeakRequest,
+    Temperature,
+    TopK,
+    TopP,
+    WindowSize,
+)
 from api.synthesis import check_features, check_text, respond
 from fasttts.errors import InvalidRequestError, UnsupportedFeatureError
 
@@ -39,14 +54,14 @@ async def clone_voice(
     reference_text: Annotated[str | None, Form(max_length=2000, description="Transcript of the reference audio.")] = None,
     pitch: Annotated[Level | None, Form()] = None,
     speed: Annotated[Level | None, Form()] = None,
-    temperature: Annotated[float | None, Form(ge=0.0, le=10.0)] = None,
-    top_k: Annotated[int | None, Form(ge=0)] = None,
-    top_p: Annotated[float | None, Form(gt=0.0, le=1.0)] = None,
-    repetition_penalty: Annotated[float | None, Form(ge=0.1, le=10.0)] = None,
-    max_tokens: Annotated[int | None, Form(ge=1, le=1_000_000)] = None,
-    length_threshold: Annotated[int, Form(ge=1, le=100_000)] = 50,
-    window_size: Annotated[int, Form(ge=1, le=100_000)] = 50,
-    seed: Annotated[int | None, Form(ge=0)] = None,
+    temperature: Annotated[Temperature, Form()] = None,
+    top_k: Annotated[TopK, Form()] = None,
+    top_p: Annotated[TopP, Form()] = None,
+    repetition_penalty: Annotated[RepetitionPenalty, Form()] = None,
+    max_tokens: Annotated[MaxTokens, Form()] = None,
+    length_threshold: Annotated[LengthThreshold, Form()] = 50,
+    window_size: Annotated[WindowSize, Form()] = 50,
+    seed: Annotated[Seed, Form()] = None,
     stream: Annotated[bool, Form()] = False,
     response_format: Annotated[ResponseFormat, Form()] = "mp3",
 ) -> Response:

@@ -17,7 +17,7 @@ from api.openai.serving import list_voices
 from api.reference import check_audio, read_upload, resolve_reference
 from api.schemas import Level
 from fasttts.errors import InvalidRequestError, NotFoundError, UnsupportedFeatureError
-from fasttts.params import VoiceParams
+from fasttts.params import Gender, VoiceParams
 from fasttts.voices import VoiceInfo
 
 router = APIRouter(prefix="/v1/audio/voices", dependencies=[APIKey], tags=["voices"])
@@ -52,7 +52,7 @@ async def create_voice(
     reference_audio_file: Annotated[UploadFile | None, File(description="Reference audio to clone.")] = None,
     reference_audio: Annotated[str | None, Form(description="Reference audio as an http(s) URL or base64.")] = None,
     reference_text: Annotated[str | None, Form(max_length=2000, description="Transcript of the reference audio.")] = None,
-    gender: Annotated[Literal["female", "male"] | None, Form(description="Freeze a created voice of this gender instead of cloning.")] = None,
+    gender: Annotated[Gender | None, Form(description="Freeze a created voice of this gender instead of cloning.")] = None,
     pitch: Annotated[Level | None, Form()] = None,
     speed: Annotated[Level | None, Form()] = None,
     seed: Annotated[int | None, Form(ge=0)] = None,

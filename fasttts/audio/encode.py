@@ -38,8 +38,9 @@ import numpy as np
 
 from fasttts.audio.resample import StreamResampler
 from fasttts.errors import InvalidRequestError
+from fasttts.params import ResponseFormat
 
-CONTENT_TYPES: dict[str, str] = {
+CONTENT_TYPES: dict[ResponseFormat, str] = {
     "mp3": "audio/mpeg",
     "opus": "audio/ogg",
     "aac": "audio/aac",
@@ -47,7 +48,7 @@ CONTENT_TYPES: dict[str, str] = {
     "wav": "audio/wav",
     "pcm": "audio/pcm",
 }
-"""MIME type of each response format."""
+"""MIME type of each response format (:data:`fasttts.params.RESPONSE_FORMATS`)."""
 
 WAV_STREAMING_SIZE = 0xFFFFFFFF
 """RIFF and data size written in a streamed WAV header: "unknown, read to end of stream"."""

@@ -34,6 +34,14 @@ TRUNCATED_FRACTION = 0.9
 """A file whose decodable audio is shorter than this share of its declared duration is treated
 as truncated rather than silently returned in part."""
 
+MAX_CHANNELS = 16
+"""Most channels a clip may have (9.1.6 surround is 16). More is no recording anyone clones a voice
+from, and the decoded size grows with every channel."""
+
+SAMPLE_RATES = (1_000, 768_000)
+"""Sample rates accepted (the top is that of studio converters). Outside them is a crafted header,
+and a tiny rate would turn a few bytes into hours of audio once resampled."""
+
 
 def load_audio(
     data: bytes | str | Path,
@@ -106,19 +114,21 @@ def _decode(container: av.container.InputContainer, max_seconds: float | None) -
             f"audio is {declared:.2f} s long; the limit is {max_seconds:g} s", param="audio"
         )
 
-    to_planar_float = av.AudioResampler(format="fltp")  # keeps the layout and rate
+    _check_stream(stream)
+    # Packed float keeps the layout and rate and puts every channel in one plane: PyAV's
+    # to_ndarray on planar audio with 8 or more channels reads past its plane table (SIGSEGV).
+    to_packed_float = av.AudioResampler(format="flt")
     pieces: list[np.ndarray] = []
     samples, rate = 0, 0  # the rate is taken from decoded frames, not trusted from the header
 
     def keep(frames: list[av.AudioFrame]) -> None:
         nonlocal samples, rate
-        for planar in frames:
-            if planar.sample_rate <= 0:
-                raise AudioDecodeError("decoded audio has no valid sample rate", param="audio")
-            # (channels, n); non-finite samples only come from corrupt float files: make them silent
-            channels = np.nan_to_num(planar.to_ndarray(), nan=0.0, posinf=0.0, neginf=0.0)
-            pieces.append(channels.mean(axis=0, dtype=np.float32))
-            samples, rate = samples + channels.shape[1], planar.sample_rate
+        for packed in frames:
+            # (n, channels); non-finite samples only come from corrupt float files: make them silent
+            interleaved = packed.to_ndarray().reshape(-1, packed.layout.nb_channels)
+            interleaved = np.nan_to_num(interleaved, nan=0.0, posinf=0.0, neginf=0.0)
+            pieces.append(interleaved.mean(axis=1, dtype=np.float32))
+            samples, rate = samples + interleaved.shape[0], packed.sample_rate
             if max_seconds is not None and samples / rate > max_seconds + DURATION_SLACK_S:
                 raise PayloadTooLargeError(
                     f"audio is longer than the limit of {max_seconds:g} s", param="audio"
@@ -126,8 +136,9 @@ def _decode(container: av.container.InputContainer, max_seconds: float | None) -
 
     for packet in container.demux(stream):
         for frame in packet.decode():
-            keep(to_planar_float.resample(frame))
-    keep(to_planar_float.resample(None))
+            _check_frame(frame)
+            keep(to_packed_float.resample(frame))
+    keep(to_packed_float.resample(None))
 
     if samples == 0:
         raise AudioDecodeError(
@@ -143,3 +154,24 @@ def _decode(container: av.container.InputContainer, max_seconds: float | None) -
         )
     return np.concatenate(pieces), rate
 
+
+
+def _check_shape(channels: int, rate: int, where: str) -> None:
+    if not 0 < channels <= MAX_CHANNELS:
+        raise AudioDecodeError(f"{where} has {channels} channels; 1 to {MAX_CHANNELS} are accepted", param="audio")
+    low, high = SAMPLE_RATES
+    if not low <= rate <= high:
+        raise AudioDecodeError(f"{where} has a sample rate of {rate} Hz; {low} to {high} Hz are accepted", param="audio")
+
+
+def _check_stream(stream: av.AudioStream) -> None:
+    """Refuse channel counts and rates no real clip has before any decoder or converter sees them."""
+    context = stream.codec_context
+    if context is None:  # FFmpeg found the stream but has no decoder for its codec
+        raise AudioDecodeError("the audio stream uses a codec that cannot be decoded", param="audio")
+    _check_shape(context.channels, context.sample_rate, "the audio stream")
+
+
+def _check_frame(frame: av.AudioFrame) -> None:
+    """A decoder may change the shape mid-stream (e.g. a crafted Ogg chain): check every frame too."""
+    _check_shape(frame.layout.nb_channels, frame.sample_rate, "a decoded audio frame")

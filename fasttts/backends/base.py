@@ -8,8 +8,13 @@ step, so output is always well-formed whatever the weights (random test models i
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from fasttts.errors import InvalidRequestError, ModelLoadError
+from fasttts.params import SamplingParams
 
 Ranges = tuple[tuple[int, int], ...]
 """Allowed next-token ids as half-open ``[lo, hi)`` ranges, sorted and disjoint."""
@@ -63,6 +68,49 @@ class GenerationRequest:
     seed: int | None = None
     constraint: TokenConstraint | None = None
     request_id: str | None = None
+
+    @classmethod
+    def from_sampling(
+        cls,
+        prompt_ids: Sequence[int],
+        sampling: SamplingParams,
+        *,
+        stop_ids: frozenset[int],
+        constraint: TokenConstraint | None = None,
+        max_tokens: int | None = None,
+        request_id: str | None = None,
+    ) -> GenerationRequest:
+        """The request a model makes of its backend: ``sampling`` resolved against the model's
+        defaults (:meth:`SamplingParams.with_defaults`); ``max_tokens`` (default: the sampling's)
+        lets a model cap or round it. A sampling field still ``None`` keeps this class's neutral
+        default (no temperature scaling, no top-k/top-p cut, no penalty)."""
+        limit = sampling.max_tokens if max_tokens is None else max_tokens
+        if limit is None:
+            raise ValueError("max_tokens is unresolved: resolve sampling against the model's defaults first")
+        given = {name: getattr(sampling, name) for name in ("temperature", "top_k", "top_p", "repetition_penalty") if getattr(sampling, name) is not None}
+        return cls(prompt_ids=list(prompt_ids), max_tokens=limit, stop_ids=stop_ids, seed=sampling.seed, constraint=constraint, request_id=request_id, **given)
+
+
+def check_request(request: GenerationRequest, *, max_length: int, vocab_size: int) -> None:
+    """Reject, with a 4xx-mapped error, what no backend can run (every backend calls this first)."""
+    if not request.prompt_ids:
+        raise InvalidRequestError("the prompt is empty", param="input")
+    if len(request.prompt_ids) >= max_length:
+        raise InvalidRequestError(f"the prompt has {len(request.prompt_ids)} tokens; the limit is {max_length - 1}", param="input")
+    if min(request.prompt_ids) < 0 or max(request.prompt_ids) >= vocab_size:
+        raise InvalidRequestError(f"prompt token ids must be in [0, {vocab_size})", param="input")
+    if request.temperature < 0 or not 0 < request.top_p <= 1 or request.top_k < 0 or request.repetition_penalty <= 0:
+        raise InvalidRequestError("invalid sampling parameters (temperature >= 0, 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0)", param="temperature")
+
+
+def model_vocab_size(model_dir: str | Path) -> int:
+    """``vocab_size`` of a Hugging Face LLM directory's ``config.json`` (what :func:`check_request`
+    bounds prompt ids by, for backends whose engine does not expose it)."""
+    path = Path(model_dir) / "config.json"
+    try:
+        return int(json.loads(path.read_text())["vocab_size"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"cannot read vocab_size from {path}: {exc}") from exc
 
 
 class LLMBackend(abc.ABC):

@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from fasttts.backends.base import GenerationRequest, LLMBackend
-from fasttts.errors import BackendError, InvalidRequestError
+from fasttts.errors import BackendError
 
-__all__ = ["END", "EngineThread", "EngineThreadBackend", "ThreadRequest", "check_request", "deliver", "stream"]
+__all__ = ["END", "EngineThread", "EngineThreadBackend", "ThreadRequest", "deliver", "stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -222,14 +222,3 @@ async def stream(engine: EngineThread, req: ThreadRequest) -> AsyncIterator[int]
     finally:
         engine.cancel(req)
 
-
-def check_request(request: GenerationRequest, *, max_length: int, vocab_size: int) -> None:
-    """Reject, with a 4xx-mapped error, what no backend can run."""
-    if not request.prompt_ids:
-        raise InvalidRequestError("the prompt is empty", param="input")
-    if len(request.prompt_ids) >= max_length:
-        raise InvalidRequestError(f"the prompt has {len(request.prompt_ids)} tokens; the limit is {max_length - 1}", param="input")
-    if min(request.prompt_ids) < 0 or max(request.prompt_ids) >= vocab_size:
-        raise InvalidRequestError(f"prompt token ids must be in [0, {vocab_size})", param="input")
-    if request.temperature < 0 or not 0 < request.top_p <= 1 or request.top_k < 0 or request.repetition_penalty <= 0:
-        raise InvalidRequestError("invalid sampling parameters (temperature >= 0, 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0)", param="temperature")

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from fasttts.backends._constraint_utils import NumpySampler, allowed_ids
-from fasttts.backends.base import GenerationRequest
-from fasttts.backends.engine_thread import END, EngineThread, EngineThreadBackend, ThreadRequest, check_request, stream
+from fasttts.backends.base import GenerationRequest, check_request
+from fasttts.backends.engine_thread import END, EngineThread, EngineThreadBackend, ThreadRequest, stream
 from fasttts.backends.gguf_head import EmbeddingTable, head_gguf
 from fasttts.backends.registry import BackendConfig
 from fasttts.errors import BackendError, MissingExtraError, ModelLoadError

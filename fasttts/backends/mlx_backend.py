@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from fasttts.backends._constraint_utils import allowed_mask
-from fasttts.backends.base import GenerationRequest, Ranges
-from fasttts.backends.engine_thread import END, EngineThread, EngineThreadBackend, ThreadRequest, check_request, stream
+from fasttts.backends.base import GenerationRequest, Ranges, check_request
+from fasttts.backends.engine_thread import END, EngineThread, EngineThreadBackend, ThreadRequest, stream
 from fasttts.backends.registry import BackendConfig
 from fasttts.errors import MissingExtraError, ModelLoadError
 

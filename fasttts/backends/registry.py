@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fasttts.backends.base import LLMBackend, Ranges
+from fasttts.params import BackendName
 
-BACKENDS: dict[str, str] = {
+if TYPE_CHECKING:
+    from fasttts.config import Settings
+
+BACKENDS: dict[BackendName, str] = {
     "torch": "fasttts.backends.torch_backend:TorchBackend",
     "vllm": "fasttts.backends.vllm_backend:VLLMBackend",
     "sglang": "fasttts.backends.sglang_backend:SGLangBackend",
@@ -36,6 +41,23 @@ class BackendConfig:
     output_ids: Ranges | None = None
     """Every id the model can emit (its grammar's :meth:`~fasttts.backends.base.TokenConstraint.vocabulary`);
     a backend may compute the LM head for these rows only. ``None``: the whole vocabulary."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, model_dir: str, output_ids: Ranges | None = None) -> BackendConfig:
+        """The LLM flags of ``settings`` for the LLM directory ``model_dir`` (the one place a
+        model turns its settings into a backend configuration)."""
+        return cls(
+            model_dir=model_dir,
+            device=settings.llm_device,
+            dtype=settings.torch_dtype,
+            max_length=settings.max_length,
+            batch_size=settings.llm_batch_size,
+            gpu_memory_utilization=settings.llm_gpu_memory_utilization,
+            attn_implementation=settings.llm_attn_implementation,
+            cache_implementation=settings.cache_implementation,
+            seed=settings.seed,
+            output_ids=output_ids,
+        )
 
 
 def create_backend(name: str, config: BackendConfig) -> LLMBackend:

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from fasttts.backends.base import GenerationRequest, LLMBackend
+from fasttts.backends.base import GenerationRequest, LLMBackend, check_request, model_vocab_size
 from fasttts.backends.registry import BackendConfig
 from fasttts.errors import BackendError, InvalidRequestError, MissingExtraError
 
@@ -100,6 +100,7 @@ class SGLangBackend(LLMBackend):
         self._processor: str | None = None
         self._active: set[str] = set()
         self._lock = asyncio.Lock()
+        self._vocab_size = model_vocab_size(config.model_dir)
 
     def engine_args(self) -> dict[str, Any]:
         cfg = self.config
@@ -130,8 +131,7 @@ class SGLangBackend(LLMBackend):
         return len(self._active)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
-        if not request.prompt_ids:
-            raise InvalidRequestError("the prompt is empty", param="input")
+        check_request(request, max_length=self.config.max_length, vocab_size=self._vocab_size)
         if request.max_tokens <= 0:
             return
         await self.start()

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 
 import torch
 
-from fasttts.backends.base import GenerationRequest
-from fasttts.backends.engine_thread import EngineThreadBackend, check_request, stream
+from fasttts.backends.base import GenerationRequest, check_request
+from fasttts.backends.engine_thread import EngineThreadBackend, stream
 from fasttts.backends.registry import BackendConfig
 from fasttts.backends.torch_llm.loader import load_model
 from fasttts.backends.torch_llm.model import CausalLM

@@ -17,15 +17,23 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fasttts.audio.crossfade import SegmentJoiner
+from fasttts.config import Settings, with_overrides
 from fasttts.errors import GenerationError, InvalidRequestError, NotFoundError, UnsupportedFeatureError
 from fasttts.params import SamplingParams, SplitParams, VoiceParams
 from fasttts.text import normalize_text, parse_script, split_text
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from fasttts.backends.base import LLMBackend
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +44,11 @@ enough that there is no click."""
 SEGMENT_CONCURRENCY = 8
 """How far ahead of the segment being delivered a request may synthesise: up to this many segments
 run at once (the LLM batches them), and no more audio than theirs waits in memory."""
+
+SEGMENT_POSITION: ContextVar[tuple[int, int | None] | None] = ContextVar("segment_position", default=None)
+"""(index, number of segments) of the segment the current task synthesises (the count is None when
+unknown, e.g. a job worker's single segment): models whose segments differ by position (MegaTTS3's
+first and final segments) read it in ``_segment_stream``."""
 
 
 @dataclass(frozen=True)
@@ -83,11 +96,29 @@ class TTSEngine(abc.ABC):
     capabilities: Capabilities = Capabilities()
     default_sampling: SamplingParams = SamplingParams(temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.0, max_tokens=4096)
     default_voice: str = "default"
+    segment_crossfade_s: float = SEGMENT_CROSSFADE_S
 
     def __init__(self, *, seed: int = 0, language: str | None = None) -> None:
         self.seed = seed
         self.language = language
         self.stats = EngineStats()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> Self:
+        """Load the model at ``model_path`` (its official on-disk layout, unchanged) configured by
+        ``settings``; ``llm``: an already built backend to use instead of ``settings.backend``.
+        The one constructor the model registry calls: every family implements it."""
+        raise NotImplementedError(f"{cls.__name__} does not implement from_settings")
+
+    @classmethod
+    def load(cls, model_path: str | Path | None = None, settings: Settings | None = None, *, llm: LLMBackend | None = None, **overrides: Any) -> Self:
+        """:meth:`from_settings` for callers holding a path: ``settings`` (default: from the
+        environment) with any Settings field overridden by keyword (``backend="torch"``, ``seed=1``)."""
+        if model_path is not None:
+            overrides["model_path"] = str(model_path)
+        resolved = with_overrides(settings, **overrides)
+        return cls.from_settings(Path(resolved.model_path) if resolved.model_path is not None else None, resolved, llm=llm)
 
     # ------------------------------------------------------------------ hooks for subclasses
     @abc.abstractmethod
@@ -134,6 +165,12 @@ class TTSEngine(abc.ABC):
         (default: a new one, as a request would get)."""
         await self._resolve_voice(voice)
         return None
+
+    def _first_segment_writes_voice(self, voice: Any) -> bool:
+        """Whether the request's first segment spoken in ``voice`` (as :meth:`_resolve_voice`
+        returned it) decides what the voice sounds like for its later segments, which then wait for
+        it (Spark's created voices). Default: no, so all segments of a voice run at once."""
+        return False
 
     def normalize(self, text: str) -> str:
         return normalize_text(text, language=self.language)
@@ -228,7 +265,11 @@ class TTSEngine(abc.ABC):
         """Audio of a single segment, without any crossfade (job workers join segments later)."""
         voice = await self._resolve_voice(segment.voice)
         resolved = _segment_sampling((sampling or SamplingParams()).with_defaults(self.default_sampling), segment)
-        return await _collect(self._segment_with_retry(segment.text, voice, resolved, stream=False))
+        token = SEGMENT_POSITION.set((segment.index, segment.extra.get("count")))
+        try:
+            return await _collect(self._segment_with_retry(segment.text, voice, resolved, stream=False))
+        finally:
+            SEGMENT_POSITION.reset(token)
 
     # ------------------------------------------------------------------ pipeline
     def _split(self, text: str, split: SplitParams | None) -> list[str]:
@@ -245,7 +286,7 @@ class TTSEngine(abc.ABC):
             key = id(seg.voice)
             if key not in voices:
                 voices[key] = await self._resolve_voice(seg.voice)
-        joiner = SegmentJoiner(int(SEGMENT_CROSSFADE_S * self.sample_rate))
+        joiner = SegmentJoiner(int(self.segment_crossfade_s * self.sample_rate))
         self.stats.requests += 1
         self.stats.active += 1
         try:
@@ -278,12 +319,15 @@ class TTSEngine(abc.ABC):
         Segments within :data:`SEGMENT_CONCURRENCY` of the one being delivered run at once, so the
         backend decodes them in one batch; their chunks wait in their queues until their turn (a
         stream's first audio is the first segment's, as soon as it comes), and a slow consumer holds
-        the rest back. A voice's first segment runs before its others: a created voice is written by
-        it and kept for the rest of the request (Spark)."""
+        the rest back. Where the model says a voice is written by its first segment
+        (:meth:`_first_segment_writes_voice`), that segment runs before the voice's others."""
         first_of: dict[int, Segment] = {}
         for seg in segments:
             first_of.setdefault(id(seg.voice), seg)
         written = {key: asyncio.Event() for key in first_of}
+        for key, event in written.items():
+            if not self._first_segment_writes_voice(voices[key]):
+                event.set()
         window = asyncio.Condition()
         delivering = [0]  # the index of the segment being delivered
         queues: list[asyncio.Queue[np.ndarray | BaseException | None]] = [asyncio.Queue() for _ in segments]
@@ -295,6 +339,7 @@ class TTSEngine(abc.ABC):
                     await window.wait_for(lambda: index < delivering[0] + SEGMENT_CONCURRENCY)
                 if first_of[key] is not seg:
                     await written[key].wait()
+                SEGMENT_POSITION.set((index, len(segments)))
                 async for chunk in self._segment_with_retry(seg.text, voices[key], _segment_sampling(sampling, seg), stream=stream):
                     queue.put_nowait(chunk)
                 written[key].set()

@@ -15,7 +15,7 @@ from fasttts.jobs.inprocess import InProcessDispatcher
 from fasttts.jobs.plan import pin_job_voices
 from fasttts.jobs.runner import JobRunner
 from fasttts.jobs.service import Dispatcher, JobService, JobsUnavailableError, Progress
-from fasttts.jobs.spec import OUTPUT_FORMATS, JobSpec, VoiceSpec
+from fasttts.jobs.spec import JobSpec, VoiceSpec
 from fasttts.storage import store_from_settings
 
 def build_job_service(settings: Settings, engine: TTSEngine | None, dispatcher: Dispatcher | None = None) -> JobService:
@@ -34,5 +34,5 @@ def build_job_service(settings: Settings, engine: TTSEngine | None, dispatcher: 
 
 __all__ = [
     "JobService", "JobRunner", "JobSpec", "VoiceSpec", "Progress", "Dispatcher", "JobsUnavailableError",
-    "InProcessDispatcher", "OUTPUT_FORMATS", "build_job_service", "pin_job_voices",
+    "InProcessDispatcher", "build_job_service", "pin_job_voices",
 ]

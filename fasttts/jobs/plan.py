@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from fasttts.engine.base import TTSEngine
-from fasttts.errors import InvalidRequestError
+from fasttts.errors import InvalidRequestError, PayloadTooLargeError
 from fasttts.jobs.spec import JobSpec, VoiceSpec
 from fasttts.params import VoiceParams
 
@@ -52,6 +52,13 @@ def _single_voice(engine: TTSEngine, spec: JobSpec) -> VoiceParams:
     if spec.kind == "speak" and not (voice.name or voice.gender):
         voice = VoiceParams(name=engine.default_voice, pitch=voice.pitch, speed=voice.speed, instructions=voice.instructions)
     return voice
+
+
+def check_job_chars(chars: int, limit: int, param: str) -> None:
+    """Bound a job before it is planned: planning and storing segments costs time and rows in
+    proportion to the text, so an unbounded text would hold ``submit`` for minutes."""
+    if chars > limit:
+        raise PayloadTooLargeError(f"{param}: the job has {chars:,} characters of text, more than max_job_chars ({limit:,})", param=param)
 
 
 def plan_job(engine: TTSEngine, spec: JobSpec, chapters: list[tuple[str, str]] | None = None) -> tuple[list[PlannedSegment], list[str]]:

@@ -240,7 +240,8 @@ class JobRunner:
             return
         payload = {"id": job.id, "status": job.status, "error": job.error, "results": sorted((job.result or {}).keys()),
                    "finished_at": job.finished_at.isoformat() if job.finished_at else None}
-        status = deliver(job.webhook_url, payload, self.settings.webhook_secret)
+        status = deliver(job.webhook_url, payload, secret=self.settings.webhook_secret,
+                         allow_private=self.settings.allow_private_urls, deadline_s=self.settings.webhook_deadline_s)
         with self.service.session() as s:
             s.execute(update(Job).where(Job.id == job_id).values(webhook_status=status))
             s.commit()

@@ -27,8 +27,9 @@ from fasttts.db import FINAL_STATUSES, Job, Segment, prepare_schema, utcnow
 from fasttts.engine.base import TTSEngine
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError, UnsupportedFeatureError
 from fasttts.jobs import store
-from fasttts.jobs.plan import PlannedSegment, pin_job_voices, plan_job
+from fasttts.jobs.plan import PlannedSegment, check_job_chars, pin_job_voices, plan_job
 from fasttts.jobs.spec import JobSpec
+from fasttts.net import check_url
 from fasttts.text.chapters import detect_chapters
 from fasttts.storage import ObjectStore, StorageUnavailableError, job_prefix
 
@@ -139,6 +140,7 @@ class JobService:
         the blocking parts go to threads."""
         if job_id is not None and not JOB_ID_RE.match(job_id):
             raise InvalidRequestError("job id must be 1-64 characters of letters, digits, '_', '.', '-'", param="id")
+        await asyncio.to_thread(self.check_request, spec, webhook_url)
         existing = await asyncio.to_thread(self._find_existing, job_id, idempotency_key)
         if existing is not None:
             return existing, False
@@ -157,6 +159,7 @@ class JobService:
             if spec.kind == "audiobook":
                 found = detect_chapters(book if book is not None else spec.text, filename=filename, content_type=content_type)
                 chapters = [(c.title, c.text) for c in found]
+                check_job_chars(sum(len(text) for _, text in chapters), self.settings.max_job_chars, "file" if book is not None else "text")
             return plan_job(engine, spec, chapters)
 
         planned, titles = await asyncio.to_thread(plan)
@@ -191,6 +194,14 @@ class JobService:
         except Exception:  # the job is durable; the reaper enqueues it once the broker is back
             logger.exception("enqueue of job %s failed; the reaper will retry", job.id)
         return job, True
+
+    def check_request(self, spec: JobSpec, webhook_url: str | None) -> None:
+        """The checks that need neither engine nor storage: the size of the text and the webhook
+        URL's policy (which may resolve its host: blocking). ``submit`` starts with them, before it
+        pins voices, which costs synthesis."""
+        check_job_chars(len(spec.text), self.settings.max_job_chars, "text")
+        if webhook_url is not None:
+            check_url(webhook_url, allow_private=self.settings.allow_private_urls, param="webhook_url")
 
     def _find_existing(self, job_id: str | None, key: str | None) -> Job | None:
         if job_id is None and key is None:

@@ -14,9 +14,7 @@ from typing import Any
 
 from fasttts.db import JOB_KINDS
 from fasttts.errors import InvalidRequestError
-from fasttts.params import SamplingParams, SplitParams, VoiceParams
-
-OUTPUT_FORMATS = ("mp3", "wav", "flac", "opus", "aac", "pcm")
+from fasttts.params import RESPONSE_FORMATS, SamplingParams, SplitParams, VoiceParams
 
 
 @dataclass
@@ -71,8 +69,8 @@ class JobSpec:
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:
             raise InvalidRequestError(f"kind must be one of {', '.join(JOB_KINDS)}", param="kind")
-        if self.output_format not in OUTPUT_FORMATS:
-            raise InvalidRequestError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}", param="output_format")
+        if self.output_format not in RESPONSE_FORMATS:
+            raise InvalidRequestError(f"output_format must be one of {', '.join(RESPONSE_FORMATS)}", param="output_format")
         if isinstance(self.voice, dict):
             self.voice = VoiceSpec.from_dict(self.voice)
         self.sampling_params()  # validate early: a bad option is a 400 at submit, not a failed job

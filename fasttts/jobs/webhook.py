@@ -2,11 +2,13 @@
 
 The receiver recomputes ``HMAC(secret, f"{timestamp}.{body}")`` and compares it to the
 ``X-FastTTS-Signature`` header (``sha256=<hex>``); the timestamp is signed too, so an old delivery
-cannot be replayed with a fresh timestamp.
+cannot be replayed with a fresh timestamp. Deliveries follow the same outbound-URL policy as
+reference-audio fetches (:mod:`fasttts.net`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -14,7 +16,8 @@ import logging
 import time
 from typing import Any
 
-import httpx
+from fasttts import net
+from fasttts.errors import InvalidRequestError
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +36,12 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, *, toleranc
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
-def deliver(url: str, payload: dict[str, Any], secret: str | None, *, attempts: int = 3, timeout_s: float = 10.0) -> str:
-    """POST ``payload``; retries with backoff; returns a short status for ``jobs.webhook_status``."""
+def deliver(url: str, payload: dict[str, Any], *, secret: str | None, allow_private: bool, deadline_s: float, attempts: int = 3) -> str:
+    """POST ``payload``; retries with backoff; returns a short status for ``jobs.webhook_status``.
+
+    Blocking (run it in a thread, as the runner does). Each attempt follows the outbound-URL
+    policy of :mod:`fasttts.net` (the URL was checked at submit, and is checked again here because
+    DNS answers change) and is cut off at ``deadline_s``. A URL the policy refuses is not retried."""
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     last = ""
     for attempt in range(attempts):
@@ -43,12 +50,17 @@ def deliver(url: str, payload: dict[str, Any], secret: str | None, *, attempts: 
         if secret:
             headers[SIGNATURE_HEADER] = sign(secret, ts, body)
         try:
-            r = httpx.post(url, content=body, headers=headers, timeout=timeout_s)
-            if r.status_code < 300:
-                return f"delivered {r.status_code}"
-            last = f"http {r.status_code}"
-        except httpx.HTTPError as e:
-            last = f"error {type(e).__name__}"
+            reply = asyncio.run(net.request("POST", url, allow_private=allow_private, param="webhook_url", deadline_s=deadline_s,
+                                            max_bytes=None, content=body, headers=headers))
+            if reply.status < 300:
+                return f"delivered {reply.status}"
+            last = f"http {reply.status}"
+        except net.UnreachableURLError as e:
+            last = e.message.removeprefix("webhook_url: ")
+        except InvalidRequestError as e:
+            logger.warning("webhook %s refused: %s", url, e.message)
+            return f"refused: {e.message.removeprefix('webhook_url: ')}"[:64]
         logger.warning("webhook %s attempt %d failed: %s", url, attempt + 1, last)
-        time.sleep(min(2.0**attempt, 10.0))
+        if attempt + 1 < attempts:
+            time.sleep(min(2.0**attempt, 10.0))
     return f"failed: {last}"[:64]

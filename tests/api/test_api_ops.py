@@ -36,6 +36,36 @@ async def test_api_routes_need_the_key(keyed):
     assert (await keyed.get("/v1/models", headers={"Authorization": f"bearer {KEY}"})).status_code == 200
 
 
+LIST_ROUTES = ("/v1/models", "/v1/audio/models", "/v1/audio/voices", "/audio_roles", "/v1/audio_roles")
+SYNTHESIS = [("POST", "/v1/audio/speech", {"model": "tts-1", "input": "hi", "voice": "alloy", "response_format": "wav"}),
+             ("POST", "/speak", {"name": "female", "text": "hi", "response_format": "wav"}),
+             ("POST", "/v1/jobs", {"kind": "speak", "text": "hi"})]
+
+
+@pytest.mark.parametrize("open_lists", [False, True])
+async def test_list_routes_with_and_without_the_key(settings: Settings, open_lists: bool):
+    """--open_list_routes leaves exactly the read-only lists open (Open WebUI calls them without a
+    key); synthesis, voice changes, jobs and model details keep needing the key either way."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    async with running(settings.model_copy(update={"api_key": KEY, "open_list_routes": open_lists}), FakeEngine()) as client:
+        for path in LIST_ROUTES:
+            assert (await client.get(path, headers=auth)).status_code == 200, path
+            assert (await client.get(path)).status_code == (200 if open_lists else 401), path
+            assert (await client.get(path, headers={"Authorization": "Bearer wrong"})).status_code == (200 if open_lists else 401), path
+        for method, path, body in SYNTHESIS:
+            assert (await client.request(method, path, json=body)).status_code == 401, path
+            assert (await client.request(method, path, json=body, headers=auth)).status_code in (200, 202), path
+        for method, path in [("GET", "/v1/models/tts-1"), ("POST", "/v1/audio/voices"), ("DELETE", "/v1/audio/voices/x"), ("GET", "/v1/jobs")]:
+            assert (await client.request(method, path)).status_code == 401, path
+
+
+async def test_open_list_routes_without_a_key_changes_nothing(settings: Settings):
+    async with running(settings.model_copy(update={"open_list_routes": True}), FakeEngine()) as client:
+        for path in (*LIST_ROUTES, "/v1/models/tts-1"):
+            assert (await client.get(path)).status_code == 200, path
+        assert (await client.post(*SYNTHESIS[0][1:2], json=SYNTHESIS[0][2])).status_code == 200
+
+
 async def test_open_routes_stay_open(keyed):
     for path in ("/health", "/ready", "/", "/static/app.js", "/static/style.css", "/docs", "/openapi.json"):
         assert (await keyed.get(path)).status_code == 200, path

@@ -17,7 +17,7 @@ SHORT = {"max_tokens": 40, "seed": 3}  # random weights never stop on their own:
 
 @pytest.fixture(scope="session")
 async def spark_engine(tmp_path_factory):
-    from fasttts.engine.auto import AutoEngine
+    from fasttts.models.registry import AutoEngine
     from fasttts.models.spark.random_model import write_random_spark
 
     root = write_random_spark(tmp_path_factory.mktemp("spark") / "tiny", size="tiny")
@@ -76,3 +76,12 @@ async def test_cloned_voice_stored_and_reloaded_without_encoding(settings: Setti
         assert (await client.delete("/v1/audio/voices/alice")).status_code == 200
     assert before.status_code == after.status_code == 200 and before.content == after.content
     assert "alice" not in spark_engine.list_voices()
+
+
+async def test_metrics_answer_with_the_spark_batchers(spark):
+    """The Spark engine's codec micro-batchers are read by /metrics (issue #16: it answered 500)."""
+    assert (await spark.post("/speak", json={"name": "female", "text": "Hi.", "response_format": "wav", **SHORT})).status_code == 200
+    r = await spark.get("/metrics")
+    assert r.status_code == 200, r.text
+    lines = [line for line in r.text.splitlines() if line.startswith("fasttts_batch_occupancy{")]
+    assert lines and any(float(line.rsplit(" ", 1)[1]) >= 1.0 for line in lines), r.text

@@ -9,7 +9,9 @@ import socket
 import threading
 
 import pytest
-from api_fakes import tone
+from api_fakes import FakeEngine, tone
+from conftest import running
+from limits_tools import TrickleServer
 
 from api.reference import fetch_url
 from fasttts.config import Settings
@@ -61,3 +63,22 @@ async def test_a_url_is_fetched_from_the_address_that_was_checked(stand_in_serve
     assert lookups == ["voice.example"]  # looked up once, for the check
     assert hosts == [f"voice.example:{port}"]  # the server saw the URL's host name
 
+
+
+async def test_a_trickling_reference_url_is_cut_off_at_the_deadline_with_a_4xx(settings):
+    """A server that sends a byte every 0.2 s never trips a per-read timeout; the fetch's one
+    overall deadline (``fetch_deadline_s``) ends it with a 422 naming the field."""
+    quick = settings.model_copy(update={"allow_private_urls": True, "fetch_deadline_s": 1.0})
+    with TrickleServer(interval_s=0.2, total_s=30) as slow:
+        async with running(quick, FakeEngine()) as client:
+            r = await client.post("/clone_voice", data={"text": "Hello.", "reference_audio": slow.url, "response_format": "wav"})
+        assert r.status_code == 422 and r.json()["param"] == "reference_audio"
+        assert "within 1 s" in r.json()["detail"]
+        assert slow.served == 0
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999/x", "http://127.0.0.1:1/x"])
+async def test_bad_reference_urls_are_4xx_naming_the_field(settings, url):
+    async with running(settings, FakeEngine()) as client:
+        r = await client.post("/v1/audio/voices", data={"name": "v", "reference_audio": url})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "reference_audio", r.text

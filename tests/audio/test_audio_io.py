@@ -210,3 +210,57 @@ def test_corrupted_files_decode_or_fail_cleanly(name: str) -> None:
         except AudioDecodeError:
             continue
         assert audio.dtype == np.float32 and audio.ndim == 1 and np.isfinite(audio).all()
+
+
+HOSTILE_CHILD = """
+import json, sys
+from hostile_audio import hostile
+from fasttts.audio.io import load_audio
+from fasttts.errors import FastTTSError
+for name, data in hostile().items():
+    print(json.dumps({"case": name}), flush=True)  # the last case printed is the one that crashed
+    try:
+        audio = load_audio(data, 16000, max_seconds=30, max_bytes=20 << 20)
+        result = {"ok": [audio.dtype.name, audio.ndim, len(audio), bool((abs(audio) < 4).all())]}
+    except FastTTSError as exc:
+        result = {"error": type(exc).__name__, "param": exc.param, "message": exc.message}
+    print(json.dumps(result), flush=True)
+"""
+
+
+def test_hostile_files_never_crash_the_process() -> None:
+    """Many channels, odd sample formats, absurd rates, zero-length and lying headers: decoded in a
+    child process, so a crash (PyAV's SIGSEGV on planar audio with 8+ channels) fails this test
+    naming the case instead of killing the run."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hostile_audio import DECODABLE, REFUSED, hostile
+
+    tests_dir = str(Path(__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.run([sys.executable, "-c", HOSTILE_CHILD], capture_output=True, text=True, env=env, timeout=240)
+    lines = [json.loads(line) for line in child.stdout.splitlines()]
+    last = lines[-1].get("case") if lines else None
+    assert child.returncode == 0, f"decoding {last!r} killed the process ({child.returncode}): {child.stderr[-800:]}"
+    results = {case["case"]: outcome for case, outcome in zip(lines[::2], lines[1::2])}
+    assert set(results) == set(hostile())
+    for name, outcome in results.items():
+        if name in DECODABLE:
+            assert outcome.get("ok", [None])[:2] == ["float32", 1] and outcome["ok"][2] > 0 and outcome["ok"][3], (name, outcome)
+        if name in REFUSED:
+            assert outcome.get("error") == "AudioDecodeError" and outcome["param"] == "audio", (name, outcome)
+    assert "17 channels" in results["wav-17ch"]["message"] and "1 Hz" in results["wav-rate-1"]["message"]
+
+
+def test_eight_channels_are_averaged_to_mono() -> None:
+    """Each of eight channels holds its own constant: the mono result is their mean."""
+    from hostile_audio import wav
+
+    levels = np.arange(1, 9, dtype=np.int16) * 1000
+    payload = np.tile(levels, 800).astype("<i2").tobytes()  # 800 interleaved frames
+    audio = load_audio(wav(8, payload=payload), 16_000)
+    np.testing.assert_allclose(audio, levels.mean() / 32768, atol=1e-4)

@@ -9,8 +9,8 @@ import contextlib
 
 import pytest
 
-from fasttts.backends.base import GenerationRequest
-from fasttts.backends.engine_thread import END, EngineThread, ThreadRequest, check_request, stream
+from fasttts.backends.base import GenerationRequest, check_request
+from fasttts.backends.engine_thread import END, EngineThread, ThreadRequest, stream
 from fasttts.errors import BackendError, InvalidRequestError
 
 pytestmark = pytest.mark.asyncio

@@ -20,7 +20,7 @@ from fasttts.jobs import JobService, build_job_service  # noqa: E402
 @pytest_asyncio.fixture(scope="session")
 async def piper() -> AsyncIterator[TTSEngine]:
     """The bundled Piper voice: real speech on CPU, loaded once per session."""
-    from fasttts.engine.auto import AutoEngine
+    from fasttts.models.registry import AutoEngine
 
     engine = AutoEngine(None)
     await engine.start()

@@ -61,6 +61,18 @@ async def test_submit_poll_download_list_cancel_delete(embedded) -> None:
         assert (await c.get(f"/v1/jobs/{body['id']}")).status_code == 404
 
 
+async def test_unknown_fields_are_refused_naming_them(embedded) -> None:
+    async with client(embedded) as c:
+        r = await c.post("/v1/jobs", json={"kind": "speak", "input": "OpenAI's field name.", "voice": {"name": "joe", "tone": "warm"}})
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert "input" in error["message"] and "voice.tone" in error["message"] and error["param"] == "input"
+        form = await c.post("/v1/jobs", data={"request": json.dumps({"kind": "audiobook", "format": "mp3"})},
+                            files={"file": ("book.txt", io.BytesIO(b"Some text."), "text/plain")})
+        assert form.status_code == 422 and form.json()["error"]["param"] == "format", form.text
+        assert (await c.get("/v1/jobs")).json()["total"] == 0
+
+
 async def test_multipart_markdown_audiobook_with_chapter_voice(embedded) -> None:
     md = b"# One\n\nFirst chapter text.\n\n# Two\n\nSecond chapter text.\n\n# Three\n\nThird chapter text.\n"
     req = {"kind": "audiobook", "output_format": "mp3", "chapter_voices": {"2": "joe"}}

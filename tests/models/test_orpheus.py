@@ -18,7 +18,8 @@ from fasttts.backends.base import GenerationRequest, LLMBackend
 from fasttts.backends.registry import BackendConfig
 from fasttts.backends.torch_backend import TorchBackend
 from fasttts.errors import InvalidRequestError, ModelLoadError, NotFoundError, UnsupportedFeatureError
-from fasttts.models.orpheus import OrpheusEngine, detect
+from fasttts.models.orpheus.engine import OrpheusEngine
+from fasttts.models.orpheus.family import detect
 from fasttts.models.orpheus.constraint import OrpheusConstraint
 from fasttts.models.orpheus.prompt import CODEBOOK_SIZE, FRAME_CODES, OrpheusVocab
 from fasttts.models.orpheus.random_model import RELEASE_CUSTOM_TOKENS, SNAC_24KHZ, write_random_orpheus
@@ -75,7 +76,7 @@ def reference(model_dir) -> SnacCodec:
 @pytest.fixture(scope="module")
 async def engine(model_dir) -> AsyncIterator[OrpheusEngine]:
     backend = RecordingBackend(TorchBackend(BackendConfig(model_dir=str(model_dir), device="cpu", max_length=2048)))
-    eng = OrpheusEngine.load(model_dir, backend=backend, batch_size=8, wait_timeout=0.05, detokenizer_device="cpu", seed=0)
+    eng = OrpheusEngine.load(model_dir, llm=backend, batch_size=8, wait_timeout=0.05, detokenizer_device="cpu", seed=0)
     await eng.start()
     yield eng
     await eng.shutdown()
@@ -321,9 +322,9 @@ def test_language_comes_from_lang_then_config_then_english(model_dir, tmp_path):
 
 
 def test_load_takes_snac_path_and_lang_and_auto_engine_finds_orpheus(model_dir):
-    from fasttts.engine.auto import AutoEngine
+    from fasttts.models.registry import AutoEngine
 
-    french = OrpheusEngine.load(model_dir, backend="torch", snac_path=model_dir / "snac", lang="fr", llm_device="cpu", detokenizer_device="cpu")
+    french = OrpheusEngine.load(model_dir, backend="torch", snac_path=str(model_dir / "snac"), lang="fr", llm_device="cpu", detokenizer_device="cpu")
     assert french.language == "fr" and french.default_voice == "pierre" and french.list_voices() == list(VOICES["fr"])
     auto = AutoEngine(str(model_dir), backend="torch", llm_device="cpu", detokenizer_device="cpu")
     assert isinstance(auto, OrpheusEngine) and auto.default_voice == "tara" and auto.sample_rate == 24000

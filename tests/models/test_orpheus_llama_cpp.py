@@ -11,7 +11,7 @@ pytest.importorskip("llama_cpp")
 from orpheus_frames import assert_whole_frames  # noqa: E402
 
 from fasttts.models.gguf import find_converter, write_gguf  # noqa: E402
-from fasttts.models.orpheus import OrpheusEngine  # noqa: E402
+from fasttts.models.orpheus.engine import OrpheusEngine  # noqa: E402
 from fasttts.models.orpheus.prompt import FRAME_CODES  # noqa: E402
 from fasttts.models.orpheus.random_model import write_random_orpheus  # noqa: E402
 from fasttts.params import SamplingParams  # noqa: E402

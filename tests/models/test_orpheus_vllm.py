@@ -14,7 +14,7 @@ from orpheus_frames import assert_whole_frames  # noqa: E402
 
 from fasttts.backends.registry import BackendConfig  # noqa: E402
 from fasttts.backends.vllm_backend import VLLMBackend  # noqa: E402
-from fasttts.models.orpheus import OrpheusEngine  # noqa: E402
+from fasttts.models.orpheus.engine import OrpheusEngine  # noqa: E402
 from fasttts.models.orpheus.prompt import FRAME_CODES  # noqa: E402
 from fasttts.models.orpheus.random_model import write_random_orpheus  # noqa: E402
 from fasttts.models.random_llm import ORPHEUS_LLAMA_TINY  # noqa: E402
@@ -28,7 +28,7 @@ async def test_orpheus_frames_follow_the_grammar_on_vllm(tmp_path) -> None:
     model_dir = write_random_orpheus(tmp_path / "orpheus", size="tiny", seed=5, llm_size=size)
     backend = VLLMBackend(BackendConfig(model_dir=str(model_dir), dtype="float32", max_length=2048, batch_size=4, gpu_memory_utilization=0.3),
                           enforce_eager=True)
-    engine = OrpheusEngine.load(model_dir, backend=backend, detokenizer_device="cpu")
+    engine = OrpheusEngine.load(model_dir, llm=backend, detokenizer_device="cpu")
     await engine.start()
     try:
         for seed in (0, 1):

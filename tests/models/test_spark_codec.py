@@ -238,6 +238,28 @@ def test_wav2vec_features_equal_mean_of_hidden_states_11_14_16(tiny_dir: Path) -
     torch.testing.assert_close(sdpa, feats, rtol=1e-4, atol=1e-5)
 
 
+def test_wav2vec_reads_safetensors_as_strictly_as_the_bin(tiny_dir: Path, tmp_path: Path) -> None:
+    from fasttts.models.spark.random_codec import write_wav2vec
+
+    st_dir = tmp_path / "st"
+    write_wav2vec(st_dir, "tiny", seed=1, weights="safetensors")  # the seed write_random_codec gives wav2vec2
+    assert (st_dir / "model.safetensors").is_file() and not (st_dir / "pytorch_model.bin").exists()
+    wav = _speechlike(9000, seed=5)
+    from_bin, _ = Wav2VecFeatures(tiny_dir / "wav2vec2-large-xlsr-53")([wav])
+    from_st, _ = Wav2VecFeatures(st_dir)([wav])
+    torch.testing.assert_close(from_st, from_bin, rtol=0, atol=0)
+
+    state = load_file(str(st_dir / "model.safetensors"))
+    dropped = next(k for k in state if ".encoder.layers.3." in k)
+    save_file({k: v for k, v in state.items() if k != dropped}, str(st_dir / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match="does not match its config") as err:
+        Wav2VecFeatures(st_dir)
+    assert "model.safetensors" in str(err.value) and "layers.3" in str(err.value)
+    (st_dir / "model.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match="model.safetensors or pytorch_model.bin"):
+        Wav2VecFeatures(st_dir)
+
+
 # ------------------------------------------------------------------------ tiny codec e2e
 
 

@@ -180,6 +180,30 @@ async def test_float16_is_promoted_not_silent(tiny_spark_dir, caplog):
     await eng.shutdown()
 
 
+async def test_a_release_with_a_safetensors_wav2vec2_loads_and_clones_alike(engine, tmp_path, piper_speech):
+    """A tiny Spark written with the same seed whose wav2vec2 folder holds ``model.safetensors``
+    (as ``save_pretrained`` writes it) encodes references exactly as the ``pytorch_model.bin`` one."""
+    from fasttts.models.spark.random_model import write_random_spark
+
+    root = write_random_spark(tmp_path / "spark-st", size="tiny", seed=0, wav2vec_weights="safetensors")
+    assert (root / "wav2vec2-large-xlsr-53" / "model.safetensors").is_file()
+    assert not (root / "wav2vec2-large-xlsr-53" / "pytorch_model.bin").exists()
+    other = AutoEngine(str(root), "torch")
+    await other.start()
+    try:
+        from fasttts.audio import load_audio
+
+        reference = piper_speech[0]
+        wav = load_audio(reference, 16000)
+        ours, theirs = await other.tokenize(wav), await engine.tokenize(wav)
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a, b)
+        audio = await other.clone("Cloned from a safetensors wav2vec2.", reference, sampling=sampling())
+        assert len(audio) > 0 and len(audio) % HOP == 0
+    finally:
+        await other.shutdown()
+
+
 async def test_incomplete_directory_is_a_load_error(tmp_path):
     (tmp_path / "LLM").mkdir()
     (tmp_path / "BiCodec").mkdir()

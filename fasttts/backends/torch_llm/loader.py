@@ -18,6 +18,7 @@ from safetensors import safe_open
 
 from fasttts.backends.torch_llm.model import CausalLM, LLMConfig
 from fasttts.backends.torch_llm.cpu_linear import pack_linears
+from fasttts import devices
 from fasttts.checkpoint import check_tensors
 from fasttts.errors import ModelLoadError
 
@@ -28,9 +29,7 @@ _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)  # computed, not learned; old expor
 
 
 def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return torch.device(devices.resolve_device(device))
 
 
 def resolve_dtype(dtype: str, device: torch.device, cfg: LLMConfig) -> torch.dtype:

@@ -1,7 +1,5 @@
-"""Orpheus-TTS (canopylabs): a Llama LLM writing SNAC 24 kHz codes, with inline emotion tags."""
+"""Orpheus-TTS (canopylabs): a Llama LLM writing SNAC 24 kHz codes, with inline emotion tags.
 
-from fasttts.models.orpheus.engine import OrpheusEngine, detect
-from fasttts.models.orpheus.random_model import write_random_orpheus
-from fasttts.models.orpheus.voices import VOICES
-
-__all__ = ["VOICES", "OrpheusEngine", "detect", "write_random_orpheus"]
+The engine is :class:`fasttts.models.orpheus.engine.OrpheusEngine`; importing this package
+loads nothing heavy (the registry imports ``family.py`` to detect a directory).
+"""

@@ -15,7 +15,6 @@ nothing and are ignored (the model's pace follows the text and its sampling sett
 
 from __future__ import annotations
 
-import json
 import uuid
 from contextlib import aclosing
 from collections.abc import AsyncIterator, Sequence
@@ -28,6 +27,7 @@ import numpy as np
 from fasttts.backends.base import GenerationRequest, LLMBackend
 from fasttts.backends.registry import BackendConfig, create_backend
 from fasttts.config import Settings
+from fasttts.devices import resolve_device
 from fasttts.engine.base import Capabilities, TTSEngine
 from fasttts.engine.batcher import MicroBatcher
 from fasttts.engine.streaming import ChunkedDecoder
@@ -98,59 +98,35 @@ class OrpheusEngine(TTSEngine):
         )
 
     @classmethod
-    def load(
-        cls,
-        model_path: str | Path,
-        *,
-        backend: str | LLMBackend | None = None,
-        snac_path: str | Path | None = None,
-        lang: str | None = None,
-        settings: Settings | None = None,
-        **overrides: Any,
-    ) -> "OrpheusEngine":
+    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> "OrpheusEngine":
         """Load a released Orpheus directory unchanged.
 
-        ``model_path`` is the LLM directory; SNAC is read from ``snac_path`` (``--snac_path``), else
-        ``model_path/snac``. The language (which picks the voice list) is ``lang`` (``--lang``),
-        else a ``language`` field in the LLM ``config.json``, else English — never guessed from
-        the directory name. Other knobs come from ``settings`` (or :class:`Settings` defaults),
-        with any Settings field overridable by keyword (``batch_size=8``, ``seed=1``, …).
-        ``backend`` is a backend name or an already built :class:`LLMBackend`.
+        ``model_path`` is the LLM directory; SNAC is read from ``--snac_path``, else
+        ``model_path/snac``. The language (which picks the voice list) is ``--lang``, else a
+        ``language`` field in the LLM ``config.json``, else English — never guessed from the
+        directory name.
         """
-        unknown = set(overrides) - set(Settings.model_fields)
-        if unknown:
-            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
-        s = (settings or Settings()).model_copy(update=overrides)
-        root = Path(model_path)
+        if model_path is None:
+            raise ModelLoadError("Orpheus needs --model_path (an Orpheus LLM directory)")
+        root = model_path
         for part in ("config.json", "tokenizer.json"):
             if not (root / part).exists():
                 raise ModelLoadError(f"not an Orpheus LLM directory: {root / part} is missing")
-        snac_dir = Path(snac_path or s.snac_path or root / "snac")
-        language = resolve_language(lang or s.lang, root)
-        codec = SnacCodec.load(snac_dir, device=_device(s.detokenizer_device), noise_seed=s.seed)
+        snac_dir = Path(settings.snac_path) if settings.snac_path else root / "snac"
+        language = resolve_language(settings.lang, root)
+        codec = SnacCodec.load(snac_dir, device=resolve_device(settings.detokenizer_device), noise_seed=settings.seed)
         tokenizer = load_tokenizer(root)
-        if not isinstance(backend, LLMBackend):
-            config = BackendConfig(
-                model_dir=str(root),
-                device=s.llm_device,
-                dtype=s.torch_dtype,
-                max_length=s.max_length,
-                batch_size=s.llm_batch_size,
-                gpu_memory_utilization=s.llm_gpu_memory_utilization,
-                attn_implementation=s.llm_attn_implementation,
-                cache_implementation=s.cache_implementation,
-                seed=s.seed,
-                output_ids=OrpheusConstraint(OrpheusVocab.from_tokenizer(tokenizer)).vocabulary(),
-            )
-            backend = create_backend(backend or s.backend, config)
+        if llm is None:
+            output_ids = OrpheusConstraint(OrpheusVocab.from_tokenizer(tokenizer)).vocabulary()
+            llm = create_backend(settings.backend, BackendConfig.from_settings(settings, model_dir=str(root), output_ids=output_ids))
         return cls(
-            backend=backend,
+            backend=llm,
             tokenizer=tokenizer,
             codec=codec,
             language=language,
-            batch_size=s.batch_size,
-            wait_timeout=s.wait_timeout,
-            seed=s.seed,
+            batch_size=settings.batch_size,
+            wait_timeout=settings.wait_timeout,
+            seed=settings.seed,
         )
 
     # ------------------------------------------------------------------ engine hooks
@@ -190,18 +166,10 @@ class OrpheusEngine(TTSEngine):
 
     def _request(self, prompt: list[int], sampling: SamplingParams) -> GenerationRequest:
         # whole frames only: a cut at max_tokens must not leave a partial frame behind
-        max_tokens = max(FRAME_CODES, int(sampling.max_tokens or 1200) // FRAME_CODES * FRAME_CODES)
-        return GenerationRequest(
-            prompt_ids=prompt,
-            max_tokens=max_tokens,
-            temperature=float(sampling.temperature if sampling.temperature is not None else 0.6),
-            top_k=int(sampling.top_k or 0),
-            top_p=float(sampling.top_p or 1.0),
-            repetition_penalty=float(sampling.repetition_penalty or 1.0),
-            stop_ids=self.vocab.stop_ids,
-            seed=sampling.seed,
-            constraint=self._constraint,
-            request_id=uuid.uuid4().hex,
+        requested = sampling.max_tokens or self.default_sampling.max_tokens or FRAME_CODES
+        max_tokens = max(FRAME_CODES, requested // FRAME_CODES * FRAME_CODES)
+        return GenerationRequest.from_sampling(
+            prompt, sampling, stop_ids=self.vocab.stop_ids, constraint=self._constraint, max_tokens=max_tokens, request_id=uuid.uuid4().hex
         )
 
     async def generate_frames(self, text: str, voice: OrpheusVoice, sampling: SamplingParams) -> AsyncIterator[np.ndarray]:
@@ -253,26 +221,3 @@ class OrpheusEngine(TTSEngine):
         else:
             yield await self._decoder.submit(DecodeItem(np.stack(frames), start=0, at_end=True))
 
-
-def detect(model_path: str | Path) -> bool:
-    """Whether ``model_path`` is an Orpheus LLM directory: ``config.json`` with ``model_type``
-    ``llama`` and a ``tokenizer.json`` that has Orpheus's first audio token ``<custom_token_10>``
-    (looked up in the tokenizer, not in the directory name)."""
-    root = Path(model_path)
-    config, tokenizer = root / "config.json", root / "tokenizer.json"
-    if not (config.is_file() and tokenizer.is_file()):
-        return False
-    try:
-        if json.loads(config.read_text()).get("model_type") != "llama":
-            return False
-        return load_tokenizer(root).token_to_id("<custom_token_10>") is not None
-    except (ValueError, OSError, ModelLoadError):
-        return False
-
-
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -4,9 +4,10 @@
 
 * ``out/``: a Hugging Face Llama directory (config, safetensors, tokenizer) whose tokenizer holds
   Llama-3's special tokens plus ``<custom_token_0>`` … ``<custom_token_28683>`` like
-  orpheus-3b-0.1-ft (``full``: Llama-3.2-3B shapes, vocabulary 156,940; ``tiny``: the same token
-  strings, small dimensions and a small BPE, so every id differs from the release's and only
-  lookups by string work);
+  orpheus-3b-0.1-ft (``full``: Llama-3.2-3B shapes, vocabulary 156,940 and, when ``llama-models``
+  is installed, the release's tokenizer: Llama 3's BPE, its 256 specials from 128000,
+  ``<custom_token_N>`` at 128256+N; ``tiny``: the same token strings, small dimensions and a small
+  BPE, so every id differs from the release's and only lookups by string work);
 * ``out/snac/``: ``config.json`` with hubertsiuzdak/snac_24khz's values and ``pytorch_model.bin``
   with random weights (``tiny`` shrinks only the encoder/decoder widths; hop 512, rates and
   vq_strides stay, so a frame is still 2048 samples).
@@ -21,7 +22,9 @@ from typing import Any
 import torch
 from snac import SNAC
 
-from fasttts.models.random_llm import ORPHEUS_LLAMA_FULL, ORPHEUS_LLAMA_TINY, default_special_tokens, write_random_llm
+from tokenizers import Tokenizer
+
+from fasttts.models.random_llm import ORPHEUS_LLAMA_FULL, ORPHEUS_LLAMA_TINY, default_special_tokens, write_random_llm, write_tokenizer
 
 RELEASE_CUSTOM_TOKENS = 156_940 - 128_256
 """``<custom_token_N>`` count of the release (control tokens, 7 bands of 4096 codes, 2 spare)."""
@@ -66,22 +69,32 @@ def write_random_snac(out_dir: str | Path, config: dict[str, Any], *, seed: int 
     return out
 
 
+def _tokenizer_args(size: str) -> dict[str, Any]:
+    if size not in ("tiny", "full"):
+        raise ValueError(f"size must be tiny or full, not {size!r}")
+    special = default_special_tokens("llama")
+    special = {**special, "additional_special_tokens": [*special["additional_special_tokens"], "<|finetune_right_pad_id|>"]}
+    return dict(arch="llama", added_tokens=[f"<custom_token_{n}>" for n in range(RELEASE_CUSTOM_TOKENS)], special_tokens=special)
+
+
+def write_orpheus_tokenizer(out_dir: str | Path, *, size: str = "full") -> Tokenizer:
+    """Only the tokenizer files of a ``size`` Orpheus LLM directory (for tests of the tokenizer)."""
+    preset = ORPHEUS_LLAMA_FULL if size == "full" else ORPHEUS_LLAMA_TINY
+    return write_tokenizer(out_dir, release=size == "full", max_position=preset["max_position"], **_tokenizer_args(size))
+
+
 def write_random_orpheus(out_dir: str | Path, *, size: str = "tiny", seed: int = 0, llm_size: dict[str, Any] | None = None) -> Path:
     """Write an Orpheus LLM directory with a ``snac/`` subfolder (see the module docstring).
     ``llm_size`` replaces the LLM's shape (tests: vLLM's CPU attention takes only some head sizes)."""
-    if size not in ("tiny", "full"):
-        raise ValueError(f"size must be tiny or full, not {size!r}")
+    args = _tokenizer_args(size)
     out = Path(out_dir)
-    special = default_special_tokens("llama")
-    special = {**special, "additional_special_tokens": [*special["additional_special_tokens"], "<|finetune_right_pad_id|>"]}
     write_random_llm(
         out,
-        arch="llama",
         size=llm_size or (ORPHEUS_LLAMA_FULL if size == "full" else ORPHEUS_LLAMA_TINY),
-        added_tokens=[f"<custom_token_{n}>" for n in range(RELEASE_CUSTOM_TOKENS)],
-        special_tokens=special,
         seed=seed,
         dtype="bfloat16" if size == "full" else "float32",
+        release_tokenizer=size == "full",
+        **args,
     )
     write_random_snac(out / "snac", SNAC_24KHZ if size == "full" else SNAC_TINY, seed=seed)
     return out

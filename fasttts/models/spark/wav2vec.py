@@ -9,6 +9,10 @@ Only hidden states 0..16 are needed, so a deeper model is cut to 16 layers after
 encoder's final LayerNorm (which HF applies only to the last hidden state) is replaced by
 identity: hidden state 16 is then the raw output of layer 15, exactly as in the full model, and
 XLSR-53 runs 16 of its 24 layers.
+
+The weights are read from ``model.safetensors`` (what ``save_pretrained`` writes today, and what
+converted mirrors ship) or ``pytorch_model.bin`` (the official release), and either way strictly:
+every tensor of the model must be in the file with its shape.
 """
 
 from __future__ import annotations
@@ -23,6 +27,18 @@ from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 from fasttts.errors import ModelLoadError
 
 FEATURE_LAYERS = (11, 14, 16)
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+"""Checkpoint files accepted, in the order transformers prefers them."""
+
+
+def _weights_file(model_dir: Path) -> str:
+    for name in ("config.json", "preprocessor_config.json"):
+        if not (model_dir / name).is_file():
+            raise ModelLoadError(f"wav2vec2 directory {model_dir} lacks {name}")
+    found = [name for name in WEIGHT_FILES if (model_dir / name).is_file()]
+    if not found:
+        raise ModelLoadError(f"wav2vec2 directory {model_dir} has no weights: expected {' or '.join(WEIGHT_FILES)}")
+    return found[0]
 
 
 class Wav2VecFeatures:
@@ -36,9 +52,7 @@ class Wav2VecFeatures:
         attn_implementation: str = "eager",
     ) -> None:
         model_dir = Path(model_dir)
-        for name in ("config.json", "preprocessor_config.json", "pytorch_model.bin"):
-            if not (model_dir / name).is_file():
-                raise ModelLoadError(f"wav2vec2 directory {model_dir} lacks {name}")
+        weights = _weights_file(model_dir)
         if attn_implementation not in ("eager", "sdpa"):
             raise ModelLoadError(
                 f"attn_implementation must be 'eager' or 'sdpa', not {attn_implementation!r}"
@@ -50,12 +64,13 @@ class Wav2VecFeatures:
                 attn_implementation=attn_implementation,
                 output_loading_info=True,
                 local_files_only=True,
+                use_safetensors=weights.endswith(".safetensors"),
             )
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"cannot load wav2vec2 from {model_dir}: {exc}") from exc
         problems = {k: v for k, v in info.items() if k in ("missing_keys", "mismatched_keys") and v}
         if problems:
-            raise ModelLoadError(f"wav2vec2 checkpoint in {model_dir} does not match its config: {problems}")
+            raise ModelLoadError(f"wav2vec2 checkpoint {model_dir / weights} does not match its config: {problems}")
         last = max(FEATURE_LAYERS)
         if model.config.num_hidden_layers < last:
             raise ModelLoadError(
