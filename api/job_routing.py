@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fasttts.audio.encode import CONTENT_TYPES
 from fasttts.errors import GenerationError
+from fasttts.db import FINAL_STATUSES
 from fasttts.jobs import JobSpec
 
 POLL_INTERVAL_S = 0.2
@@ -35,7 +36,7 @@ async def run_as_job(request: Request, spec: JobSpec, *, reference_audio: bytes 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + request.app.state.settings.job_wait_timeout_s
     try:
-        while job.status not in ("succeeded", "failed", "cancelled"):
+        while job.status not in FINAL_STATUSES:
             if loop.time() > deadline:
                 url = f"{str(request.base_url).rstrip('/')}/v1/jobs/{job.id}"
                 return JSONResponse({"id": job.id, "status": job.status, "url": url}, status_code=202, headers={"Location": url})

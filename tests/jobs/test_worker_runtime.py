@@ -95,6 +95,16 @@ def job_request(client: httpx.AsyncClient, job_id: str) -> dict:
     return client.app.state.jobs.get(job_id).request  # type: ignore[attr-defined]
 
 
+def hum(seconds: float = 3.0, hz: float = 90.0) -> bytes:
+    """A reference unlike speech (a low hum), so the tiny random encoder gives it other tokens."""
+    import numpy as np
+
+    from fasttts.audio.encode import encode_audio
+
+    t = np.arange(int(16000 * seconds)) / 16000
+    return encode_audio((0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32), 16000, "wav")
+
+
 def count_encodes(client: httpx.AsyncClient) -> list[int]:
     """Count the reference encodes of a replica's engine (wraps its encoder entry point)."""
     engine = client.app.state.engine  # type: ignore[attr-defined]
@@ -113,7 +123,7 @@ async def test_jobs_carry_their_voices_to_any_worker(deployment, tiny_spark_dir,
     speech, transcript = piper_speech
     roles = tmp_path / "roles"
     (roles / "narrator").mkdir(parents=True)
-    (roles / "narrator" / "reference.wav").write_bytes(speech)
+    (roles / "narrator" / "reference.wav").write_bytes(hum())
     probe = tmp_path / "probe.jsonl"
     flags = deployment | {"model_path": str(tiny_spark_dir)}
     worker = start_worker(flags, tmp_path / "worker.log", FASTTTS_TEST_PROBE=str(probe))
@@ -134,10 +144,11 @@ async def test_jobs_carry_their_voices_to_any_worker(deployment, tiny_spark_dir,
             bad_role = await api.post("/v1/jobs", json={"kind": "audiobook", "text": "Chapter 1\nHi.", "chapter_voices": {"1": "ghost"}})
             assert bad_role.status_code == 404 and "ghost" in bad_role.text
 
-            speak_text = " ".join(f"Alice reads line {w} aloud." for w in ("one", "two", "three", "four"))
-            book = ("Chapter 1\n" + " ".join(f"Alice opens chapter one, part {w}." for w in ("red", "green", "blue"))
-                    + "\n\nChapter 2\n" + " ".join(f"The narrator ends it, part {w}." for w in ("red", "green", "blue")))
-            role_text = " ".join(f"The narrator speaks line {w}." for w in ("one", "two", "three"))
+            # every sentence unique across the jobs, so each prompt the worker built names its segment
+            speak_text = " ".join(f"Alice reads about {w}." for w in ("apples", "bananas", "cherries", "dates"))
+            book = ("Chapter 1\n" + " ".join(f"Alice opens a book on {w}." for w in ("falcons", "geese", "herons"))
+                    + "\n\nChapter 2\n" + " ".join(f"The narrator ends with {w}." for w in ("iguanas", "jackals", "koalas")))
+            role_text = " ".join(f"The narrator speaks of {w}." for w in ("lemons", "mangoes", "nectarines"))
             jobs = {}
             for name, body in {
                 "speak": {"kind": "speak", "text": speak_text, "voice": {"name": "alice"}},
@@ -153,7 +164,7 @@ async def test_jobs_carry_their_voices_to_any_worker(deployment, tiny_spark_dir,
             assert (await api.get("/v1/audio/voices/alice")).status_code == 404
 
             encodes = count_encodes(api)
-            clone_text = " ".join(f"A cloned voice says {w}." for w in ("one", "two", "three", "four"))
+            clone_text = " ".join(f"A cloned voice likes {w}." for w in ("oranges", "papayas", "quinces", "raisins"))
             r = await api.post("/v1/jobs", data={"request": json.dumps({"kind": "clone", "text": clone_text, "voice": {"reference_text": transcript},
                                                                        "sampling": SAMPLING, "split": SPLIT, "output_format": "wav"})},
                                files={"reference_audio": ("ref.wav", io.BytesIO(speech))})
@@ -172,6 +183,7 @@ async def test_jobs_carry_their_voices_to_any_worker(deployment, tiny_spark_dir,
 
     records = worker_probe.read(str(probe))
     prompts = {r["text"]: r for r in records if r["event"] == "prompt"}
+    assert len(prompts) == len({(r["text"], tuple(r["global_ids"])) for r in records if r["event"] == "prompt"})  # one voice per text
     assert not [r for r in records if r["event"] == "encode"]  # the worker never encodes a reference
 
     def used(segs, expected: list[int]) -> None:
