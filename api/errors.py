@@ -9,6 +9,7 @@ their usual typed exceptions.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -104,11 +105,25 @@ def _loc_param(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
+def _json_safe(error: dict[str, Any]) -> dict[str, Any]:
+    """One validation error as strict JSON. Its ``input`` and ``ctx`` echo what the client sent,
+    which Python's JSON parser may have turned into values JSON cannot carry (NaN, Infinity, a lone
+    surrogate): those are replaced by their ``ascii()`` spelling rather than failing the answer."""
+    encoded = jsonable_encoder(error)
+    for key in ("input", "ctx"):
+        if key in encoded:
+            try:
+                json.dumps(encoded[key], allow_nan=False, ensure_ascii=False).encode("utf-8")  # as JSONResponse renders
+            except (ValueError, UnicodeEncodeError):
+                encoded[key] = ascii(error[key])
+    return encoded
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if not is_openai_path(request):
-        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+        return JSONResponse({"detail": [_json_safe(e) for e in errors]}, status_code=422)
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     param = _loc_param(tuple(first.get("loc", ())))
     message = "; ".join(f"{_loc_param(tuple(e.get('loc', ()))) or 'body'}: {e.get('msg')}" for e in errors)

@@ -15,7 +15,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from fasttts.audio.encode import CONTENT_TYPES
+from fasttts.audio import load_audio
+from fasttts.audio.encode import CONTENT_TYPES, delivered_rate, encode_audio
 from fasttts.errors import GenerationError
 from fasttts.db import FINAL_STATUSES
 from fasttts.jobs import JobSpec
@@ -30,8 +31,13 @@ def should_route(request: Request, *, stream: bool, text: str, multi: bool = Fal
     return multi or len(text) >= state.settings.job_route_min_chars
 
 
-async def run_as_job(request: Request, spec: JobSpec, *, reference_audio: bytes | None = None, filename: str = "speech") -> Response:
+async def run_as_job(request: Request, spec: JobSpec, *, reference_audio: bytes | None = None, filename: str = "speech", rate: int | None = None) -> Response:
+    """``rate``: deliver at this sample rate; jobs store audio at the model's, so the job then
+    renders lossless WAV, which is resampled and encoded here."""
     service = request.app.state.jobs
+    fmt, model_rate = spec.output_format, request.app.state.engine.sample_rate
+    if rate is not None and rate != model_rate:
+        spec.output_format = "wav"
     job, _ = await service.submit(spec, reference_audio=reference_audio)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + request.app.state.settings.job_wait_timeout_s
@@ -47,10 +53,15 @@ async def run_as_job(request: Request, spec: JobSpec, *, reference_audio: bytes 
         raise
     if job.status != "succeeded":
         raise GenerationError(f"job {job.id} {job.status}: {job.error or 'no result'}")
-    fmt = spec.output_format
-    data = await asyncio.to_thread(service.store.get, job.result[f"audio.{fmt}"])
-    headers = {"Content-Disposition": f'attachment; filename="{filename}.{fmt}"', "X-Job-ID": job.id}
+    data = await asyncio.to_thread(service.store.get, job.result[f"audio.{spec.output_format}"])
+    if spec.output_format != fmt:
+        data = await asyncio.to_thread(_transcode, data, model_rate, fmt, rate)
+    headers = {"Content-Disposition": f'attachment; filename="{filename}.{fmt}"', "X-Job-ID": job.id, "X-Sample-Rate": str(delivered_rate(fmt, rate or model_rate))}
     return Response(data, media_type=CONTENT_TYPES[fmt], headers=headers)
+
+
+def _transcode(wav: bytes, model_rate: int, fmt: str, rate: int | None) -> bytes:
+    return encode_audio(load_audio(wav, model_rate), model_rate, fmt, rate=rate)
 
 
 def job_spec(kind: str, text: str, fmt: str, *, voice: dict[str, Any], sampling: dict[str, Any], split: dict[str, Any]) -> JobSpec:

@@ -18,7 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from fasttts import net
 from fasttts.audio.io import load_audio
 from fasttts.config import Settings
-from fasttts.errors import InvalidRequestError, PayloadTooLargeError
+from fasttts.engine.base import TTSEngine
+from fasttts.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedFeatureError
 
 MAX_REDIRECTS = 3
 _READ_CHUNK = 64 * 1024
@@ -34,6 +35,20 @@ async def read_upload(upload: UploadFile, settings: Settings, *, param: str = "r
     if not data:
         raise InvalidRequestError(f"{param}: the uploaded file is empty", param=param)
     return bytes(data)
+
+
+async def read_latent_upload(upload: UploadFile | None, engine: TTSEngine, settings: Settings) -> bytes | None:
+    """The ``latent_file`` upload (MegaTTS3's ``.npy``): required by models whose encoder is not
+    released, refused by the others (a 400 naming the field either way)."""
+    given = upload is not None and bool(upload.filename)
+    if not engine.capabilities.voice_latent:
+        if given:
+            raise UnsupportedFeatureError(f"latent_file: the {engine.model_type} model takes no reference latent", param="latent_file")
+        return None
+    if not given:
+        raise UnsupportedFeatureError(f"latent_file: the {engine.model_type} model needs the reference's .npy latent (its release has no encoder)", param="latent_file")
+    assert upload is not None
+    return await read_upload(upload, settings, param="latent_file")
 
 
 async def resolve_reference(value: str, settings: Settings, *, param: str = "reference_audio") -> bytes:

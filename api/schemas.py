@@ -22,10 +22,16 @@ MaxTokens = Annotated[int | None, LIMITS["max_tokens"].interval]
 Seed = Annotated[int | None, LIMITS["seed"].interval]
 LengthThreshold = Annotated[int, LIMITS["length_threshold"].interval]
 WindowSize = Annotated[int, LIMITS["window_size"].interval]
+TextWeight = Annotated[float | None, LIMITS["text_weight"].interval]
+SpeakerWeight = Annotated[float | None, LIMITS["speaker_weight"].interval]
+DiffusionSteps = Annotated[int | None, LIMITS["diffusion_steps"].interval]
 
 
 class SamplingFields(BaseModel):
-    """Generation controls shared by every synthesis endpoint (``None``: the model's default)."""
+    """Generation controls shared by every synthesis endpoint (``None``: the model's default).
+    NaN and infinities are refused by name: JSON bodies parsed by Python may hold them."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     temperature: Temperature = Field(None, description="Randomness of generation; 0 is greedy.", examples=[0.9])
     top_k: TopK = Field(None, description="Top-K sampling (0: no limit).", examples=[50])
@@ -35,9 +41,13 @@ class SamplingFields(BaseModel):
     length_threshold: LengthThreshold = Field(50, description="Text longer than this many tokens is split.")
     window_size: WindowSize = Field(50, description="Target segment length in tokens when splitting.")
     seed: Seed = Field(None, description="Per-request seed (same seed and input: same audio on a deterministic backend).")
+    text_weight: TextWeight = Field(None, description="MegaTTS3: guidance towards the text (intelligibility; default 1.6).")
+    speaker_weight: SpeakerWeight = Field(None, description="MegaTTS3: guidance towards the reference speaker (similarity; default 2.5).")
+    diffusion_steps: DiffusionSteps = Field(None, description="MegaTTS3: flow-matching steps (default 32).")
 
     def sampling(self) -> SamplingParams:
-        return SamplingParams(self.temperature, self.top_k, self.top_p, self.repetition_penalty, self.max_tokens, self.seed)
+        return SamplingParams(self.temperature, self.top_k, self.top_p, self.repetition_penalty, self.max_tokens, self.seed,
+                              self.text_weight, self.speaker_weight, self.diffusion_steps)
 
     def split(self) -> SplitParams:
         return SplitParams(self.length_threshold, self.window_size)

@@ -95,9 +95,9 @@ def _encode_whole(encoder: AudioEncoder, audio: np.ndarray) -> bytes:
     return encoder.encode(audio) + encoder.finish()
 
 
-async def file_response(source: AudioSource, fmt: str, *, filename: str = "speech") -> Response:
-    """The whole audio encoded as one file (Content-Length set by the Response)."""
-    encoder = AudioEncoder(fmt, source.sample_rate, streaming=False)
+async def file_response(source: AudioSource, fmt: str, *, filename: str = "speech", rate: int | None = None) -> Response:
+    """The whole audio encoded as one file (Content-Length set by the Response), at ``rate`` if given."""
+    encoder = AudioEncoder(fmt, source.sample_rate, streaming=False, rate=rate)
     chunks = [c async for c in source]
     audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     data = await run_in_threadpool(_encode_whole, encoder, audio)
@@ -114,10 +114,10 @@ async def _encoded(source: AudioSource, encoder: AudioEncoder) -> AsyncIterator[
         yield tail
 
 
-def chunked_response(source: AudioSource, fmt: str, *, filename: str = "speech") -> StreamingResponse:
-    """Audio bytes as they are produced (chunked transfer, no Content-Length)."""
+def chunked_response(source: AudioSource, fmt: str, *, filename: str = "speech", rate: int | None = None) -> StreamingResponse:
+    """Audio bytes as they are produced (chunked transfer, no Content-Length), at ``rate`` if given."""
 
-    encoder = AudioEncoder(fmt, source.sample_rate, streaming=True)
+    encoder = AudioEncoder(fmt, source.sample_rate, streaming=True, rate=rate)
 
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -134,11 +134,11 @@ def _sse(event: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(event)}\n\n".encode()
 
 
-def sse_response(source: AudioSource, fmt: str, usage: dict[str, Any]) -> StreamingResponse:
-    """OpenAI's speech SSE: ``speech.audio.delta`` events with base64 audio of ``fmt``, then
-    ``speech.audio.done`` with usage; an ``error`` event if generation fails midway."""
+def sse_response(source: AudioSource, fmt: str, usage: dict[str, Any], *, rate: int | None = None) -> StreamingResponse:
+    """OpenAI's speech SSE: ``speech.audio.delta`` events with base64 audio of ``fmt`` (at ``rate``
+    if given), then ``speech.audio.done`` with usage; an ``error`` event if generation fails midway."""
 
-    encoder = AudioEncoder(fmt, source.sample_rate, streaming=True)
+    encoder = AudioEncoder(fmt, source.sample_rate, streaming=True, rate=rate)
 
     async def events() -> AsyncIterator[bytes]:
         try:

@@ -17,12 +17,14 @@ from api.streaming import AudioSource, chunked_response, file_response
 from fasttts.config import Settings
 from fasttts.engine.base import TTSEngine
 from fasttts.errors import InvalidRequestError, UnsupportedFeatureError
+from fasttts.text import check_characters
 
 NEUTRAL_LEVEL = "moderate"
-"""A pitch/speed of ``moderate`` asks for no change, so any model accepts it."""
+"""A pitch of ``moderate`` asks for no change, so any model accepts it."""
 
 
 def check_text(text: str, settings: Settings, *, param: str = "text") -> str:
+    check_characters(text, param)
     if not text.strip():
         raise InvalidRequestError(f"{param}: must not be empty", param=param)
     if len(text) > settings.max_input_chars:
@@ -30,16 +32,14 @@ def check_text(text: str, settings: Settings, *, param: str = "text") -> str:
     return text
 
 
-def check_features(engine: TTSEngine, *, pitch: str | None = None, speed: str | None = None) -> tuple[str | None, str | None]:
-    """Returns (pitch, speed) to pass on: neutral levels dropped, unsupported ones refused."""
-    caps = engine.capabilities
-    pitch = None if pitch == NEUTRAL_LEVEL and not caps.pitch else pitch
-    speed = None if speed == NEUTRAL_LEVEL and not caps.speed else speed
-    if pitch is not None and not caps.pitch:
+def check_pitch(engine: TTSEngine, pitch: str | None) -> str | None:
+    """The pitch to pass on: ``moderate`` dropped where the model has no pitch control, any other
+    level refused there. (Speed needs no check: every model meets it, see ``TTSEngine.speed_plan``.)"""
+    if pitch == NEUTRAL_LEVEL and not engine.capabilities.pitch:
+        return None
+    if pitch is not None and not engine.capabilities.pitch:
         raise UnsupportedFeatureError(f"pitch: the {engine.model_type} model has no pitch control", param="pitch")
-    if speed is not None and not caps.speed:
-        raise UnsupportedFeatureError(f"speed: the {engine.model_type} model has no speed control", param="speed")
-    return pitch, speed
+    return pitch
 
 
 async def once(result: Awaitable[np.ndarray]) -> AsyncIterator[np.ndarray]:
@@ -67,10 +67,12 @@ async def respond(
     streaming: Callable[[], AsyncIterator[np.ndarray]],
     whole: Callable[[], Awaitable[np.ndarray]],
     filename: str = "speech",
+    rate: int | None = None,
 ) -> Response:
-    """``stream`` → chunked audio as produced; else one complete file with its length."""
+    """``stream`` → chunked audio as produced; else one complete file with its length. ``rate``:
+    the sample rate to deliver (default the model's, which native routes keep)."""
     if stream:
         source = await start_source(request, engine, streaming)
-        return chunked_response(source, fmt, filename=filename)
+        return chunked_response(source, fmt, filename=filename, rate=rate)
     source = await start_source(request, engine, lambda: once(whole()))
-    return await file_response(source, fmt, filename=filename)
+    return await file_response(source, fmt, filename=filename, rate=rate)

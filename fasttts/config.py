@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     backend: BackendName = Field("torch", description="LLM backend.")
     snac_path: str | None = Field(None, description="SNAC 24 kHz directory for Orpheus (default: <model_path>/snac).")
     lang: str | None = Field(None, description="Language of an Orpheus checkpoint (en, fr, de, ko, hi, zh, es, it); picks its voice list.")
-    role_dir: str | None = Field(None, description="Directory of role voices (one folder per voice). Default data/roles.")
+    role_dir: str | None = Field(None, description="Directory of role voices (one folder per voice). Default data/roles (MegaTTS3: data/mega-roles).")
     llm_device: str = "auto"
     tokenizer_device: str = "auto"
     detokenizer_device: str = "auto"

@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 
 from fasttts.config import Settings
 
-GUIDE_DEFAULT_TEXT = {"role_dir": "data/roles", "model_path": "the bundled Piper voice"}
+GUIDE_DEFAULT_TEXT = {"role_dir": "data/roles (MegaTTS3: data/mega-roles)", "model_path": "the bundled Piper voice"}
 SHORT_FLAGS = {"model_path": "-m", "backend": "-b"}
 
 ENGINE_FLAGS = (

@@ -25,6 +25,18 @@ Gender = Literal["female", "male"]
 GENDERS: tuple[str, ...] = get_args(Gender)
 """Spark voice-creation genders, index = ``<|gender_N|>``."""
 
+LEVEL_TEMPO: dict[str, float] = dict(zip(LEVELS, (0.7, 0.85, 1.0, 1.2, 1.4)))
+"""The tempo factor each speed level stands for: what a model without native speed control
+time-stretches a level to, and which OpenAI ``speed`` a model with native levels meets natively."""
+
+LEVEL_MATCH = 0.01
+"""Relative distance within which a tempo factor counts as a level's (so 1.0 is ``moderate``)."""
+
+
+def matching_level(tempo: float) -> str | None:
+    """The speed level whose tempo is ``tempo`` (within :data:`LEVEL_MATCH`), if any."""
+    return next((level for level, t in LEVEL_TEMPO.items() if abs(tempo / t - 1.0) <= LEVEL_MATCH), None)
+
 BackendName = Literal["torch", "vllm", "sglang", "llama-cpp", "mlx-lm"]
 BACKEND_NAMES: tuple[str, ...] = get_args(BackendName)
 """The LLM backends by name (:data:`fasttts.backends.registry.BACKENDS` maps each to its class)."""
@@ -61,13 +73,22 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+MAX_SEED = 2**63 - 1
+"""Largest seed: every backend, numpy and the databases hold a signed 64-bit integer."""
+
+
+def offset_seed(seed: int, by: int) -> int:
+    """A seed derived from ``seed`` (per segment, per retry) that stays within 0..MAX_SEED."""
+    return (seed + by) % (MAX_SEED + 1)
+
+
 LIMITS: dict[str, Limit] = {
     "temperature": Limit(0.0, 10.0),
     "top_k": Limit(0),
     "top_p": Limit(0.0, 1.0, low_open=True),
     "repetition_penalty": Limit(0.1, 10.0),
     "max_tokens": Limit(1, 1_000_000),
-    "seed": Limit(0),
+    "seed": Limit(0, MAX_SEED),
     "text_weight": Limit(0.0, 20.0),
     "speaker_weight": Limit(0.0, 20.0),
     "diffusion_steps": Limit(1, 256),
@@ -75,6 +96,9 @@ LIMITS: dict[str, Limit] = {
     "window_size": Limit(1, 100_000),
 }
 """The range of every numeric field of :class:`SamplingParams` and :class:`SplitParams`."""
+
+TEMPO_LIMIT = Limit(0.25, 4.0)
+"""OpenAI's ``speed`` range: the tempo factors (:attr:`VoiceParams.tempo`) a request may ask for."""
 
 
 def _check(cond: bool, param: str, message: str) -> None:
@@ -150,6 +174,8 @@ class VoiceParams:
     """Encoded reference audio (any common container) for cloning."""
     reference_text: str | None = None
     """Transcript of ``reference_audio``; improves cloning when given."""
+    reference_latent: bytes | None = field(default=None, repr=False)
+    """MegaTTS3: the reference's ``.npy`` latent (its encoder is not released)."""
     gender: str | None = None
     """Spark voice creation: ``female`` or ``male``."""
     pitch: str | None = None
@@ -158,6 +184,10 @@ class VoiceParams:
     """One of :data:`LEVELS`."""
     instructions: str | None = None
     """Free-text style instructions (OpenAI ``instructions``); used where the model supports it."""
+    tempo: float | None = None
+    """Speed as a factor (OpenAI ``speed``: 2.0 is twice as fast), met natively where a model's
+    level matches it and by pitch-preserving time-stretching otherwise (see
+    :meth:`~fasttts.engine.base.TTSEngine.speed_plan`)."""
     state: dict[str, Any] | None = field(default=None, hash=False)
     """A voice as the model exported it (:meth:`~fasttts.engine.base.TTSEngine.pin_voice`); when
     given it is used as is (job segments carry their pinned voice this way)."""
@@ -167,5 +197,7 @@ class VoiceParams:
             _check(self.pitch in LEVELS, "pitch", f"must be one of {', '.join(LEVELS)}")
         if self.speed is not None:
             _check(self.speed in LEVELS, "speed", f"must be one of {', '.join(LEVELS)}")
+        if self.tempo is not None:
+            TEMPO_LIMIT.check("speed", self.tempo)
         if self.gender is not None:
             _check(self.gender in GENDERS, "gender", f"must be one of {', '.join(GENDERS)}")

@@ -49,8 +49,14 @@ from fasttts.text.script import validate_role_name
 logger = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".webm")
-DEFAULT_ROLE_DIR = Path("data/roles")
 REFERENCE_TEXT_FILE = "reference_text.txt"
+LATENT_SUFFIX = ".npy"
+"""MegaTTS3 role folders: the latent beside the audio, same stem (``voice.wav`` + ``voice.npy``)."""
+
+
+def _latent_kwargs(latent: bytes | None) -> dict[str, bytes]:
+    """``add_voice`` keywords: only models that take a latent get one (others keep their signature)."""
+    return {} if latent is None else {"latent": latent}
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class VoiceService:
     def from_settings(cls, settings: Settings, engine: TTSEngine) -> "VoiceService":
         """Connect database and object store (the schema is prepared by :mod:`fasttts.services`)."""
         sessions = session_factory(engine_from_settings(settings))
-        role_dir = Path(settings.role_dir) if settings.role_dir else DEFAULT_ROLE_DIR
+        role_dir = Path(settings.role_dir or engine.default_role_dir)
         return cls(engine, sessions, store_from_settings(settings), role_dir=role_dir, fix_voice=settings.fix_voice, seed=settings.seed)
 
     # ------------------------------------------------------------------ the engine follows the database
@@ -154,11 +160,13 @@ class VoiceService:
             text_file = folder / REFERENCE_TEXT_FILE
             reference_text = text_file.read_text(encoding="utf-8").strip() or None if text_file.exists() else None
             audio = audio_files[0].read_bytes()
+            latent_file = audio_files[0].with_suffix(LATENT_SUFFIX)
+            latent = latent_file.read_bytes() if self.engine.capabilities.voice_latent and latent_file.is_file() else None
             try:
                 _valid_name(folder.name)
                 if await asyncio.to_thread(self._same_reference, folder.name, audio, reference_text):
                     continue  # loaded from its stored state already: no re-encoding
-                state = await self.engine.pin_voice(VoiceParams(reference_audio=audio, reference_text=reference_text))
+                state = await self.engine.add_voice(folder.name, audio, reference_text, **_latent_kwargs(latent))
                 await self._store_voice(folder.name, "role", state, audio, reference_text, replace=True)
                 logger.info("encoded role %r from %s", folder.name, folder)
             except InvalidRequestError as exc:
@@ -177,12 +185,19 @@ class VoiceService:
             raise NotFoundError(f"voice '{name}' has no reference audio (it is a {row.kind} voice)", param="voice")
         return await asyncio.to_thread(self._store.get, row.audio_key)
 
-    async def create(self, name: str, reference_audio: bytes, reference_text: str | None = None) -> VoiceInfo:
-        """Clone a voice from reference audio and store it (a taken name is a 409)."""
+    async def create(self, name: str, reference_audio: bytes, reference_text: str | None = None, *, latent: bytes | None = None) -> VoiceInfo:
+        """Clone a voice from reference audio (and, for MegaTTS3, its latent) and store it (a taken
+        name is a 409)."""
+        if latent is not None and not self.engine.capabilities.voice_latent:
+            raise UnsupportedFeatureError(f"latent_file: the {self.engine.model_type} model takes no reference latent", param="latent_file")
         await self._check_new_name(name)
-        state = await self.engine.pin_voice(VoiceParams(reference_audio=reference_audio, reference_text=reference_text))
-        assert state is not None, "a model that clones exports the cloned voice's state"
-        return await self._store_voice(name, "clone", state, reference_audio, reference_text)
+        state = await self.engine.add_voice(name, reference_audio, reference_text, **_latent_kwargs(latent))
+        try:
+            return await self._store_voice(name, "clone", state, reference_audio, reference_text)
+        except BaseException:
+            self._forget(name)  # the engine keeps no voice the database refused ...
+            await self.refresh(tolerate_outage=True)  # ... but the one another request or replica stored under the name
+            raise
 
     async def freeze(self, name: str, voice: VoiceParams, seed: int | None = None) -> VoiceInfo:
         """Fix a created voice (gender/pitch/speed) under ``name`` and store it."""

@@ -2,12 +2,12 @@
 
 Maps what OpenAI clients send onto what the loaded model offers: model aliases, OpenAI voice
 names (a default table, overridable with ``settings.openai_voice_map``), the continuous ``speed``
-onto the five speed levels.
+onto the engine's tempo (native where a model's speed level matches it, time-stretched otherwise),
+and ``pcm`` onto OpenAI's 24 kHz.
 """
 
 from __future__ import annotations
 
-import bisect
 import time
 
 from fastapi import Request
@@ -15,14 +15,13 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from api.job_routing import job_spec, run_as_job, should_route
-from api.openai.protocol import OPENAI_MODELS, OPENAI_VOICES, AudioModel, AudioModelList, ModelCard, ModelList, OpenAISpeechRequest, VoiceInfo, VoiceList
+from api.openai.protocol import OPENAI_MODELS, OPENAI_PCM_RATE, OPENAI_VOICES, AudioModel, AudioModelList, ModelCard, ModelList, OpenAISpeechRequest, VoiceInfo, VoiceList
 from api.schemas import SamplingFields
 from api.streaming import sse_response
-from api.synthesis import check_features, check_text, respond, start_source
+from api.synthesis import check_pitch, check_text, respond, start_source
 from fasttts.config import Settings
 from fasttts.engine.base import TTSEngine
 from fasttts.errors import NotFoundError
-from fasttts.params import LEVELS
 
 DEFAULT_VOICE_MAP: dict[str, tuple[str, ...]] = {
     # OpenAI name -> our candidates, first one the model has wins (Orpheus names, then Spark genders)
@@ -33,16 +32,8 @@ DEFAULT_VOICE_MAP: dict[str, tuple[str, ...]] = {
 }
 """Voices not in the model fall back to its default voice, so every OpenAI name always speaks."""
 
-SPEED_BOUNDS: tuple[float, ...] = (0.6, 0.85, 1.2, 1.7)
-"""Upper bounds (exclusive) of OpenAI speed for each of :data:`~fasttts.params.LEVELS` but the last,
-roughly even on a log scale."""
-
 _CREATED = int(time.time())
 _SAMPLING = {"temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "seed"}
-
-
-def speed_level(speed: float) -> str:
-    return LEVELS[bisect.bisect_right(SPEED_BOUNDS, speed)]
 
 
 def check_model(model: str, settings: Settings) -> None:
@@ -88,26 +79,34 @@ async def _count_tokens(engine: TTSEngine, text: str) -> int:
     return int(await run_in_threadpool(engine.count_tokens, text))
 
 
+def output_rate(body: OpenAISpeechRequest) -> int | None:
+    """The rate to deliver: ``sample_rate`` if asked, OpenAI's 24 kHz for pcm, else the model's."""
+    return body.sample_rate or (OPENAI_PCM_RATE if body.response_format == "pcm" else None)
+
+
 async def create_speech(request: Request, body: OpenAISpeechRequest, engine: TTSEngine, settings: Settings) -> Response:
     check_model(body.model, settings)
     text = check_text(body.input, settings, param="input")
     voice = resolve_voice(body.voice_name, engine, settings)
-    pitch, speed = check_features(engine, pitch=body.pitch, speed=speed_level(body.speed))
+    pitch, tempo = check_pitch(engine, body.pitch), body.speed
     fields = SamplingFields.model_validate(body.model_dump(include=set(SamplingFields.model_fields)))
-    kwargs = dict(pitch=pitch, speed=speed, instructions=body.instructions, sampling=fields.sampling(), split=fields.split())
+    kwargs = dict(pitch=pitch, tempo=tempo, instructions=body.instructions, sampling=fields.sampling(), split=fields.split())
     if body.stream_format == "sse":
         input_tokens = await _count_tokens(engine, text)
         source = await start_source(request, engine, lambda: engine.speak_stream(text, voice, **kwargs))
         # output_tokens: the engine does not report per-request LLM tokens, so audio_seconds is the output measure
-        return sse_response(source, body.response_format, {"input_tokens": input_tokens, "output_tokens": 0, "total_tokens": input_tokens})
+        usage = {"input_tokens": input_tokens, "output_tokens": 0, "total_tokens": input_tokens}
+        return sse_response(source, body.response_format, usage, rate=output_rate(body))
     if should_route(request, stream=body.stream, text=text):
-        voice_spec = {"name": voice, "pitch": pitch, "speed": speed, "instructions": body.instructions}
-        return await run_as_job(request, job_spec("speak", text, body.response_format, voice=voice_spec, sampling=fields.model_dump(include=_SAMPLING), split=fields.split().__dict__))
+        voice_spec = {"name": voice, "pitch": pitch, "tempo": tempo, "instructions": body.instructions}
+        spec = job_spec("speak", text, body.response_format, voice=voice_spec, sampling=fields.model_dump(include=_SAMPLING), split=fields.split().__dict__)
+        return await run_as_job(request, spec, rate=output_rate(body))
     return await respond(
         request, engine, stream=body.stream, fmt=body.response_format,
         streaming=lambda: engine.speak_stream(text, voice, **kwargs),
         whole=lambda: engine.speak(text, voice, **kwargs),
+        rate=output_rate(body),
     )
 
 
-__all__ = ["DEFAULT_VOICE_MAP", "OPENAI_VOICES", "create_speech", "get_model", "list_audio_models", "list_models", "list_voices", "resolve_voice", "speed_level"]
+__all__ = ["DEFAULT_VOICE_MAP", "OPENAI_VOICES", "create_speech", "get_model", "list_audio_models", "list_models", "list_voices", "resolve_voice"]

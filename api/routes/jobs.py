@@ -22,7 +22,7 @@ from api.reference import check_audio, read_upload
 from fasttts.db import JOB_STATUSES, Job
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError
 from fasttts.jobs import JobService, JobSpec
-from fasttts.params import Gender, Level, ResponseFormat
+from fasttts.params import TEMPO_LIMIT, Gender, Level, ResponseFormat
 from fasttts.storage import LocalStore
 
 router = APIRouter(prefix="/v1/jobs", dependencies=[APIKey], tags=["jobs"])
@@ -30,6 +30,10 @@ router = APIRouter(prefix="/v1/jobs", dependencies=[APIKey], tags=["jobs"])
 REFERENCE_CHECK_RATE = 16_000
 """Rate the submit-time decode check resamples to; only whether the audio decodes matters (the API
 process may have no engine when workers run the jobs)."""
+
+MAX_OFFSET = 2**31 - 1
+"""Largest list offset: beyond any job table, and within every database's integer (SQLite raised
+an overflow, a 500, for offsets past 64 bits)."""
 
 JobIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Job id.")]
 
@@ -40,7 +44,8 @@ class VoiceIn(BaseModel):
     name: str | None = Field(None, description="Stored or built-in voice name.")
     gender: Gender | None = None
     pitch: Level | None = None
-    speed: Level | None = None
+    speed: Level | None = Field(None, description="A speed level (very_low … very_high).")
+    tempo: Annotated[float | None, TEMPO_LIMIT.interval] = Field(None, description="Speed as a factor, like OpenAI's speed (2.0: twice as fast).")
     instructions: str | None = None
     reference_text: str | None = Field(None, description="Transcript of the uploaded reference audio (clone jobs).")
 
@@ -174,7 +179,7 @@ async def create_job(request: Request, response: Response, settings: SettingsDep
 
 @router.get("", response_model=JobList, summary="List jobs")
 async def list_jobs(request: Request, status: Literal[JOB_STATUSES] | None = None,  # type: ignore[valid-type]
-                    limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0)] = 0) -> JobList:
+                    limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> JobList:
     service = _service(request)
     jobs, total = await asyncio.to_thread(service.list, status=status, limit=limit, offset=offset)
     return JobList(data=[_out(request, service, j) for j in jobs], total=total, limit=limit, offset=offset)

@@ -14,8 +14,8 @@ from pydantic import BaseModel
 from api.deps import APIKey, EngineDep, SettingsDep, VoicesDep
 from api.openai.protocol import VoiceList
 from api.openai.serving import list_voices
-from api.reference import check_audio, read_upload, resolve_reference
-from api.schemas import Level
+from api.reference import check_audio, read_latent_upload, read_upload, resolve_reference
+from api.schemas import Level, Seed
 from fasttts.errors import InvalidRequestError, NotFoundError, UnsupportedFeatureError
 from fasttts.params import Gender, VoiceParams
 from fasttts.voices import VoiceInfo
@@ -55,20 +55,24 @@ async def create_voice(
     gender: Annotated[Gender | None, Form(description="Freeze a created voice of this gender instead of cloning.")] = None,
     pitch: Annotated[Level | None, Form()] = None,
     speed: Annotated[Level | None, Form()] = None,
-    seed: Annotated[int | None, Form(ge=0)] = None,
+    seed: Annotated[Seed, Form()] = None,
+    latent_file: Annotated[UploadFile | None, File(description="MegaTTS3: the reference's .npy latent (the release has no encoder).")] = None,
 ) -> VoiceOut:
-    if reference_audio_file is not None and reference_audio_file.filename:
-        audio, param = await read_upload(reference_audio_file, settings), "reference_audio_file"
+    uploaded = reference_audio_file is not None and bool(reference_audio_file.filename)
+    param = "reference_audio_file" if uploaded else "reference_audio"
+    if (uploaded or reference_audio) and not engine.capabilities.clone:  # before reading or fetching anything
+        raise UnsupportedFeatureError(f"{param}: the {engine.model_type} model cannot clone voices", param=param)
+    if uploaded:
+        audio = await read_upload(reference_audio_file, settings)  # type: ignore[arg-type]
     elif reference_audio:
-        audio, param = await resolve_reference(reference_audio, settings), "reference_audio"
+        audio = await resolve_reference(reference_audio, settings)
     elif gender is not None:
         return _out(await voices.freeze(name, VoiceParams(gender=gender, pitch=pitch, speed=speed), seed))
     else:
         raise InvalidRequestError("reference_audio: upload reference_audio_file, give reference_audio, or give gender to freeze a created voice", param="reference_audio")
-    if not engine.capabilities.clone:
-        raise UnsupportedFeatureError(f"reference_audio: the {engine.model_type} model cannot clone voices", param=param)
     await check_audio(audio, settings, engine.sample_rate, param=param)
-    return _out(await voices.create(name, audio, reference_text))
+    latent = await read_latent_upload(latent_file, engine, settings)
+    return _out(await voices.create(name, audio, reference_text, latent=latent))
 
 
 @router.get("", response_model=VoiceList, summary="List every voice a request may name")

@@ -10,7 +10,7 @@ let recordedBlob = null;
 
 const keyInput = $("api-key");
 keyInput.value = localStorage.getItem("fasttts-api-key") || "";
-keyInput.addEventListener("change", () => { localStorage.setItem("fasttts-api-key", keyInput.value.trim()); refresh(); });
+keyInput.addEventListener("change", () => { localStorage.setItem("fasttts-api-key", keyInput.value.trim()); refresh(); pollJobs(); });
 
 function authHeaders(extra = {}) {
   const key = keyInput.value.trim();
@@ -49,10 +49,14 @@ async function refresh() {
     const select = $("speak-voice");
     const previous = select.value;
     select.innerHTML = "";
+    const jobVoice = $("job-voice");
+    const previousJobVoice = jobVoice.value;
+    jobVoice.innerHTML = "";
     const tbody = document.querySelector("#voice-table tbody");
     tbody.innerHTML = "";
     for (const voice of voices) {
       select.add(new Option(voice.name, voice.id));
+      jobVoice.add(new Option(voice.name, voice.id));
       const row = tbody.insertRow();
       row.insertCell().textContent = voice.name;
       const kind = row.insertCell();
@@ -67,6 +71,7 @@ async function refresh() {
       }).catch(() => {});
     }
     if (previous) select.value = previous;
+    if (previousJobVoice) jobVoice.value = previousJobVoice;
   } catch (err) { setStatus(err.message, true); }
 }
 
@@ -92,7 +97,9 @@ document.querySelectorAll(".tab").forEach((tab) => tab.addEventListener("click",
   activeTab = tab.dataset.tab;
   document.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t === tab));
   document.querySelectorAll(".panel").forEach((p) => p.classList.toggle("active", p.id === `tab-${activeTab}`));
+  document.body.dataset.tab = activeTab;
   $("generate-btn").disabled = activeTab === "voices";
+  if (activeTab === "jobs") pollJobs();
 }));
 
 // ------------------------------------------------------------------ recording a reference
@@ -234,4 +241,134 @@ $("generate-btn").onclick = async () => {
   }
 };
 
+// ------------------------------------------------------------------ jobs
+// Submit a book or pasted text as an audiobook job, then poll GET /v1/jobs while the tab is open:
+// progress (segments, percent, ETA), cancel, delete, and downloads of every result. Downloads go
+// through fetch so the API key is sent; a result on S3 is a presigned URL and needs no key.
+const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+let pollTimer = null;
+
+function jobStatus(text, isError = false) {
+  $("job-status").textContent = text;
+  $("job-status").className = isError ? "error" : "muted";
+}
+
+$("job-submit-btn").onclick = async () => {
+  const request = { kind: "audiobook", output_format: $("job-format").value, voice: { name: $("job-voice").value } };
+  const file = $("job-file").files[0];
+  const text = $("job-text").value.trim();
+  let init;
+  if (file) {
+    const form = new FormData();
+    form.append("request", JSON.stringify(request));
+    form.append("file", file);
+    init = { method: "POST", body: form };
+  } else if (text) {
+    init = { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ ...request, text }) };
+  } else { jobStatus("choose a book file or paste some text", true); return; }
+  try {
+    const job = await (await api("/v1/jobs", init)).json();
+    jobStatus(`submitted ${job.id}`);
+    $("job-file").value = "";
+    pollJobs();
+  } catch (err) { jobStatus(err.message, true); }
+};
+
+function formatSeconds(s) {
+  if (s === null || s === undefined) return "";
+  return s < 90 ? `${Math.round(s)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+async function download(url, filename) {
+  if (new URL(url, location.href).origin !== location.origin) { window.open(url, "_blank"); return; }
+  try {
+    const blob = await (await api(url)).blob();
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = filename;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+  } catch (err) { jobStatus(err.message, true); }
+}
+
+async function jobAction(job, action) {
+  try {
+    if (action === "cancel") await api(`/v1/jobs/${encodeURIComponent(job.id)}/cancel`, { method: "POST" });
+    else if (confirm(`Delete job ${job.id} and its audio?`)) await api(`/v1/jobs/${encodeURIComponent(job.id)}`, { method: "DELETE" });
+    pollJobs();
+  } catch (err) { jobStatus(err.message, true); }
+}
+
+function button(label, onclick, className = "") {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = label;
+  b.className = className;
+  b.onclick = onclick;
+  return b;
+}
+
+function renderJob(job) {
+  const card = document.createElement("div");
+  card.className = "job";
+  card.dataset.id = job.id;
+  card.dataset.status = job.status;
+  const head = document.createElement("div");
+  head.className = "job-head";
+  const badge = document.createElement("span");
+  badge.className = `badge ${job.status}`;
+  badge.textContent = job.status;
+  const id = document.createElement("span");
+  id.className = "job-id";
+  id.textContent = job.id;
+  const when = document.createElement("span");
+  when.className = "muted";
+  when.textContent = `${job.kind} · ${job.output_format} · ${new Date(job.created_at).toLocaleString()}`;
+  head.append(badge, id, when);
+  const p = job.progress;
+  const bar = document.createElement("progress");
+  bar.max = 100;
+  bar.value = p.percent;
+  const detail = document.createElement("div");
+  detail.className = "muted progress-text";
+  const eta = !FINAL.has(job.status) && p.eta_s !== null ? ` · ETA ${formatSeconds(p.eta_s)}` : "";
+  detail.textContent = `${p.segments_done}/${p.segments_total} segments · ${p.percent.toFixed(0)}% · ${p.audio_seconds.toFixed(1)} s of audio${eta}`;
+  card.append(head, bar, detail);
+  if (job.error) {
+    const error = document.createElement("div");
+    error.className = "error";
+    error.textContent = job.error;
+    card.append(error);
+  }
+  const results = document.createElement("div");
+  results.className = "results";
+  for (const [name, url] of Object.entries(job.results)) {
+    const link = document.createElement("a");
+    link.textContent = name;
+    link.dataset.result = name;
+    link.onclick = () => download(url, `${job.id}-${name.replaceAll("/", "-")}`);
+    results.append(link);
+  }
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  if (!FINAL.has(job.status)) actions.append(button("Cancel", () => jobAction(job, "cancel"), "cancel"));
+  actions.append(button("Delete", () => jobAction(job, "delete"), "delete"));
+  card.append(results, actions);
+  return card;
+}
+
+async function pollJobs() {
+  clearTimeout(pollTimer);
+  if (activeTab !== "jobs") return;
+  try {
+    const { data } = await (await api("/v1/jobs?limit=50")).json();
+    $("job-list").replaceChildren(...data.map(renderJob));
+    $("job-empty").hidden = data.length > 0;
+  } catch (err) { jobStatus(err.message, true); }
+  pollTimer = setTimeout(pollJobs, 1000);
+}
+
+document.body.dataset.tab = activeTab;
 refresh();

@@ -6,11 +6,15 @@ the whole file comes from :meth:`AudioEncoder.finish`, and headers carry true si
 
 Formats and why they are built the way they are:
 
-* ``pcm``: raw signed 16-bit little-endian samples at the model's rate, no header.
+* ``pcm``: raw signed 16-bit little-endian samples, no header; nothing in the bytes says the
+  rate, so a caller that must meet a fixed one (OpenAI's 24 kHz) asks for it with ``rate``.
 * ``wav``: a 44-byte RIFF header (written here with :mod:`struct`: PyAV's wav muxer needs a
   seekable output to fix its sizes) followed by ``pcm``. Streamed WAV cannot know its length up
   front, so it uses the conventional placeholder ``0xFFFFFFFF`` for both the RIFF and the data
   size ("read until end of stream"), which FFmpeg, browsers and most players accept.
+* ``rate``: the rate the listener should get (default: the input's). Audio is resampled to it
+  once, with a stateful soxr stream, so a streamed response equals the whole file sample for
+  sample; containers then state the rate they hold.
 * ``mp3`` (LAME), ``opus`` (in Ogg), ``aac`` (ADTS), ``flac``: PyAV. Some formats are encoded
   at a rate of their own (exposed as ``AudioEncoder.output_rate``), resampled with a stateful
   soxr stream so chunk boundaries never click. Opus only runs at 48 kHz. AAC runs at 48 kHz
@@ -102,8 +106,9 @@ def wav_header(data_size: int, sample_rate: int) -> bytes:
 class _PcmWriter:
     """``pcm`` and ``wav``: 16-bit samples, with or without a RIFF header."""
 
-    def __init__(self, sample_rate: int, *, wav: bool, streaming: bool) -> None:
-        self.output_rate = sample_rate
+    def __init__(self, sample_rate: int, rate: int, *, wav: bool, streaming: bool) -> None:
+        self.output_rate = rate
+        self._resampler = StreamResampler(sample_rate, rate)
         self._wav = wav
         self._streaming = streaming
         self._header_sent = not (wav and streaming)
@@ -116,16 +121,17 @@ class _PcmWriter:
         return wav_header(WAV_STREAMING_SIZE, self.output_rate)
 
     def encode(self, audio: np.ndarray) -> bytes:
-        data = _to_s16(audio).tobytes()
+        data = _to_s16(self._resampler.process(audio)).tobytes()
         if self._streaming:
             return self._header() + data
         self._parts.append(data)
         return b""
 
     def finish(self) -> bytes:
+        tail = _to_s16(self._resampler.flush()).tobytes()
         if self._streaming:
-            return self._header()
-        data = b"".join(self._parts)
+            return self._header() + tail
+        data = b"".join(self._parts) + tail
         self._parts.clear()
         return (wav_header(len(data), self.output_rate) if self._wav else b"") + data
 
@@ -178,9 +184,9 @@ class _StreamSink:
 class _PyAVWriter:
     """``mp3``, ``opus``, ``aac``, ``flac`` through PyAV."""
 
-    def __init__(self, spec: _CodecSpec, sample_rate: int, *, streaming: bool) -> None:
+    def __init__(self, spec: _CodecSpec, sample_rate: int, rate: int, *, streaming: bool) -> None:
         codec = av.Codec(spec.codec, "w")
-        self.output_rate = _encode_rate(sample_rate, spec.rates)
+        self.output_rate = _encode_rate(rate, spec.rates)
         self._resampler = StreamResampler(sample_rate, self.output_rate)
         self._sink: _StreamSink | io.BytesIO = _StreamSink() if streaming else io.BytesIO()
         options = {"flush_packets": "1", **spec.streaming_options} if streaming else {}
@@ -223,31 +229,39 @@ def _encode_rate(rate: int, allowed: tuple[int, ...] | None) -> int:
     return min((r for r in allowed if r >= rate), default=max(allowed))
 
 
+def delivered_rate(fmt: str, rate: int) -> int:
+    """The rate a listener decodes when ``fmt`` is asked for at ``rate`` (``AudioEncoder.output_rate``)."""
+    spec = _PYAV_FORMATS.get(fmt)
+    return _encode_rate(rate, spec.rates) if spec else rate
+
+
 class AudioEncoder:
     """Encodes one response: feed float32 mono chunks, then call :meth:`finish` exactly once.
 
     ``streaming=True``: every :meth:`encode` returns the bytes ready so far (possibly ``b""``;
     codecs hold back a little look-ahead), and :meth:`finish` returns the rest.
     ``streaming=False``: :meth:`encode` returns ``b""`` and :meth:`finish` the whole file, with
-    true sizes in every header. ``output_rate`` is the rate the listener will decode (48 kHz for
-    opus and aac, otherwise ``sample_rate``).
+    true sizes in every header. ``rate`` is the rate asked for (default ``sample_rate``);
+    ``output_rate`` the rate the listener will decode (48 kHz for opus and aac, mp3's nearest
+    rate, otherwise ``rate``).
     """
 
-    def __init__(self, fmt: str, sample_rate: int, *, streaming: bool) -> None:
+    def __init__(self, fmt: str, sample_rate: int, *, streaming: bool, rate: int | None = None) -> None:
         if fmt not in CONTENT_TYPES:
             raise InvalidRequestError(
                 f"unsupported audio format {fmt!r}; choose one of {', '.join(CONTENT_TYPES)}",
                 param="response_format",
             )
-        if sample_rate <= 0:
-            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        if sample_rate <= 0 or (rate is not None and rate <= 0):
+            raise ValueError(f"sample rates must be positive, got {sample_rate} and {rate}")
+        rate = rate or sample_rate
         self.format = fmt
         self.content_type = CONTENT_TYPES[fmt]
         self.sample_rate = sample_rate
         self._writer: _PcmWriter | _PyAVWriter = (
-            _PcmWriter(sample_rate, wav=fmt == "wav", streaming=streaming)
+            _PcmWriter(sample_rate, rate, wav=fmt == "wav", streaming=streaming)
             if fmt in ("pcm", "wav")
-            else _PyAVWriter(_PYAV_FORMATS[fmt], sample_rate, streaming=streaming)
+            else _PyAVWriter(_PYAV_FORMATS[fmt], sample_rate, rate, streaming=streaming)
         )
         self.output_rate = self._writer.output_rate
         self._finished = False
@@ -268,7 +282,7 @@ class AudioEncoder:
         return self._writer.finish()
 
 
-def encode_audio(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:
-    """Encode a whole clip at once (non-streaming: headers carry the true sizes)."""
-    encoder = AudioEncoder(fmt, sample_rate, streaming=False)
+def encode_audio(audio: np.ndarray, sample_rate: int, fmt: str, *, rate: int | None = None) -> bytes:
+    """Encode a whole clip at once (non-streaming: headers carry the true sizes), at ``rate`` if given."""
+    encoder = AudioEncoder(fmt, sample_rate, streaming=False, rate=rate)
     return encoder.encode(audio) + encoder.finish()

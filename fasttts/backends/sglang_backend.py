@@ -1,14 +1,16 @@
 """The ``sglang`` backend: SGLang's in-process ``Engine`` (CUDA only; no CPU build exists).
 
 A :class:`~fasttts.backends.base.GenerationRequest` becomes one ``Engine.async_generate`` call
-on token ids (``skip_tokenizer_init``), streamed incrementally (``stream_output``):
+on token ids (``skip_tokenizer_init``), streamed incrementally (``incremental_streaming_output``):
 
 - sampling options map one to one (``top_k=0`` is SGLang's ``-1``; the seed is
   ``sampling_seed``);
-- the :class:`~fasttts.backends.base.TokenConstraint` travels in ``custom_params`` to a custom
-  logit processor (:class:`TokenConstraintProcessor`) that SGLang runs in its scheduler process
-  on every step, masking each row to ``constraint.allowed(req.output_ids)``; so constraints must
-  pickle (SparkGrammar does);
+- the :class:`~fasttts.backends.base.TokenConstraint` travels, pickled and hex-encoded (SGLang
+  accepts only JSON values in ``custom_params``), to a custom logit processor
+  (:class:`TokenConstraintProcessor`) that SGLang runs in its scheduler process on every step,
+  masking each row to ``constraint.allowed(req.output_ids)``; the processor keeps the decoded
+  constraints keyed by that string, so each is unpickled once; constraints must pickle
+  (SparkGrammar does);
 - stop ids, ``max_tokens`` and a complete constraint are enforced here as tokens arrive, with
   ``ignore_eos`` set so that SGLang never stops early on the model's own EOS (its stop-token
   check is disabled together with EOS); when we stop first, or the consumer goes away, the
@@ -21,6 +23,7 @@ from ``max_length``, ``max_running_requests`` from ``batch_size``, plus dtype, d
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import pickle
 import uuid
@@ -33,7 +36,10 @@ from fasttts.backends.base import GenerationRequest, LLMBackend, check_request, 
 from fasttts.backends.registry import BackendConfig
 from fasttts.errors import BackendError, InvalidRequestError, MissingExtraError
 
-__all__ = ["SGLangBackend", "TokenConstraintProcessor", "sampling_params"]
+__all__ = ["CONSTRAINT_KEY", "SGLangBackend", "TokenConstraintProcessor", "sampling_params"]
+
+CONSTRAINT_KEY = "fasttts_constraint"
+"""The ``custom_params`` entry holding a request's pickled constraint, as a hex string."""
 
 
 def _import_sglang() -> Any:
@@ -49,15 +55,17 @@ class TokenConstraintProcessor:
     """SGLang custom logit processor: masks each row to its request's allowed ranges.
 
     SGLang deserialises ``to_str()`` (``dill.loads``, which reads plain pickles), instantiates it
-    in its scheduler process and calls it with ``logits`` [B, V] and one ``custom_params`` dict
-    per row, holding our ``constraint`` and SGLang's ``__req__``. It needs nothing from SGLang's
-    base class, so it is pickled by reference and this module stays free of sglang imports."""
+    in its scheduler process (a fresh instance per batch) and calls it with ``logits`` [B, V] and
+    one ``custom_params`` dict per row, holding our :data:`CONSTRAINT_KEY` and SGLang's ``__req__``.
+    It needs nothing from SGLang's base class, so it is pickled by reference and this module stays
+    free of sglang imports."""
 
     def __call__(self, logits: Any, custom_param_list: list[dict[str, Any] | None] | None = None) -> Any:
         for row, params in enumerate(custom_param_list or []):
-            constraint = (params or {}).get("constraint")
-            if constraint is None:
+            encoded = (params or {}).get(CONSTRAINT_KEY)
+            if encoded is None:
                 continue
+            constraint = decode_constraint(encoded)
             ranges = constraint.allowed(list(params["__req__"].output_ids))
             if ranges is None:
                 continue
@@ -72,8 +80,15 @@ class TokenConstraintProcessor:
         return json.dumps({"callable": pickle.dumps(cls).hex()})
 
 
+@functools.lru_cache(maxsize=4096)
+def decode_constraint(encoded: str) -> Any:
+    """The constraint behind a :data:`CONSTRAINT_KEY` value; cached in the scheduler process, since
+    the processor runs every step and a constraint is a pure function of the tokens generated."""
+    return pickle.loads(bytes.fromhex(encoded))
+
+
 def sampling_params(request: GenerationRequest) -> dict[str, Any]:
-    """SGLang's sampling parameters for ``request`` (constraint included, stopping excluded)."""
+    """SGLang's sampling parameters for ``request`` (constraint included, stopping excluded); JSON values only."""
     params: dict[str, Any] = {
         "max_new_tokens": request.max_tokens,
         "temperature": request.temperature,
@@ -86,7 +101,7 @@ def sampling_params(request: GenerationRequest) -> dict[str, Any]:
     if request.seed is not None:
         params["sampling_seed"] = request.seed
     if request.constraint is not None:
-        params["custom_params"] = {"constraint": request.constraint}
+        params["custom_params"] = {CONSTRAINT_KEY: pickle.dumps(request.constraint).hex()}
     return params
 
 
@@ -97,7 +112,6 @@ class SGLangBackend(LLMBackend):
         self._sgl = _import_sglang()  # fail early, with the extra to install
         self.config = config
         self._engine: Any = None
-        self._processor: str | None = None
         self._active: set[str] = set()
         self._lock = asyncio.Lock()
         self._vocab_size = model_vocab_size(config.model_dir)
@@ -105,7 +119,7 @@ class SGLangBackend(LLMBackend):
     def engine_args(self) -> dict[str, Any]:
         cfg = self.config
         return dict(
-            model_path=cfg.model_dir, skip_tokenizer_init=True, stream_output=True,
+            model_path=cfg.model_dir, skip_tokenizer_init=True, incremental_streaming_output=True,
             mem_fraction_static=cfg.gpu_memory_utilization, context_length=cfg.max_length,
             max_running_requests=cfg.batch_size, dtype=cfg.dtype, device="cuda" if cfg.device == "auto" else cfg.device,
             random_seed=cfg.seed, enable_custom_logit_processor=True, log_level="error",
@@ -118,7 +132,6 @@ class SGLangBackend(LLMBackend):
                     self._engine = await asyncio.to_thread(lambda: self._sgl.Engine(**self.engine_args()))
                 except Exception as exc:
                     raise BackendError(f"SGLang could not start: {exc}") from exc
-                self._processor = TokenConstraintProcessor.to_str()
 
     async def shutdown(self) -> None:
         async with self._lock:
@@ -135,10 +148,8 @@ class SGLangBackend(LLMBackend):
         if request.max_tokens <= 0:
             return
         await self.start()
-        rid = request.request_id or uuid.uuid4().hex
-        kwargs: dict[str, Any] = dict(input_ids=list(request.prompt_ids), sampling_params=sampling_params(request), stream=True, rid=rid)
-        if request.constraint is not None:
-            kwargs["custom_logit_processor"] = self._processor
+        kwargs = self.generate_kwargs(request)
+        rid = kwargs["rid"]
         self._active.add(rid)
         generated: list[int] = []
         finished = False
@@ -147,7 +158,7 @@ class SGLangBackend(LLMBackend):
             stream = await self._engine.async_generate(**kwargs)
             async for chunk in stream:
                 finished = (chunk.get("meta_info") or {}).get("finish_reason") is not None
-                for token in chunk.get("output_ids", ()):  # incremental: stream_output=True
+                for token in chunk.get("output_ids", ()):  # incremental: incremental_streaming_output
                     generated.append(int(token))
                     yield generated[-1]
                     if self._done(request, generated):
@@ -160,6 +171,14 @@ class SGLangBackend(LLMBackend):
                 self._engine.tokenizer_manager.abort_request(rid)
             if stream is not None:
                 await stream.aclose()
+
+    def generate_kwargs(self, request: GenerationRequest) -> dict[str, Any]:
+        """The keyword arguments of ``Engine.async_generate`` for ``request``."""
+        kwargs: dict[str, Any] = dict(input_ids=list(request.prompt_ids), sampling_params=sampling_params(request),
+                                      stream=True, rid=request.request_id or uuid.uuid4().hex)  # fmt: skip
+        if request.constraint is not None:
+            kwargs["custom_logit_processor"] = TokenConstraintProcessor.to_str()
+        return kwargs
 
     @staticmethod
     def _done(request: GenerationRequest, generated: list[int]) -> bool:

@@ -16,19 +16,20 @@ import abc
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fasttts.audio.crossfade import SegmentJoiner
+from fasttts.audio.tempo import TempoStretcher
 from fasttts.config import Settings, with_overrides
 from fasttts.errors import GenerationError, InvalidRequestError, NotFoundError, UnsupportedFeatureError
-from fasttts.params import SamplingParams, SplitParams, VoiceParams
-from fasttts.text import normalize_text, parse_script, split_text
+from fasttts.params import LEVEL_TEMPO, SamplingParams, SplitParams, VoiceParams, matching_level, offset_seed
+from fasttts.text import check_characters, normalize_text, parse_script, split_text
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -60,8 +61,12 @@ class Capabilities:
     """Voice creation from gender/pitch/speed labels (Spark)."""
     pitch: bool = False
     speed: bool = False
+    """Native speed levels; every model meets any speed (see :meth:`TTSEngine.speed_plan`)."""
     emotion_tags: bool = False
     streaming: bool = True
+    voice_latent: bool = False
+    """Cloning needs the reference's latent as well as its audio (MegaTTS3's ``.npy``, upload
+    field ``latent_file``): the release withholds the encoder that would compute it."""
 
 
 @dataclass
@@ -96,6 +101,8 @@ class TTSEngine(abc.ABC):
     capabilities: Capabilities = Capabilities()
     default_sampling: SamplingParams = SamplingParams(temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.0, max_tokens=4096)
     default_voice: str = "default"
+    default_role_dir: str = "data/roles"
+    """``--role_dir`` when the flag is not given."""
     segment_crossfade_s: float = SEGMENT_CROSSFADE_S
 
     def __init__(self, *, seed: int = 0, language: str | None = None) -> None:
@@ -139,9 +146,10 @@ class TTSEngine(abc.ABC):
         """Names a request may use as ``name``/``voice``."""
         return [self.default_voice]
 
-    async def add_voice(self, name: str, reference_audio: bytes, reference_text: str | None = None) -> dict[str, Any]:
+    async def add_voice(self, name: str, reference_audio: bytes, reference_text: str | None = None, *, latent: bytes | None = None) -> dict[str, Any]:
         """Register a cloned voice; returns its serialisable state (e.g. encoded tokens) so the
-        caller can persist it and later :meth:`load_voice` it without re-encoding."""
+        caller can persist it and later :meth:`load_voice` it without re-encoding. ``latent``:
+        the reference's latent file, for models with :attr:`Capabilities.voice_latent`."""
         raise UnsupportedFeatureError(f"{self.model_type} cannot clone voices", param="reference_audio")
 
     def load_voice(self, name: str, state: dict[str, Any]) -> None:
@@ -166,6 +174,25 @@ class TTSEngine(abc.ABC):
         await self._resolve_voice(voice)
         return None
 
+    def min_tokens(self, voice: VoiceParams) -> int:
+        """The fewest generated tokens (``max_tokens``) with which a segment spoken in ``voice`` can
+        produce any audio. Computed without model work (no reference is encoded, nothing runs), so
+        :meth:`check_max_tokens` can refuse a request before anything starts. Default 1."""
+        return 1
+
+    def check_max_tokens(self, voices: Iterable[VoiceParams], sampling: SamplingParams | None) -> None:
+        """400 (naming ``max_tokens`` and the minimum) when the request's ``max_tokens`` is too small
+        for any of ``voices`` to produce audio: the caller's mistake, never a retry and a 500."""
+        max_tokens = (sampling or SamplingParams()).with_defaults(self.default_sampling).max_tokens
+        if max_tokens is None:
+            return
+        distinct = {id(v): v for v in voices}.values()  # a request's segments share their voice objects
+        need = max((self.min_tokens(v) for v in distinct), default=1)
+        if max_tokens < need:
+            raise UnsupportedFeatureError(  # 400: what this model cannot do with the request's value
+                f"max_tokens: {max_tokens} is too small; {self.model_type} needs at least {need} tokens to produce any audio"
+                " in this voice", param="max_tokens")
+
     def _first_segment_writes_voice(self, voice: Any) -> bool:
         """Whether the request's first segment spoken in ``voice`` (as :meth:`_resolve_voice`
         returned it) decides what the voice sounds like for its later segments, which then wait for
@@ -174,6 +201,24 @@ class TTSEngine(abc.ABC):
 
     def normalize(self, text: str) -> str:
         return normalize_text(text, language=self.language)
+
+    def speed_plan(self, voice: VoiceParams) -> VoiceParams:
+        """``voice`` with its speed met as this model can: ``speed`` a level the model applies
+        natively (or None), ``tempo`` the factor left to time-stretch (or None).
+
+        A model with native levels (Spark, Piper) takes a tempo that matches a level's
+        (:data:`~fasttts.params.LEVEL_TEMPO`) as that level, and stretches any other; a model
+        without (Orpheus) stretches a level by its tempo. Idempotent, so every path (requests,
+        job planning, workers) may apply it."""
+        level, tempo = voice.speed, voice.tempo
+        if self.capabilities.speed:
+            if level is None and tempo is not None and (match := matching_level(tempo)) is not None:
+                level, tempo = match, None
+        elif level is not None:
+            level, tempo = None, (tempo or 1.0) * LEVEL_TEMPO[level]
+        if tempo is not None and matching_level(tempo) == "moderate":
+            tempo = None
+        return voice if (level, tempo) == (voice.speed, voice.tempo) else replace(voice, speed=level, tempo=tempo)
 
     async def start(self) -> None:
         """Start background machinery (backend threads, batchers)."""
@@ -200,12 +245,14 @@ class TTSEngine(abc.ABC):
         speed: str | None = None,
         gender: str | None = None,
         instructions: str | None = None,
+        tempo: float | None = None,
         sampling: SamplingParams | None = None,
         split: SplitParams | None = None,
         _stream: bool = True,
     ) -> AsyncIterator[np.ndarray]:
-        """Synthesize ``text``, yielding audio chunks as soon as they are ready."""
-        voice = VoiceParams(name=name if name or gender else self.default_voice, gender=gender, pitch=pitch, speed=speed, instructions=instructions)
+        """Synthesize ``text``, yielding audio chunks as soon as they are ready. ``speed`` is a
+        level, ``tempo`` a factor (OpenAI ``speed``); any model meets either (:meth:`speed_plan`)."""
+        voice = VoiceParams(name=name if name or gender else self.default_voice, gender=gender, pitch=pitch, speed=speed, instructions=instructions, tempo=tempo)
         async for chunk in self._run(self.segments(text, voice, split), sampling, stream=_stream):
             yield chunk
 
@@ -221,13 +268,17 @@ class TTSEngine(abc.ABC):
         *,
         pitch: str | None = None,
         speed: str | None = None,
+        tempo: float | None = None,
         sampling: SamplingParams | None = None,
         split: SplitParams | None = None,
+        latent: bytes | None = None,
         _stream: bool = True,
     ) -> AsyncIterator[np.ndarray]:
         if not self.capabilities.clone:
             raise UnsupportedFeatureError(f"{self.model_type} cannot clone from reference audio", param="reference_audio")
-        voice = VoiceParams(reference_audio=reference_audio, reference_text=reference_text, pitch=pitch, speed=speed)
+        if latent is not None and not self.capabilities.voice_latent:
+            raise UnsupportedFeatureError(f"latent_file: the {self.model_type} model takes no reference latent", param="latent_file")
+        voice = VoiceParams(reference_audio=reference_audio, reference_text=reference_text, pitch=pitch, speed=speed, tempo=tempo, reference_latent=latent)
         async for chunk in self._run(self.segments(text, voice, split), sampling, stream=_stream):
             yield chunk
 
@@ -252,40 +303,52 @@ class TTSEngine(abc.ABC):
         """Cut a multi-speaker script into segments, each with its voice (also used by job workers)."""
         segments: list[Segment] = []
         for part in parse_script(text, default_role=default_voice or self.default_voice):
-            voice = VoiceParams(name=part.role, pitch=part.pitch, speed=part.speed)
+            voice = self.speed_plan(VoiceParams(name=part.role, pitch=part.pitch, speed=part.speed))
             base = len(segments)
             segments.extend(Segment(t, voice, index=base + i) for i, t in enumerate(self._split(part.text, split)))
         return segments
 
     def segments(self, text: str, voice: VoiceParams, split: SplitParams | None = None) -> list[Segment]:
         """Cut text into the segments a request would synthesize (job workers store each one)."""
+        voice = self.speed_plan(voice)
         return [Segment(t, voice, index=i) for i, t in enumerate(self._split(text, split))]
+
+    async def synthesize_segments(self, segments: list[Segment], sampling: SamplingParams | None = None, *, stream: bool = False) -> AsyncIterator[np.ndarray]:
+        """Run prepared segments (crossfaded together): routes that build their own segments
+        (MegaTTS3's clone with its latent) hand them over here."""
+        async for chunk in self._run(segments, sampling, stream=stream):
+            yield chunk
 
     async def synthesize_segment(self, segment: Segment, sampling: SamplingParams | None = None) -> np.ndarray:
         """Audio of a single segment, without any crossfade (job workers join segments later)."""
-        voice = await self._resolve_voice(segment.voice)
+        plan = self.speed_plan(segment.voice)
+        self.check_max_tokens([plan], sampling)
+        voice = await self._resolve_voice(plan)
         resolved = _segment_sampling((sampling or SamplingParams()).with_defaults(self.default_sampling), segment)
         token = SEGMENT_POSITION.set((segment.index, segment.extra.get("count")))
         try:
-            return await _collect(self._segment_with_retry(segment.text, voice, resolved, stream=False))
+            return await _collect(self._segment_audio(segment.text, (voice, plan.tempo), resolved, stream=False))
         finally:
             SEGMENT_POSITION.reset(token)
 
     # ------------------------------------------------------------------ pipeline
     def _split(self, text: str, split: SplitParams | None) -> list[str]:
         split = split or SplitParams()
+        check_characters(text)
         pieces = split_text(self.normalize(text), self.count_tokens, split.length_threshold, split.window_size)
         return [p for p in pieces if p.strip()]
 
     async def _run(self, segments: list[Segment], sampling: SamplingParams | None, *, stream: bool) -> AsyncIterator[np.ndarray]:
         if not segments:
             raise InvalidRequestError("text is empty after normalisation", param="text")
+        self.check_max_tokens([seg.voice for seg in segments], sampling)
         resolved = (sampling or SamplingParams()).with_defaults(self.default_sampling)
-        voices: dict[int, Any] = {}
+        voices: dict[int, tuple[Any, float | None]] = {}
         for seg in segments:  # resolve every voice before the first audio: errors come first
             key = id(seg.voice)
             if key not in voices:
-                voices[key] = await self._resolve_voice(seg.voice)
+                plan = self.speed_plan(seg.voice)
+                voices[key] = (await self._resolve_voice(plan), plan.tempo)
         joiner = SegmentJoiner(int(self.segment_crossfade_s * self.sample_rate))
         self.stats.requests += 1
         self.stats.active += 1
@@ -313,7 +376,7 @@ class TTSEngine(abc.ABC):
         finally:
             self.stats.active -= 1
 
-    async def _segment_chunks(self, segments: list[Segment], voices: dict[int, Any], sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray | None]:
+    async def _segment_chunks(self, segments: list[Segment], voices: dict[int, tuple[Any, float | None]], sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray | None]:
         """Every segment's audio chunks in order, each segment ended by ``None``.
 
         Segments within :data:`SEGMENT_CONCURRENCY` of the one being delivered run at once, so the
@@ -326,7 +389,7 @@ class TTSEngine(abc.ABC):
             first_of.setdefault(id(seg.voice), seg)
         written = {key: asyncio.Event() for key in first_of}
         for key, event in written.items():
-            if not self._first_segment_writes_voice(voices[key]):
+            if not self._first_segment_writes_voice(voices[key][0]):
                 event.set()
         window = asyncio.Condition()
         delivering = [0]  # the index of the segment being delivered
@@ -340,7 +403,7 @@ class TTSEngine(abc.ABC):
                 if first_of[key] is not seg:
                     await written[key].wait()
                 SEGMENT_POSITION.set((index, len(segments)))
-                async for chunk in self._segment_with_retry(seg.text, voices[key], _segment_sampling(sampling, seg), stream=stream):
+                async for chunk in self._segment_audio(seg.text, voices[key], _segment_sampling(sampling, seg), stream=stream):
                     queue.put_nowait(chunk)
                 written[key].set()
                 self.stats.segments += 1
@@ -375,6 +438,24 @@ class TTSEngine(abc.ABC):
         held = joiner.flush()
         return joiner.push(np.concatenate([held, chunk]))
 
+    async def _segment_audio(self, text: str, voice: tuple[Any, float | None], sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
+        """One segment's audio for a (resolved voice, tempo) pair: time-stretched by the tempo the
+        voice's :meth:`speed_plan` left, chunk by chunk as it streams (off the event loop)."""
+        resolved, tempo = voice
+        chunks = self._segment_with_retry(text, resolved, sampling, stream=stream)
+        if tempo is None:
+            async for chunk in chunks:
+                yield chunk
+            return
+        stretcher = TempoStretcher(self.sample_rate, tempo)
+        async for chunk in chunks:
+            out = await asyncio.to_thread(stretcher.process, chunk)
+            if len(out):
+                yield out
+        tail = await asyncio.to_thread(stretcher.flush)
+        if len(tail):
+            yield tail
+
     async def _segment_with_retry(self, text: str, voice: Any, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
         """A segment that yields no audio at all is retried once with a new seed, then reported."""
         for attempt in range(2):
@@ -388,7 +469,7 @@ class TTSEngine(abc.ABC):
             if produced:
                 return
             self.stats.retries += 1
-            new_seed = random.randrange(2**31) if sampling.seed is None else sampling.seed + 7919
+            new_seed = random.randrange(2**31) if sampling.seed is None else offset_seed(sampling.seed, 7919)
             logger.warning("segment %r produced no audio (attempt %d); retrying with seed %d", text[:40], attempt + 1, new_seed)
             sampling = sampling.with_seed(new_seed)
         raise GenerationError(f"the model produced no audio for the segment {text[:60]!r} after a retry with a new seed")
@@ -397,7 +478,7 @@ class TTSEngine(abc.ABC):
 def _segment_sampling(sampling: SamplingParams, segment: Segment) -> SamplingParams:
     """Each segment of a seeded request gets its own derived seed, the same whether the segment
     runs in a request, alone in a job worker, or in ``fasttts infer``."""
-    return sampling if sampling.seed is None else sampling.with_seed(sampling.seed + segment.index)
+    return sampling if sampling.seed is None else sampling.with_seed(offset_seed(sampling.seed, segment.index))
 
 
 async def _collect(stream: AsyncIterator[np.ndarray]) -> np.ndarray:

@@ -31,7 +31,7 @@ def voice_key(v: VoiceParams) -> str:
 
 def _voice_dict(v: VoiceParams) -> dict[str, Any]:
     """What a segment row keeps of its voice: labels only (its state is in the job's request)."""
-    return VoiceSpec(name=v.name, gender=v.gender, pitch=v.pitch, speed=v.speed, instructions=v.instructions).__dict__.copy()
+    return VoiceSpec(name=v.name, gender=v.gender, pitch=v.pitch, speed=v.speed, tempo=v.tempo, instructions=v.instructions).__dict__.copy()
 
 
 def segment_voice(voice: dict[str, Any], request: dict[str, Any]) -> VoiceParams:
@@ -42,16 +42,17 @@ def segment_voice(voice: dict[str, Any], request: dict[str, Any]) -> VoiceParams
 
 def _book_voice(engine: TTSEngine, spec: JobSpec, name: str | None) -> VoiceParams:
     """An audiobook voice: ``name`` (a chapter's own) or the book's narrator."""
-    return VoiceParams(name=name or spec.voice.name or engine.default_voice, pitch=spec.voice.pitch, speed=spec.voice.speed)
+    voice = VoiceParams(name=name or spec.voice.name or engine.default_voice, pitch=spec.voice.pitch, speed=spec.voice.speed, tempo=spec.voice.tempo)
+    return engine.speed_plan(voice)
 
 
 def _single_voice(engine: TTSEngine, spec: JobSpec) -> VoiceParams:
     voice = spec.voice.to_params()
     if spec.kind == "clone":  # the reference speaks: a name or gender given with it means nothing
-        return replace(voice, name=None, gender=None)
+        return engine.speed_plan(replace(voice, name=None, gender=None))
     if spec.kind == "speak" and not (voice.name or voice.gender):
-        voice = VoiceParams(name=engine.default_voice, pitch=voice.pitch, speed=voice.speed, instructions=voice.instructions)
-    return voice
+        voice = VoiceParams(name=engine.default_voice, pitch=voice.pitch, speed=voice.speed, tempo=voice.tempo, instructions=voice.instructions)
+    return engine.speed_plan(voice)
 
 
 def check_job_chars(chars: int, limit: int, param: str) -> None:
@@ -102,9 +103,13 @@ async def pin_job_voices(engine: TTSEngine, spec: JobSpec, reference_audio: byte
     state: a stored or ``--role_dir`` voice's tokens, a clone job's reference encoded once, a
     created voice generated once). A job's segments run on any worker in any order, later: none of
     them looks a voice up, so a voice changed or deleted after submit does not change the job, and
-    a voice the model does not know fails the submit (404 naming it) instead of the job."""
+    a voice the model does not know fails the submit (404 naming it) instead of the job. First,
+    before any model work, a ``max_tokens`` too small for the job's voices is refused (400, as the
+    synchronous routes)."""
+    voices = _job_voices(engine, spec, reference_audio)
+    engine.check_max_tokens(voices, spec.sampling_params())
     seed = spec.sampling_params().seed
-    for voice in _job_voices(engine, spec, reference_audio):
+    for voice in voices:
         key = voice_key(voice)
         if key not in spec.pinned_voices and (state := await engine.pin_voice(voice, seed=seed)) is not None:
             spec.pinned_voices[key] = state

@@ -25,17 +25,19 @@ class VoiceSpec:
     gender: str | None = None
     pitch: str | None = None
     speed: str | None = None
+    tempo: float | None = None
+    """A speed factor (OpenAI ``speed``), as :attr:`fasttts.params.VoiceParams.tempo`."""
     instructions: str | None = None
     reference_text: str | None = None
     """Clone jobs: the transcript of the reference audio uploaded with the job."""
 
     def __post_init__(self) -> None:
-        VoiceParams(name=self.name, gender=self.gender, pitch=self.pitch, speed=self.speed)  # validates labels
+        VoiceParams(name=self.name, gender=self.gender, pitch=self.pitch, speed=self.speed, tempo=self.tempo)  # validates labels
 
     def to_params(self, *, reference_audio: bytes | None = None, state: dict[str, Any] | None = None) -> VoiceParams:
         return VoiceParams(
             name=None if reference_audio else self.name, gender=self.gender, pitch=self.pitch, speed=self.speed,
-            instructions=self.instructions, reference_audio=reference_audio, reference_text=self.reference_text,
+            tempo=self.tempo, instructions=self.instructions, reference_audio=reference_audio, reference_text=self.reference_text,
             state=state,
         )
 

@@ -7,6 +7,7 @@ from fasttts.text.chapters import (
     chapters_from_text,
     detect_chapters,
 )
+from fasttts.text.characters import check_characters
 from fasttts.text.normalize import detect_language, normalize_text
 from fasttts.text.script import ScriptPart, parse_script, validate_role_name
 from fasttts.text.split import split_text
@@ -15,6 +16,7 @@ __all__ = [
     "Chapter",
     "ScriptPart",
     "chapters_from_epub",
+    "check_characters",
     "chapters_from_markdown",
     "chapters_from_text",
     "detect_chapters",

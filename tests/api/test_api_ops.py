@@ -171,6 +171,11 @@ async def test_long_sync_requests_run_as_jobs(settings: Settings):
         assert abs(len(decode(r.content)[0]) / 16000 - 0.8) < 0.05  # 8 words x 0.1 s
         r = await client.post("/v1/audio/speech", json={"model": "tts-1", "input": long_text, "voice": "alloy", "stream": False, "response_format": "flac"})
         assert r.status_code == 200 and "x-job-id" in r.headers and r.headers["content-type"] == "audio/flac"
+        for speed in (1.0, 2.0):  # a job renders the model's rate: pcm is resampled to OpenAI's 24 kHz, speed kept
+            r = await client.post("/v1/audio/speech", json={"model": "tts-1", "input": long_text, "voice": "alloy", "stream": False,
+                                                             "response_format": "pcm", "speed": speed})
+            assert r.status_code == 200 and "x-job-id" in r.headers and r.headers["x-sample-rate"] == "24000"
+            assert abs(len(r.content) / 2 / 24000 - 0.8 / speed) < 0.05
         r = await client.post("/multi_speak", json={"text": "<role:female> hi <role:male> yo", "response_format": "wav"})
         assert r.status_code == 200 and "x-job-id" in r.headers
         r = await client.post("/speak", json={"name": "male", "text": "short", "response_format": "wav"})

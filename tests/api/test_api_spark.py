@@ -4,6 +4,8 @@ Random weights speak noise, so the checks are on lengths, formats, determinism a
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from api_fakes import decode, decode_pcm, tone
 from conftest import running
@@ -85,3 +87,49 @@ async def test_metrics_answer_with_the_spark_batchers(spark):
     assert r.status_code == 200, r.text
     lines = [line for line in r.text.splitlines() if line.startswith("fasttts_batch_occupancy{")]
     assert lines and any(float(line.rsplit(" ", 1)[1]) >= 1.0 for line in lines), r.text
+
+
+def _error(r) -> tuple[str, str]:
+    body = r.json()
+    err = body.get("error") or body  # /v1 routes answer OpenAI's error object, native ones {"detail", "param"}
+    return err.get("param"), err.get("message") or err.get("detail")
+
+
+async def test_max_tokens_too_small_for_audio_is_a_400_naming_the_minimum_before_any_work(spark, spark_engine, monkeypatch):
+    """A created Spark voice writes 39 tokens (acoustic values, 32 globals) before its first audio
+    token: max_tokens 39 cannot give audio. Every route refuses it up front, naming the minimum,
+    and nothing runs (no generation, no reference encoded, no job stored)."""
+
+    async def no_work(*args, **kwargs):
+        raise AssertionError("nothing may run for a request that cannot produce audio")
+
+    monkeypatch.setattr(spark_engine.backend, "generate", no_work)
+    monkeypatch.setattr(spark_engine, "tokenize", no_work)
+    requests_before = spark_engine.stats.requests
+    speak = {"name": "female", "text": "Hello there.", "response_format": "wav", "max_tokens": 39}
+    calls = [
+        spark.post("/speak", json=speak),
+        spark.post("/speak", json={**speak, "stream": True}),
+        spark.post("/multi_speak", json={"text": "<role:female> Hi! <role:male> Hello!", "max_tokens": 1}),
+        spark.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hi.", "voice": "female", "max_tokens": 32}),
+        spark.post("/v1/jobs", json={"kind": "speak", "text": "Hello there.", "voice": {"name": "male"}, "sampling": {"max_tokens": 1}}),
+    ]
+    for call in calls:
+        r = await call
+        assert r.status_code == 400, r.text
+        param, message = _error(r)
+        assert param == "max_tokens" and "at least 40" in message, r.json()
+    # a clone without a transcript needs <|start_semantic_token|> and one semantic token (2)
+    files = {"reference_audio_file": ("ref.wav", tone(1.0), "audio/wav")}
+    r = await spark.post("/clone_voice", data={"text": "Hello", "max_tokens": "1"}, files=files)
+    assert r.status_code == 400 and _error(r)[0] == "max_tokens" and "at least 2" in _error(r)[1], r.text
+    job = {"kind": "clone", "text": "Hello", "sampling": {"max_tokens": 1}}
+    r = await spark.post("/v1/jobs", data={"request": json.dumps(job)}, files={"reference_audio": ("ref.wav", tone(1.0), "audio/wav")})
+    assert r.status_code == 400 and "at least 2" in _error(r)[1], r.text
+    assert spark_engine.stats.requests == requests_before
+    assert (await spark.get("/v1/jobs")).json()["total"] == 0
+
+
+async def test_max_tokens_at_the_minimum_gives_audio(spark):
+    r = await spark.post("/speak", json={"name": "female", "text": "Hello there.", "response_format": "pcm", "max_tokens": 40, "seed": 1})
+    assert r.status_code == 200 and len(decode_pcm(r.content)) == 320  # the one semantic token

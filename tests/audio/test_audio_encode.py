@@ -12,6 +12,7 @@ from fasttts.audio.encode import (
     CONTENT_TYPES,
     WAV_STREAMING_SIZE,
     AudioEncoder,
+    delivered_rate,
     encode_audio,
     supported_formats,
 )
@@ -39,8 +40,8 @@ def decoded_seconds(fmt: str, data: bytes, rate: int) -> tuple[float, int]:
     return len(audio) / out_rate, out_rate
 
 
-def encode_chunked(fmt: str, audio: np.ndarray, rate: int, seed: int) -> bytes:
-    encoder = AudioEncoder(fmt, rate, streaming=True)
+def encode_chunked(fmt: str, audio: np.ndarray, rate: int, seed: int, *, to: int | None = None) -> bytes:
+    encoder = AudioEncoder(fmt, rate, streaming=True, rate=to)
     parts = [encoder.encode(chunk) for chunk in random_chunks(audio, np.random.default_rng(seed))]
     return b"".join(parts) + encoder.finish()
 
@@ -71,6 +72,23 @@ def test_other_model_rates(fmt: str, rate: int) -> None:
         got, out_rate = decoded_seconds(fmt, data, rate)
         assert out_rate == expected_rate(fmt, rate)
         assert abs(got - 1.0) <= TOLERANCE_S
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(("model_rate", "to"), [(16_000, 24_000), (22_050, 24_000), (24_000, 16_000), (16_000, 48_000)])
+def test_requested_rate_is_what_the_listener_gets(fmt: str, model_rate: int, to: int) -> None:
+    """``rate`` resamples once: every container states it (pcm is its bare samples), streamed or not."""
+    audio = sine(1.0, model_rate, freq=440.0, amp=0.4)
+    whole, chunked = encode_audio(audio, model_rate, fmt, rate=to), encode_chunked(fmt, audio, model_rate, seed=to, to=to)
+    assert AudioEncoder(fmt, model_rate, streaming=False, rate=to).output_rate == expected_rate(fmt, to) == delivered_rate(fmt, to)
+    for data in (whole, chunked):
+        got, out_rate = decoded_seconds(fmt, data, to)
+        assert out_rate == expected_rate(fmt, to) and abs(got - 1.0) <= TOLERANCE_S
+    if fmt in ("pcm", "wav"):  # lossless: the streamed resample is the whole-file resample, sample for sample
+        header = 44 if fmt == "wav" else 0
+        assert whole[header:] == chunked[header:] and abs(len(whole[header:]) // 2 - to) <= 1
+        samples = np.frombuffer(whole[header:], "<i2").astype(np.float32) / 32767
+        assert abs(dominant_frequency(samples, to) - 440.0) <= 2.0
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

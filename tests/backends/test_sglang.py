@@ -1,9 +1,10 @@
 """The sglang backend's request/response mapping, against a test double of ``sglang.Engine``.
 
 SGLang runs on CUDA only, so here a double stands in for the engine: it records what the backend
-asks for, streams token ids the way SGLang does (incrementally, with ``stream_output``), runs the
-serialised constraint processor on random logits, and records aborts. On a machine with sglang
-and a GPU, the conformance suite is the way to check the real engine (not run here).
+asks for, streams token ids the way SGLang does (incrementally, with ``incremental_streaming_output``),
+runs the serialised constraint processor on random logits, and records aborts. That the arguments
+are the real SGLang's is test_sglang_api.py's job; on a CUDA machine, scripts/gpu_check.sh runs the
+conformance suite on the real engine.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import json
 import pickle
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -42,6 +44,7 @@ class FakeEngine:
     async def async_generate(self, **kw: Any) -> AsyncIterator[dict[str, Any]]:
         self.calls.append(kw)
         params, rid = kw["sampling_params"], kw["rid"]
+        assert json.loads(json.dumps(params)) == params  # SGLang takes JSON values only (test_sglang_api.py)
         processor = None
         if "custom_logit_processor" in kw:  # what SGLang does with it (with dill.loads)
             processor = pickle.loads(bytes.fromhex(json.loads(kw["custom_logit_processor"])["callable"]))()
@@ -72,19 +75,26 @@ def fake_sglang(monkeypatch: pytest.MonkeyPatch) -> type[FakeEngine]:
     return FakeEngine
 
 
-def backend_for(**kw: Any) -> SGLangBackend:
-    backend = create_backend("sglang", BackendConfig(model_dir="/models/spark/LLM", **kw))
+@pytest.fixture
+def llm_dir(tmp_path: Path) -> Path:
+    """An LLM directory as far as the backend reads it itself: config.json's vocab_size (the double's)."""
+    (tmp_path / "config.json").write_text(json.dumps({"vocab_size": 1000}))
+    return tmp_path
+
+
+def backend_for(model_dir: Path, **kw: Any) -> SGLangBackend:
+    backend = create_backend("sglang", BackendConfig(model_dir=str(model_dir), **kw))
     assert isinstance(backend, SGLangBackend)
     return backend
 
 
-async def test_engine_arguments_come_from_the_backend_config(fake_sglang: type[FakeEngine]) -> None:
-    backend = backend_for(gpu_memory_utilization=0.45, max_length=4096, batch_size=32, dtype="bfloat16", seed=7)
+async def test_engine_arguments_come_from_the_backend_config(fake_sglang: type[FakeEngine], llm_dir: Path) -> None:
+    backend = backend_for(llm_dir, gpu_memory_utilization=0.45, max_length=4096, batch_size=32, dtype="bfloat16", seed=7)
     await backend.start()
     args = fake_sglang.instances[0].kwargs
     assert args["mem_fraction_static"] == 0.45 and args["context_length"] == 4096 and args["max_running_requests"] == 32
     assert args["dtype"] == "bfloat16" and args["device"] == "cuda" and args["random_seed"] == 7
-    assert args["model_path"] == "/models/spark/LLM" and args["skip_tokenizer_init"] and args["stream_output"]
+    assert args["model_path"] == str(llm_dir) and args["skip_tokenizer_init"] and args["incremental_streaming_output"]
     assert args["enable_custom_logit_processor"]
     await backend.shutdown()
     assert fake_sglang.instances[0].closed
@@ -100,8 +110,8 @@ def test_sampling_options_map_one_to_one() -> None:
     assert "sampling_seed" not in sampling_params(GenerationRequest(prompt_ids=[1], max_tokens=5))
 
 
-async def test_the_constraint_masks_every_step_and_stop_ids_end_the_request(fake_sglang) -> None:
-    backend = backend_for()
+async def test_the_constraint_masks_every_step_and_stop_ids_end_the_request(fake_sglang, llm_dir: Path) -> None:
+    backend = backend_for(llm_dir)
     ids = [5, 6, 7]
     lo, hi = 100, 110  # a small range the double's 1000-id vocabulary holds
     stop = 200
@@ -115,8 +125,8 @@ async def test_the_constraint_masks_every_step_and_stop_ids_end_the_request(fake
     assert backend.num_active == 0
 
 
-async def test_max_tokens_and_completion_end_the_request(fake_sglang) -> None:
-    backend = backend_for()
+async def test_max_tokens_and_completion_end_the_request(fake_sglang, llm_dir: Path) -> None:
+    backend = backend_for(llm_dir)
     tokens = [t async for t in backend.generate(GenerationRequest(prompt_ids=[1, 2], max_tokens=5, seed=2))]
     assert len(tokens) == 5
     assert fake_sglang.instances[0].aborted == []  # SGLang finished it itself
@@ -124,16 +134,16 @@ async def test_max_tokens_and_completion_end_the_request(fake_sglang) -> None:
     assert len(done) == 3 and fake_sglang.instances[0].aborted == [fake_sglang.instances[0].calls[1]["rid"]]
 
 
-async def test_closing_the_consumer_aborts_the_request(fake_sglang) -> None:
-    backend = backend_for()
+async def test_closing_the_consumer_aborts_the_request(fake_sglang, llm_dir: Path) -> None:
+    backend = backend_for(llm_dir)
     gen = backend.generate(GenerationRequest(prompt_ids=[1], max_tokens=1000, request_id="r-1"))
     assert len([await anext(gen) for _ in range(3)]) == 3
     await gen.aclose()
     assert fake_sglang.instances[0].aborted == ["r-1"] and backend.num_active == 0
 
 
-async def test_invalid_requests(fake_sglang) -> None:
-    backend = backend_for()
+async def test_invalid_requests(fake_sglang, llm_dir: Path) -> None:
+    backend = backend_for(llm_dir)
     with pytest.raises(InvalidRequestError):
         [t async for t in backend.generate(GenerationRequest(prompt_ids=[], max_tokens=4))]
 

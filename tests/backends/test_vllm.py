@@ -55,6 +55,7 @@ class TestVLLMConformance(Conformance):
     @pytest_asyncio.fixture(scope="class", loop_scope="session")
     async def backend(self, tmp_path_factory) -> AsyncIterator[VLLMBackend]:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the tiny model needs little
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # share the cores; pin no OpenMP thread
         config = BackendConfig(model_dir=str(tiny_spark_llm(tmp_path_factory)), dtype="float32", max_length=2048,
                                batch_size=8, gpu_memory_utilization=0.3)
         backend = create_backend("vllm", config)

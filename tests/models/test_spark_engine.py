@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fasttts import AutoEngine, SamplingParams, SplitParams
-from fasttts.errors import AudioDecodeError, GenerationError, ModelLoadError, NotFoundError
+from fasttts.errors import AudioDecodeError, GenerationError, ModelLoadError, NotFoundError, UnsupportedFeatureError
 from fasttts.models.spark.engine import SparkEngine
 from fasttts.models.spark.tokens import NUM_GLOBAL
 from fasttts.params import VoiceParams
@@ -111,11 +111,24 @@ async def test_registered_clone_needs_no_reencoding(engine, piper_speech):
     assert len(state["global_ids"]) == NUM_GLOBAL and len(state["semantic_ids"]) > 0
 
 
-async def test_no_semantic_tokens_is_retried_then_reported(engine):
-    # max_tokens below the voice-creation prefix leaves no room for a single semantic token
+async def test_max_tokens_below_the_voice_creation_prefix_is_refused_up_front(engine):
+    # a created voice writes 39 tokens (acoustic values, 32 globals) before its first semantic one
+    requests = engine.stats.requests
+    with pytest.raises(UnsupportedFeatureError, match="at least 40") as err:
+        await engine.speak("Too short a budget.", "female", sampling=sampling(max_tokens=39))
+    assert err.value.param == "max_tokens" and engine.stats.requests == requests
+
+
+async def test_no_semantic_tokens_is_retried_then_reported(engine, monkeypatch):
+    async def nothing(request):  # a backend that ends a request at once (e.g. its context is full)
+        return
+        yield
+
+    monkeypatch.setattr(engine.backend, "generate", nothing)
+    retries = engine.stats.retries
     with pytest.raises(GenerationError, match="after a retry"):
-        await engine.speak("Too short a budget.", "female", sampling=sampling(max_tokens=20))
-    assert engine.stats.retries >= 1
+        await engine.speak("No tokens come back.", "female", sampling=sampling())
+    assert engine.stats.retries == retries + 2
 
 
 async def test_eight_concurrent_requests_batch_and_complete(engine):

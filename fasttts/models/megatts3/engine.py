@@ -115,8 +115,8 @@ def read_latent(data: bytes, expected_frames: int) -> np.ndarray:
 class MegaEngine(TTSEngine):
     model_type = "megatts3"
     sample_rate = 24000
-    capabilities = Capabilities(clone=True)
-    default_voice = ""
+    capabilities = Capabilities(clone=True, voice_latent=True)
+    default_role_dir = "data/mega-roles"
     default_sampling = SamplingParams(temperature=0.0, top_k=1, top_p=1.0, repetition_penalty=1.0, max_tokens=MAX_NEW_TOKENS)
     segment_crossfade_s = 0.16
 
@@ -177,6 +177,11 @@ class MegaEngine(TTSEngine):
     def list_voices(self) -> list[str]:
         return sorted(self._voices)
 
+    @property  # type: ignore[override]
+    def default_voice(self) -> str:
+        """No built-in voice: the first registered one (so OpenAI names fall back to a real voice)."""
+        return min(self._voices) if self._voices else ""
+
     def _split(self, text: str, split: SplitParams | None) -> list[str]:
         return chunk_text(self.normalize(text))
 
@@ -200,7 +205,7 @@ class MegaEngine(TTSEngine):
     async def _preprocess(self, audio_bytes: bytes, latent: bytes | None, reference_text: str | None) -> MegaVoice:
         """``preprocess``: alignment of the reference, its latent and loudness (once per voice)."""
         if latent is None:
-            raise InvalidRequestError(
+            raise UnsupportedFeatureError(
                 "latent_file: MegaTTS3 needs the reference's .npy latent (the release withholds the WaveVAE encoder)", param="latent_file")
         wav = load_audio(audio_bytes, self.sample_rate, max_seconds=self.max_reference_seconds)
         if len(wav) < self.sample_rate // 10:
@@ -225,18 +230,25 @@ class MegaEngine(TTSEngine):
         if voice.state is not None:
             resolved = MegaVoice.from_state(voice.state)
         elif voice.reference_audio is not None:
-            raise InvalidRequestError("latent_file: MegaTTS3 clones only registered voices (a reference .wav plus its .npy latent)", param="latent_file")
+            resolved = await self._preprocess(voice.reference_audio, voice.reference_latent, voice.reference_text)
         else:
             found = self._voices.get(voice.name or "")
             if found is None:
                 available = ", ".join(self.list_voices()) or "none (add one with a reference .wav and its .npy latent)"
                 raise NotFoundError(f"voice '{voice.name}' not found; available: {available}", param="voice")
             resolved = found
-        if voice.pitch or voice.speed or voice.gender:
-            raise UnsupportedFeatureError("MegaTTS3 has no pitch, speed or gender controls", param="pitch" if voice.pitch else "speed" if voice.speed else "gender")
+        if voice.pitch or voice.gender:  # speed is met by the engine's time-stretch (speed_plan)
+            raise UnsupportedFeatureError("MegaTTS3 has no pitch or gender controls", param="pitch" if voice.pitch else "gender")
         if resolved.prompt_state is None:
             resolved.prompt_state = await self._run_compute(self._prompt_state, resolved)
         return resolved
+
+    async def pin_voice(self, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any] | None:
+        """A cloned reference (audio + latent) as a voice state, so a job's segments reuse one
+        alignment instead of each re-running the aligner; named and stored voices are fixed already."""
+        if voice.state is None and voice.reference_audio is not None:
+            return (await self._preprocess(voice.reference_audio, voice.reference_latent, voice.reference_text)).to_state()
+        return None
 
     def _prompt_state(self, voice: MegaVoice) -> DurationState:
         """``make_dur_prompt``: the duration LM run over the reference's phones and codes."""

@@ -7,10 +7,13 @@ through one :class:`~fasttts.engine.batcher.MicroBatcher` (batched calls, off th
 
 Unlike the reference server, every frame comes out: streaming decodes overlapping windows with
 3 frames of context on each side (more than SNAC's ~2.25-frame receptive field), so the stream
-equals a one-shot decode of all frames, first and last included, and a one-frame answer still
-gives its 2048 samples. What Orpheus cannot do: cloning, voice creation and pitch raise
-:class:`~fasttts.errors.UnsupportedFeatureError`; speed and free-text instructions map onto
-nothing and are ignored (the model's pace follows the text and its sampling settings).
+equals a one-shot decode of all frames to within float rounding
+(:data:`~fasttts.models.orpheus.snac_codec.SPLICE_TOLERANCE`), first and last included, and a
+one-frame answer still gives its 2048 samples. What Orpheus cannot do: cloning, voice creation and pitch raise
+:class:`~fasttts.errors.UnsupportedFeatureError`; free-text instructions map onto nothing and
+are ignored. Speed (a level or a factor) is met by the engine's time-stretching
+(:meth:`~fasttts.engine.base.TTSEngine.speed_plan`): the model's own pace follows the text and
+its sampling settings.
 """
 
 from __future__ import annotations
@@ -35,14 +38,15 @@ from fasttts.errors import BackendError, ModelLoadError, NotFoundError, Unsuppor
 from fasttts.models.orpheus.constraint import OrpheusConstraint
 from fasttts.models.orpheus.prompt import FRAME_CODES, OrpheusVocab, build_prompt
 from fasttts.models.orpheus.snac_codec import DecodeItem, SnacCodec
-from fasttts.models.orpheus.voices import VOICES, find_voice, resolve_language
+from fasttts.models.orpheus.voices import NO_VOICE, VOICES, declared_voices, find_voice, resolve_language
 from fasttts.models.random_llm import load_tokenizer
 from fasttts.params import SamplingParams, VoiceParams
 
 # Streaming, in SNAC frames (2048 samples, 85 ms): the first chunk covers 2 frames and is sent
 # once 2 + 3 frames exist (≈ 35 audio tokens); chunks then double up to 32 frames. 3 frames of
 # left context and lookahead exceed the decoder's receptive field (about 2.25 frames, 4.6k samples),
-# so windows splice exactly and the 256-sample crossfade (inside the lookahead) is a safety seam.
+# so windows splice to within float rounding (SPLICE_TOLERANCE) and the 256-sample crossfade
+# (inside the lookahead) is a safety seam.
 STREAM_FIRST_CHUNK = 2
 STREAM_MAX_CHUNK = 32
 STREAM_LEFT_CONTEXT = 3
@@ -52,19 +56,21 @@ STREAM_CROSSFADE = 256
 
 @dataclass(frozen=True)
 class OrpheusVoice:
-    """A resolved voice: the speaker name exactly as the checkpoint was trained on it."""
+    """A resolved voice: the speaker name exactly as the checkpoint was trained on it, or None
+    for the text alone (:data:`~fasttts.models.orpheus.voices.NO_VOICE`)."""
 
-    name: str
+    name: str | None
 
 
 class OrpheusEngine(TTSEngine):
     """Orpheus 3B ("ft" checkpoints) with SNAC 24 kHz.
 
     Voices are the checkpoint's fixed speakers (:data:`~fasttts.models.orpheus.voices.VOICES`
-    for its language). Inline emotion tags (``<laugh>``, ``<sigh>``, …) pass through text
-    normalisation untouched and reach the prompt as written. ``speed`` is accepted and ignored:
-    Orpheus has no speed control (its reference notes that higher temperature and repetition
-    penalty make it speak faster, which we do not tie to the speed label).
+    for its language, or the ``voices`` its ``config.json`` declares), plus ``none``: the text
+    alone, the default when the model declares no voices. Inline emotion tags (``<laugh>``, ``<sigh>``, …) pass through text
+    normalisation untouched and reach the prompt as written. Orpheus has no speed control (its
+    reference notes that higher temperature and repetition penalty make it speak faster, which we
+    do not tie to the speed label), so speed is time-stretched by the engine.
     """
 
     model_type = "orpheus"
@@ -80,6 +86,7 @@ class OrpheusEngine(TTSEngine):
         tokenizer: Any,
         codec: SnacCodec,
         language: str = "en",
+        voices: tuple[str, ...] | None = None,
         batch_size: int = 1,
         wait_timeout: float = 0.01,
         seed: int = 0,
@@ -91,7 +98,8 @@ class OrpheusEngine(TTSEngine):
         self.codec = codec
         if codec.frame_samples != 2048 or codec.sample_rate != self.sample_rate:
             raise ModelLoadError(f"Orpheus needs SNAC 24 kHz with 2048-sample frames, got {codec.sample_rate} Hz / {codec.frame_samples}")
-        self.default_voice = VOICES[language][0]
+        self.voices = VOICES[language] if voices is None else voices
+        self.default_voice = self.voices[0] if self.voices else NO_VOICE
         self._constraint = OrpheusConstraint(self.vocab)
         self._decoder: MicroBatcher[DecodeItem, np.ndarray] = MicroBatcher(
             codec.decode_batch, batch_size=batch_size, wait_timeout=wait_timeout, name="snac-decode"
@@ -124,6 +132,7 @@ class OrpheusEngine(TTSEngine):
             tokenizer=tokenizer,
             codec=codec,
             language=language,
+            voices=declared_voices(language, root),
             batch_size=settings.batch_size,
             wait_timeout=settings.wait_timeout,
             seed=settings.seed,
@@ -134,7 +143,7 @@ class OrpheusEngine(TTSEngine):
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def list_voices(self) -> list[str]:
-        return list(VOICES[self.language or "en"])
+        return [*self.voices, NO_VOICE]
 
     @property
     def decoder_batcher(self) -> MicroBatcher[DecodeItem, np.ndarray]:
@@ -155,21 +164,30 @@ class OrpheusEngine(TTSEngine):
             raise UnsupportedFeatureError("Orpheus has no pitch control", param="pitch")
         if voice.name is None and voice.gender is not None:
             raise UnsupportedFeatureError("Orpheus cannot create a voice from a gender; choose one of its voices", param="gender")
-        name = find_voice(self.language or "en", voice.name or self.default_voice)
+        wanted = voice.name or self.default_voice
+        if wanted.strip().casefold() == NO_VOICE:
+            return OrpheusVoice(None)
+        name = find_voice(self.voices, wanted)
         if name is None:
             raise NotFoundError(f"voice '{voice.name}' not found; available: {', '.join(self.list_voices())}", param="voice")
         return OrpheusVoice(name)
 
-    def prompt_ids(self, text: str, voice: str) -> list[int]:
-        """The exact prompt the LLM sees for ``voice`` speaking (already normalised) ``text``."""
+    def min_tokens(self, voice: VoiceParams) -> int:
+        """One whole SNAC frame: fewer audio tokens decode to nothing."""
+        return FRAME_CODES
+
+    def prompt_ids(self, text: str, voice: str | None) -> list[int]:
+        """The exact prompt the LLM sees for ``voice`` (None: no speaker name) speaking (already
+        normalised) ``text``."""
         return build_prompt(self.tokenizer, self.vocab, voice, text)
 
     def _request(self, prompt: list[int], sampling: SamplingParams) -> GenerationRequest:
-        # whole frames only: a cut at max_tokens must not leave a partial frame behind
+        # whole frames only: a cut at max_tokens must not leave a partial frame behind (requests
+        # below one frame were refused by check_max_tokens)
         requested = sampling.max_tokens or self.default_sampling.max_tokens or FRAME_CODES
-        max_tokens = max(FRAME_CODES, requested // FRAME_CODES * FRAME_CODES)
         return GenerationRequest.from_sampling(
-            prompt, sampling, stop_ids=self.vocab.stop_ids, constraint=self._constraint, max_tokens=max_tokens, request_id=uuid.uuid4().hex
+            prompt, sampling, stop_ids=self.vocab.stop_ids, constraint=self._constraint,
+            max_tokens=requested // FRAME_CODES * FRAME_CODES, request_id=uuid.uuid4().hex,
         )
 
     async def generate_frames(self, text: str, voice: OrpheusVoice, sampling: SamplingParams) -> AsyncIterator[np.ndarray]:

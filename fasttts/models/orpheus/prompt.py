@@ -97,9 +97,10 @@ class OrpheusVocab:
         return token_id - lo if lo <= token_id < hi else None
 
 
-def build_prompt(tokenizer: Any, vocab: OrpheusVocab, voice: str, text: str) -> list[int]:
-    """Prompt ids for ``voice`` speaking ``text`` (inline emotion tags stay plain text)."""
-    body = list(tokenizer.encode(f"{voice}: {text}", add_special_tokens=True).ids)
+def build_prompt(tokenizer: Any, vocab: OrpheusVocab, voice: str | None, text: str) -> list[int]:
+    """Prompt ids for ``voice`` speaking ``text`` (inline emotion tags stay plain text); with
+    ``voice`` None the text alone, as the reference prompts the pretrained checkpoint."""
+    body = list(tokenizer.encode(text if voice is None else f"{voice}: {text}", add_special_tokens=True).ids)
     if not body or body[0] != vocab.begin_of_text:  # a tokenizer.json without Llama-3's BOS post-processor
         body.insert(0, vocab.begin_of_text)
     return [vocab.start_of_human, *body, vocab.end_of_turn, vocab.end_of_human, vocab.start_of_ai, vocab.start_of_speech]

@@ -20,13 +20,14 @@ import numpy as np
 from fasttts.backends.base import LLMBackend
 from fasttts.config import Settings
 from fasttts.engine.base import Capabilities, TTSEngine
-from fasttts.errors import ModelLoadError, NotFoundError, UnsupportedFeatureError
-from fasttts.params import LEVELS, SamplingParams, VoiceParams
+from fasttts.errors import InvalidRequestError, ModelLoadError, NotFoundError, UnsupportedFeatureError
+from fasttts.params import LEVEL_TEMPO, SamplingParams, VoiceParams
 
 DEFAULT_VOICE = "joe"
 
-# speed label → Piper length_scale (phoneme duration multiplier; < 1 is faster)
-_LENGTH_SCALE = dict(zip(LEVELS, (1.45, 1.2, 1.0, 0.85, 0.7)))
+# speed level → Piper length_scale (phoneme duration multiplier; < 1 is faster). It scales phonemes,
+# not pauses, so it is the native control only for the levels; other tempi are time-stretched.
+_LENGTH_SCALE = {level: 1.0 / tempo for level, tempo in LEVEL_TEMPO.items()}
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
 
@@ -91,14 +92,25 @@ class PiperEngine(TTSEngine):
     async def _segment_stream(self, text: str, voice: _PiperVoice, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
         from piper import SynthesisConfig
 
-        config = SynthesisConfig(length_scale=voice.length_scale, normalize_audio=False)
+        # temperature scales VITS's two noise terms: the voice's own at the default, none at 0
+        # (the same audio every time, as greedy decoding is for the LLM models)
+        scale = (sampling.temperature or 0.0) / (self.default_sampling.temperature or 1.0)
+        cfg = self._voice.config  # type: ignore[attr-defined]
+        config = SynthesisConfig(length_scale=voice.length_scale, noise_scale=cfg.noise_scale * scale,
+                                 noise_w_scale=cfg.noise_w_scale * scale, normalize_audio=False)
         sentences = iter(self._voice.synthesize(text, config))  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
+        spoken = False
         while True:
             chunk = await loop.run_in_executor(self._executor, next, sentences, None)
             if chunk is None:
-                return
+                break
+            spoken = spoken or chunk.audio_float_array.size > 0
             yield chunk.audio_float_array
+        if not spoken:  # Piper is deterministic here: a retry would only repeat the silence
+            raise InvalidRequestError(
+                f"text: nothing to speak in {text[:60]!r} (only punctuation or symbols the voice does not pronounce)", param="text"
+            )
 
     async def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

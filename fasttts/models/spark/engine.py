@@ -243,10 +243,14 @@ class SparkEngine(TTSEngine):
         )
 
     async def _resolve_voice(self, voice: VoiceParams) -> SparkVoice:
+        if voice.state is None and voice.reference_audio is not None:
+            return await self._clone_voice(voice)
+        return self._known_voice(voice)
+
+    def _known_voice(self, voice: VoiceParams) -> SparkVoice:
+        """A voice that needs no model work: pinned state, stored, or created from labels."""
         if voice.state is not None:
             return SparkVoice.from_state(voice.state)
-        if voice.reference_audio is not None:
-            return await self._clone_voice(voice)
         stored = self._voices.get(voice.name or "") if not voice.gender else None
         if stored is None:
             return self._created(voice)
@@ -256,6 +260,16 @@ class SparkEngine(TTSEngine):
         if stored.kind == "clone" and (voice.pitch or voice.speed):
             return SparkVoice(**{**stored.__dict__, "style": (LEVELS.index(voice.pitch or "moderate"), LEVELS.index(voice.speed or "moderate"))})
         return stored
+
+    def min_tokens(self, voice: VoiceParams) -> int:
+        """What the grammar makes the model write before its first semantic token, plus that token:
+        a created voice first writes its acoustic values and 32 global tokens (40 in all); given
+        globals leave ``<|start_semantic_token|>`` (2); a transcribed clone opens the semantics (1)."""
+        if voice.state is None and voice.reference_audio is not None:
+            mode = "semantic" if (voice.reference_text or "").strip() else "after_globals"
+        else:
+            mode = _grammar_mode(self._known_voice(voice))
+        return SparkGrammar(self.vocab, mode).prefix_length + 1
 
     # ------------------------------------------------------------------ synthesis
     def _first_segment_writes_voice(self, voice: SparkVoice) -> bool:
@@ -267,16 +281,15 @@ class SparkEngine(TTSEngine):
 
     def _prompt(self, text: str, voice: SparkVoice) -> tuple[list[int], SparkGrammar]:
         vocab = self.vocab
+        grammar = SparkGrammar(vocab, _grammar_mode(voice))
         if voice.kind == "create":
-            return vocab.create_prompt(self._encode(text), voice.gender, voice.pitch, voice.speed), SparkGrammar(vocab, "create")
+            return vocab.create_prompt(self._encode(text), voice.gender, voice.pitch, voice.speed), grammar
         assert voice.global_ids is not None
         if voice.kind == "frozen":
             assert voice.acoustic is not None
-            prompt = vocab.frozen_prompt(self._encode(text), voice.gender, voice.pitch, voice.speed, voice.acoustic, voice.global_ids)
-            return prompt, SparkGrammar(vocab, "after_globals")
+            return vocab.frozen_prompt(self._encode(text), voice.gender, voice.pitch, voice.speed, voice.acoustic, voice.global_ids), grammar
         content = self._encode((voice.reference_text or "") + text)
-        prompt = vocab.clone_prompt(content, voice.global_ids, voice.semantic_ids, voice.style)
-        return prompt, SparkGrammar(vocab, "semantic" if voice.semantic_ids is not None else "after_globals")
+        return vocab.clone_prompt(content, voice.global_ids, voice.semantic_ids, voice.style), grammar
 
     async def _segment_stream(self, text: str, voice: SparkVoice, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
         created = voice
@@ -325,3 +338,9 @@ class SparkEngine(TTSEngine):
         else:
             yield await decode(semantic)
 
+
+def _grammar_mode(voice: SparkVoice) -> str:
+    """Where the prompt of ``voice`` leaves the model (see :class:`SparkGrammar`)."""
+    if voice.kind == "create":
+        return "create"
+    return "semantic" if voice.kind == "clone" and voice.semantic_ids is not None else "after_globals"

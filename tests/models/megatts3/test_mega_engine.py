@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fasttts import AutoEngine, SamplingParams
-from fasttts.errors import InvalidRequestError, NotFoundError
+from fasttts.errors import InvalidRequestError, NotFoundError, UnsupportedFeatureError
 from fasttts.models.megatts3 import frontend
 from fasttts.models.megatts3.engine import MegaEngine, MegaVoice
 from fasttts.models.megatts3.g2p import SIL
@@ -113,7 +113,7 @@ async def test_bad_latents_and_missing_latent_name_latent_file(engine: MegaEngin
         with pytest.raises(InvalidRequestError) as err:
             await engine.add_voice("bad", wav.read_bytes(), latent=_npy(bad))
         assert err.value.param == "latent_file"
-    with pytest.raises(InvalidRequestError) as err:
+    with pytest.raises(UnsupportedFeatureError) as err:  # a 400: without an encoder the latent is required
         await engine.add_voice("bad", wav.read_bytes())
     assert err.value.param == "latent_file" and "latent_file" in str(err.value)
     assert "bad" not in engine.list_voices()
