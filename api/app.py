@@ -12,11 +12,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 from api.concurrency import ConcurrencyLimiter
 from api.errors import install_error_handlers
@@ -57,6 +59,23 @@ async def _load(app: FastAPI, engine: TTSEngine | None) -> None:
         raise
 
 
+def _document_schemas(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+    """Add ``models`` (and the models they nest) to the OpenAPI components, where the routes'
+    hand-written request bodies point with ``$ref``; built once, with the rest of the document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schemas = build().setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(schema.pop("$defs", {}))
+                schemas[model.__name__] = schema
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None, engine: TTSEngine | None = None) -> FastAPI:
     """The app for ``settings``; pass ``engine`` to serve an already built engine (tests, embedding).
     An engine passed in is started but not shut down by the app (its owner does that)."""
@@ -94,6 +113,7 @@ def create_app(settings: Settings | None = None, engine: TTSEngine | None = None
     app.include_router(openai.router)
     app.include_router(voices.router)
     app.include_router(jobs.router)
+    _document_schemas(app, jobs.SCHEMAS)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -16,9 +16,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected
 from fasttts import errors as E
 
 logger = logging.getLogger("fasttts.api")
@@ -147,9 +148,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(openai_error_body(str(exc.detail), type_), status_code=exc.status_code, headers=exc.headers)
 
 
+async def _client_disconnected(request: Request, exc: Exception) -> Response:
+    """Nobody reads this answer; its status is what the access log and the metrics record."""
+    logger.info("client disconnected before the answer was ready; its work was cancelled")
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(E.FastTTSError, _fasttts_error)
     app.add_exception_handler(AuthenticationError, _auth_error)
+    app.add_exception_handler(ClientDisconnected, _client_disconnected)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(BodyTooLargeError, _body_too_large)

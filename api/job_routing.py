@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from api.disconnect import unless_disconnected
 from fasttts.audio import load_audio
 from fasttts.audio.encode import CONTENT_TYPES, delivered_rate, encode_audio
 from fasttts.errors import GenerationError
@@ -33,7 +34,11 @@ def should_route(request: Request, *, stream: bool, text: str, multi: bool = Fal
 
 async def run_as_job(request: Request, spec: JobSpec, *, reference_audio: bytes | None = None, filename: str = "speech", rate: int | None = None) -> Response:
     """``rate``: deliver at this sample rate; jobs store audio at the model's, so the job then
-    renders lossless WAV, which is resampled and encoded here."""
+    renders lossless WAV, which is resampled and encoded here. A client that leaves cancels the job."""
+    return await unless_disconnected(request, _run_as_job(request, spec, reference_audio, filename, rate))
+
+
+async def _run_as_job(request: Request, spec: JobSpec, reference_audio: bytes | None, filename: str, rate: int | None) -> Response:
     service = request.app.state.jobs
     fmt, model_rate = spec.output_format, request.app.state.engine.sample_rate
     if rate is not None and rate != model_rate:

@@ -13,6 +13,7 @@ import numpy as np
 from fastapi import Request
 from fastapi.responses import Response
 
+from api.disconnect import unless_disconnected
 from api.streaming import AudioSource, chunked_response, file_response
 from fasttts.config import Settings
 from fasttts.engine.base import TTSEngine
@@ -71,8 +72,12 @@ async def respond(
 ) -> Response:
     """``stream`` → chunked audio as produced; else one complete file with its length. ``rate``:
     the sample rate to deliver (default the model's, which native routes keep)."""
-    if stream:
-        source = await start_source(request, engine, streaming)
+    if stream:  # once the body streams, Starlette itself stops it when the client leaves
+        source = await unless_disconnected(request, start_source(request, engine, streaming))
         return chunked_response(source, fmt, filename=filename, rate=rate)
-    source = await start_source(request, engine, lambda: once(whole()))
-    return await file_response(source, fmt, filename=filename, rate=rate)
+
+    async def complete() -> Response:
+        source = await start_source(request, engine, lambda: once(whole()))
+        return await file_response(source, fmt, filename=filename, rate=rate)
+
+    return await unless_disconnected(request, complete())

@@ -12,7 +12,7 @@ real-time factor (wall time ÷ audio seconds; < 1 is faster than real time), tim
 byte p50/p95, audio tokens/s (audio seconds × ``--token_rate``, Spark's 50 semantic tokens per
 second by default), ``GET /health`` latency while the run is in flight (p99/max: is the event loop
 free?) and, for a server this script started, its peak resident memory.
-Rows are appended to bench/results/http.jsonl with machine and commit.
+Rows are appended to bench/results/http.jsonl (or ``--results``) with machine and commit.
 """
 
 from __future__ import annotations
@@ -119,8 +119,8 @@ async def run(args: argparse.Namespace) -> None:
         servers.append(server)
         await server.wait_ready()
         urls.append(server.url)
-    out_file = Path(__file__).parent / "results" / "http.jsonl"
-    out_file.parent.mkdir(exist_ok=True)
+    out_file = Path(args.results)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}  commit: {commit()}")
     print(f"{'server':26} {'text':5} {'mode':6} {'N':>3} {'wall s':>7} {'audio s':>8} {'RTF':>6} {'TTFA p50':>9} {'p95':>7} {'tok/s':>7} {'peak MB':>8} {'health p99/max ms':>18}")
     timeout = httpx.Timeout(args.timeout)
@@ -179,6 +179,7 @@ def main() -> None:
     parser.add_argument("--sample_rate", type=int, default=24000, help="PCM rate when the server sends no X-Sample-Rate (OpenAI: 24000)")
     parser.add_argument("--token_rate", type=float, default=50.0, help="LLM audio tokens per second of audio (Spark: 50)")
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--results", default=str(Path(__file__).parent / "results" / "http.jsonl"), help="JSON lines file the rows are appended to")
     args = parser.parse_args()
     args.headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     asyncio.run(run(args))

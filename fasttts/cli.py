@@ -53,6 +53,10 @@ def _infer(argv: list[str]) -> int:
     parser.add_argument("--speed", choices=LEVELS, default=None)
     parser.add_argument("--reference_audio", default=None, help="clone this voice (any common audio format)")
     parser.add_argument("--reference_text", default=None)
+    parser.add_argument("--latent_file", default=None, help="MegaTTS3: the reference's .npy latent (with --reference_audio)")
+    parser.add_argument("--text_weight", type=float, help="MegaTTS3 text guidance (default 1.6)")
+    parser.add_argument("--speaker_weight", type=float, help="MegaTTS3 speaker guidance (default 2.5)")
+    parser.add_argument("--diffusion_steps", type=int, help="MegaTTS3 flow-matching steps (default 32)")
     parser.add_argument("--multi_speaker", action="store_true", help="the text is a <role:name> script")
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--top_k", type=int)
@@ -83,24 +87,30 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
     sampling = SamplingParams(
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         repetition_penalty=args.repetition_penalty, max_tokens=args.max_tokens, seed=args.request_seed,
+        text_weight=args.text_weight, speaker_weight=args.speaker_weight, diffusion_steps=args.diffusion_steps,
     )  # fmt: skip
     split = SplitParams(args.length_threshold, args.window_size)
     engine = build_engine(settings_from_args(args))
     await engine.start()
     try:
         if args.reference_audio:
-            segments = engine.segments(text, _voice(args, reference=Path(args.reference_audio).read_bytes()), split)
+            voice = _voice(args, reference=Path(args.reference_audio).read_bytes())
+            if (state := await engine.pin_voice(voice)) is not None:  # MegaTTS3: align the reference once
+                voice = type(voice)(state=state)
+            segments = engine.segments(text, voice, split)
         elif args.multi_speaker:
             segments = engine.script_segments(text, split=split)
         else:
             segments = engine.segments(text, _voice(args), split)
+        for segment in segments:  # models whose first and final segments differ need the count
+            segment.extra["count"] = len(segments)
         pieces = []
         with Progress(TextColumn("[bold]synthesizing"), BarColumn(), TextColumn("{task.completed}/{task.total} segments"), TimeElapsedColumn(), disable=len(segments) < 2) as progress:
             task = progress.add_task("tts", total=len(segments))
             for segment in segments:
                 pieces.append(await engine.synthesize_segment(segment, sampling))
                 progress.update(task, advance=1)
-        audio = _join(pieces, engine.sample_rate)
+        audio = _join(pieces, engine.sample_rate, engine.segment_crossfade_s)
     except FastTTSError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
@@ -115,19 +125,19 @@ def _voice(args: argparse.Namespace, reference: bytes | None = None):  # noqa: A
     from fasttts.params import VoiceParams
 
     if reference is not None:
-        return VoiceParams(reference_audio=reference, reference_text=args.reference_text, pitch=args.pitch, speed=args.speed)
+        latent = Path(args.latent_file).read_bytes() if args.latent_file else None
+        return VoiceParams(reference_audio=reference, reference_text=args.reference_text, pitch=args.pitch, speed=args.speed, reference_latent=latent)
     return VoiceParams(name=args.name, gender=args.gender, pitch=args.pitch, speed=args.speed)
 
 
-def _join(pieces: list, sample_rate: int):  # noqa: ANN202
+def _join(pieces: list, sample_rate: int, crossfade_s: float):  # noqa: ANN202
     """Segments were synthesised one by one (for the progress bar); join them with the same
     crossfade the engine uses between segments."""
     import numpy as np
 
     from fasttts.audio.crossfade import SegmentJoiner
-    from fasttts.engine.base import SEGMENT_CROSSFADE_S
 
-    joiner = SegmentJoiner(int(SEGMENT_CROSSFADE_S * sample_rate))
+    joiner = SegmentJoiner(int(crossfade_s * sample_rate))
     out = [joiner.push(p) for p in pieces] + [joiner.flush()]
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 

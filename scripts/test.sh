@@ -12,5 +12,7 @@ for profile in gpu cpu; do docker-compose -f docker-compose.yml --profile "$prof
 hadolint Dockerfile
 # every extra still resolves to current releases (the CUDA ones for linux x86_64)
 bash scripts/check_extras.sh
+# the GPU check's CPU mode: every step but the CUDA ones, on tiny models
+bash scripts/gpu_check.sh --cpu "$(mktemp -d)"
 
 python3 -m pytest -q -p no:cacheprovider "$@"

@@ -14,6 +14,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from api.disconnect import unless_disconnected
 from api.job_routing import job_spec, run_as_job, should_route
 from api.openai.protocol import OPENAI_MODELS, OPENAI_PCM_RATE, OPENAI_VOICES, AudioModel, AudioModelList, ModelCard, ModelList, OpenAISpeechRequest, VoiceInfo, VoiceList
 from api.schemas import SamplingFields
@@ -93,7 +94,7 @@ async def create_speech(request: Request, body: OpenAISpeechRequest, engine: TTS
     kwargs = dict(pitch=pitch, tempo=tempo, instructions=body.instructions, sampling=fields.sampling(), split=fields.split())
     if body.stream_format == "sse":
         input_tokens = await _count_tokens(engine, text)
-        source = await start_source(request, engine, lambda: engine.speak_stream(text, voice, **kwargs))
+        source = await unless_disconnected(request, start_source(request, engine, lambda: engine.speak_stream(text, voice, **kwargs)))
         # output_tokens: the engine does not report per-request LLM tokens, so audio_seconds is the output measure
         usage = {"input_tokens": input_tokens, "output_tokens": 0, "total_tokens": input_tokens}
         return sse_response(source, body.response_format, usage, rate=output_rate(body))

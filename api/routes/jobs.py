@@ -137,26 +137,31 @@ async def _parse(request: Request, settings: Any) -> tuple[JobCreate, dict[str, 
             return JobCreate.model_validate_json(await request.body()), {}
         except ValidationError as e:
             raise _invalid(e, "body") from None
-    form = await request.form()
-    try:
-        body = JobCreate.model_validate(json.loads(str(form.get("request") or "{}")))
-    except json.JSONDecodeError as e:
-        raise InvalidRequestError(f"invalid 'request' form field: {e}", param="request") from None
-    except ValidationError as e:
-        raise _invalid(e, "request") from None
-    extra: dict[str, Any] = {}
-    if (book := form.get("file")) is not None and hasattr(book, "read"):
-        extra |= {"book": await read_upload(book, settings, param="file"), "filename": book.filename, "content_type": book.content_type}
-    if (ref := form.get("reference_audio")) is not None and hasattr(ref, "read"):
-        extra["reference_audio"] = await read_upload(ref, settings, param="reference_audio")
-        # decoded once here so bad audio is a 4xx at submit, never a failure (or worse) in a worker
+    async with request.form() as form:  # closes the uploads' temporary files on the way out
+        try:
+            body = JobCreate.model_validate(json.loads(str(form.get("request") or "{}")))
+        except json.JSONDecodeError as e:
+            raise InvalidRequestError(f"invalid 'request' form field: {e}", param="request") from None
+        except ValidationError as e:
+            raise _invalid(e, "request") from None
+        extra: dict[str, Any] = {}
+        if (book := form.get("file")) is not None and hasattr(book, "read"):
+            extra |= {"book": await read_upload(book, settings, param="file"), "filename": book.filename, "content_type": book.content_type}
+        if (ref := form.get("reference_audio")) is not None and hasattr(ref, "read"):
+            extra["reference_audio"] = await read_upload(ref, settings, param="reference_audio")
+    if "reference_audio" in extra:  # decoded once here so bad audio is a 4xx at submit, never a failure (or worse) in a worker
         await check_audio(extra["reference_audio"], settings, REFERENCE_CHECK_RATE, param="reference_audio")
     return body, extra
 
 
+SCHEMAS = (JobCreate,)
+"""Models the job routes parse by hand (JSON or multipart), so FastAPI does not list them in the
+OpenAPI components itself; :func:`api.app.create_app` adds them, and the ``$ref`` above resolves."""
+
+
 @router.post("", status_code=202, response_model=JobOut, summary="Submit a job",
              openapi_extra={"requestBody": {"content": {
-                 "application/json": {"schema": JobCreate.model_json_schema()},
+                 "application/json": {"schema": {"$ref": "#/components/schemas/JobCreate"}},
                  "multipart/form-data": {"schema": {"type": "object", "properties": {
                      "request": {"type": "string", "description": "JobCreate as JSON"},
                      "file": {"type": "string", "format": "binary"},

@@ -83,6 +83,12 @@ class EngineThread(abc.ABC):
             req.cancelled = True
             self._cond.notify()
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no request is active (each finished, cancelled or failed); ``False`` if
+        ``timeout`` seconds passed first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.num_active == 0, timeout)
+
     def stop(self) -> None:
         """End the thread (pending requests get an error), then :meth:`close`."""
         with self._cond:
@@ -120,6 +126,7 @@ class EngineThread(abc.ABC):
         self.release(req)
         with self._cond:
             self.num_active -= 1
+            self._cond.notify_all()  # wait_idle
 
     # ------------------------------------------------------------------ engine thread
     def _run(self) -> None:
@@ -185,6 +192,12 @@ class EngineThreadBackend(LLMBackend):
     @property
     def num_active(self) -> int:
         return self._engine.num_active if self._engine is not None else 0
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait, off the event loop, until no request is active: a request whose consumer went away
+        leaves at the engine's next step. ``False`` if ``timeout`` seconds passed first."""
+        engine = self._engine
+        return engine is None or await asyncio.to_thread(engine.wait_idle, timeout)
 
 
 def deliver(out: list[tuple[ThreadRequest, object]]) -> None:

@@ -62,12 +62,13 @@ class BackendConfig:
 
 def create_backend(name: str, config: BackendConfig) -> LLMBackend:
     """Build the backend called ``name`` (one of :data:`BACKENDS`)."""
-    try:
-        target = BACKENDS[name]
-    except KeyError:
+    target = BACKENDS.get(name)  # type: ignore[call-overload]  # any str may be asked for; unknown ones are refused
+    if target is None:
         from fasttts.errors import InvalidRequestError
 
-        raise InvalidRequestError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}", param="backend") from None
+        raise InvalidRequestError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}", param="backend")
     module_name, class_name = target.split(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, class_name)(config)
+    backend = getattr(importlib.import_module(module_name), class_name)(config)
+    if not isinstance(backend, LLMBackend):
+        raise TypeError(f"{target} is not an LLMBackend")
+    return backend

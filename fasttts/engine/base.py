@@ -395,7 +395,7 @@ class TTSEngine(abc.ABC):
         delivering = [0]  # the index of the segment being delivered
         queues: list[asyncio.Queue[np.ndarray | BaseException | None]] = [asyncio.Queue() for _ in segments]
 
-        async def run(index: int, seg: Segment, queue: asyncio.Queue) -> None:
+        async def run(index: int, seg: Segment, queue: asyncio.Queue[np.ndarray | BaseException | None]) -> None:
             key = id(seg.voice)
             try:
                 async with window:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,9 @@ class FakeEngine(TTSEngine):
 
     Magic words in the text script failures: ``FAILNOW`` (before any audio), ``FAILMIDWAY`` (after
     the first chunk), ``CRASHNOW`` (a bug: a plain RuntimeError). ``chunk_delay`` slows each chunk (disconnect and concurrency tests);
-    ``chunks_per_segment`` sets how many chunks a segment yields.
+    ``chunks_per_segment`` sets how many chunks a segment yields. It records what reached it, so
+    tests assert the fields a route passed on: ``requested_voices`` (every voice as
+    ``_resolve_voice`` received it) and ``spoken`` (every segment's text and resolved sampling).
     """
 
     model_type = "fake"
@@ -49,6 +52,9 @@ class FakeEngine(TTSEngine):
         self.started = asyncio.Event()
         self.start_gate: asyncio.Event | None = None
         self.cancelled = 0
+        self.cancelled_seen = threading.Event()  # set with the first cancellation (any thread may wait)
+        self.requested_voices: list[VoiceParams] = []
+        self.spoken: list[tuple[str, SamplingParams]] = []
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -98,6 +104,7 @@ class FakeEngine(TTSEngine):
         self.started.set()
 
     async def _resolve_voice(self, voice: VoiceParams) -> FakeVoice:
+        self.requested_voices.append(voice)
         if voice.state is not None:
             return FakeVoice(voice.state["freq"], voice.pitch, voice.speed)
         if voice.reference_audio is not None:
@@ -110,6 +117,7 @@ class FakeEngine(TTSEngine):
         raise NotFoundError(f"voice '{name}' not found", param="voice")
 
     async def _segment_stream(self, text: str, voice: FakeVoice, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
+        self.spoken.append((text, sampling))
         if "CRASHNOW" in text:
             raise RuntimeError("an unexpected bug")
         if "FAILNOW" in text:
@@ -126,6 +134,7 @@ class FakeEngine(TTSEngine):
                 yield piece
         except (asyncio.CancelledError, GeneratorExit):
             self.cancelled += 1
+            self.cancelled_seen.set()
             raise
 
 

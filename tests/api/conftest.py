@@ -96,6 +96,7 @@ def live_server(settings: Settings, engine: TTSEngine) -> Iterator[LiveServer]:
     finally:
         server.should_exit = True
         thread.join(10)
+        loop.close()
         sock.close()
 
 

@@ -14,6 +14,7 @@ from api_fakes import FakeEngine, decode, decode_pcm, tone
 from conftest import running
 
 from fasttts.config import Settings
+from fasttts.params import SamplingParams, SplitParams
 
 FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
 GUIDE_SPEAK = {  # the guide's §4.2 body, with a voice the model has
@@ -115,16 +116,25 @@ async def test_multi_speak_guide_body(fake_client):
     assert r.status_code == 404
 
 
-async def test_clone_upload_with_every_field(fake_client):
-    data = {"text": "Hello, world", "reference_text": "a tone", "pitch": "high", "speed": "low", "temperature": "0.7", "top_k": "20",
-            "top_p": "0.9", "repetition_penalty": "1.1", "max_tokens": "500", "length_threshold": "30", "window_size": "30",
+async def test_clone_upload_with_every_field(settings: Settings):
+    text = "Hello, world. A second sentence. And a third one here."
+    data = {"text": text, "reference_text": "a tone", "pitch": "high", "speed": "low", "temperature": "0.7", "top_k": "20",
+            "top_p": "0.9", "repetition_penalty": "1.1", "max_tokens": "500", "length_threshold": "4", "window_size": "4",
             "seed": "3", "stream": "false", "response_format": "flac"}
-    r = await fake_client.post("/clone_voice", data=data, files={"reference_audio_file": ("ref.wav", tone(), "audio/wav")})
-    assert r.status_code == 200, r.text
-    assert r.headers["content-disposition"] == 'attachment; filename="clone.flac"'
-    assert decode(r.content)[0].size > 0
-    r = await fake_client.post("/clone_voice", data={**data, "top_p": "7"}, files={"reference_audio_file": ("ref.wav", tone(), "audio/wav")})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "top_p"
+    engine = FakeEngine()
+    async with running(settings, engine) as client:
+        r = await client.post("/clone_voice", data=data, files={"reference_audio_file": ("ref.wav", tone(), "audio/wav")})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-disposition"] == 'attachment; filename="clone.flac"'
+        assert decode(r.content)[0].size > 0
+        [voice] = engine.requested_voices
+        assert (voice.reference_audio, voice.reference_text, voice.pitch, voice.speed) == (tone(), "a tone", "high", "low")
+        segments = engine.segments(text, voice, SplitParams(4, 4))
+        assert len(segments) > 1 and [t for t, _ in engine.spoken] == [s.text for s in segments]  # split by 4 tokens, not 50
+        expected = SamplingParams(temperature=0.7, top_k=20, top_p=0.9, repetition_penalty=1.1, max_tokens=500)
+        assert [sampling for _, sampling in engine.spoken] == [expected.with_seed(3 + i) for i in range(len(segments))]
+        r = await client.post("/clone_voice", data={**data, "top_p": "7"}, files={"reference_audio_file": ("ref.wav", tone(), "audio/wav")})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "top_p"
 
 
 async def test_clone_base64_and_stream(fake_client):
@@ -155,6 +165,7 @@ def file_server(tmp_path: Path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
 
 
 async def test_clone_from_url_private_refused_unless_allowed(settings: Settings, file_server: str):

@@ -10,6 +10,7 @@ from api_fakes import FakeEngine, decode, decode_pcm
 from conftest import running
 
 from fasttts.config import Settings
+from fasttts.params import SamplingParams, SplitParams, VoiceParams
 
 FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
 
@@ -115,12 +116,20 @@ async def test_input_cap_and_missing_fields(settings: Settings):
         _error(await client.get("/v1/no/such/route"), 404)
 
 
-async def test_extras_and_instructions_accepted(fake_client):
-    body = {"model": "gpt-4o-mini-tts", "input": "calm words", "voice": "female", "instructions": "Speak calmly.", "pitch": "low",
-            "temperature": 0.5, "top_k": 10, "top_p": 0.8, "repetition_penalty": 1.2, "max_tokens": 300, "length_threshold": 20,
-            "window_size": 20, "seed": 7, "response_format": "wav", "speed": 0.5}
-    r = await fake_client.post("/v1/audio/speech", json=body)
+async def test_extras_and_instructions_reach_the_engine(settings: Settings):
+    text = "Calm words. Spoken slowly. By a quiet narrator."
+    body = {"model": "gpt-4o-mini-tts", "input": text, "voice": "female", "instructions": "Speak calmly.", "pitch": "low",
+            "temperature": 0.5, "top_k": 10, "top_p": 0.8, "repetition_penalty": 1.2, "max_tokens": 300, "length_threshold": 3,
+            "window_size": 3, "seed": 7, "response_format": "wav", "speed": 0.5}
+    engine = FakeEngine()
+    async with running(settings, engine) as client:
+        r = await client.post("/v1/audio/speech", json=body)
     assert r.status_code == 200 and decode(r.content)[0].size > 0
+    assert engine.requested_voices == [VoiceParams(name="female", pitch="low", tempo=0.5, instructions="Speak calmly.")]
+    segments = engine.segments(text, engine.requested_voices[0], SplitParams(3, 3))
+    assert len(segments) > 1 and [t for t, _ in engine.spoken] == [s.text for s in segments]  # split by 3 tokens, not 50
+    expected = SamplingParams(temperature=0.5, top_k=10, top_p=0.8, repetition_penalty=1.2, max_tokens=300)
+    assert [sampling for _, sampling in engine.spoken] == [expected.with_seed(7 + i) for i in range(len(segments))]  # a seed per segment
 
 
 @pytest.mark.parametrize("fmt", ["pcm", "mp3", "wav"])

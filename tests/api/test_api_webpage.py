@@ -16,7 +16,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
+pytestmark = [pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"), pytest.mark.slow]
 
 AUDIO_STATE = """() => { const a = document.getElementById('player');
   return {src: a.src, duration: a.duration, readyState: a.readyState, error: a.error && a.error.code}; }"""

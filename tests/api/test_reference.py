@@ -41,6 +41,7 @@ def stand_in_server():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.server_address[1], hosts, body
     server.shutdown()
+    server.server_close()
 
 
 async def test_a_url_is_fetched_from_the_address_that_was_checked(stand_in_server, monkeypatch, tmp_path):

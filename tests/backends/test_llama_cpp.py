@@ -14,6 +14,7 @@ import pytest_asyncio
 
 llama_cpp = pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
+pytestmark = pytest.mark.slow  # starts the backend's own engine
 
 from conformance import Conformance, tiny_spark_llm  # noqa: E402
 from fasttts.backends._constraint_utils import NumpySampler, allowed_mask  # noqa: E402

@@ -8,6 +8,7 @@ import pytest
 import pytest_asyncio
 
 pytest.importorskip("mlx_lm")
+pytestmark = pytest.mark.slow  # starts the backend's own engine
 
 from conformance import Conformance, tiny_spark_llm  # noqa: E402
 from fasttts.backends.mlx_backend import MLXBackend  # noqa: E402

@@ -10,7 +10,9 @@ conformance suite on the real engine.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import os
 import pickle
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,9 +20,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import pytest_asyncio
 import torch
 
-from conformance import CompleteAfter
+from conformance import CompleteAfter, Conformance, tiny_spark_llm
 from fasttts.backends import sglang_backend
 from fasttts.backends.base import GenerationRequest
 from fasttts.backends.registry import BackendConfig, create_backend
@@ -144,8 +147,10 @@ async def test_closing_the_consumer_aborts_the_request(fake_sglang, llm_dir: Pat
 
 async def test_invalid_requests(fake_sglang, llm_dir: Path) -> None:
     backend = backend_for(llm_dir)
-    with pytest.raises(InvalidRequestError):
+    with pytest.raises(InvalidRequestError, match="empty"):
         [t async for t in backend.generate(GenerationRequest(prompt_ids=[], max_tokens=4))]
+    with pytest.raises(InvalidRequestError, match=r"must be in \[0, 1000\)"):  # the shared check_request
+        [t async for t in backend.generate(GenerationRequest(prompt_ids=[1, 1000], max_tokens=4))]
 
 
 def test_missing_sglang_names_the_extra() -> None:
@@ -165,3 +170,21 @@ class _RangeThenStop(CompleteAfter):
 
     def allowed(self, generated):
         return ((self.stop, self.stop + 1),) if len(generated) == self.after else (self.semantic,)
+
+
+def _real_sglang_on_cuda() -> bool:
+    return importlib.util.find_spec("sglang") is not None and torch.cuda.is_available()
+
+
+# a skip only where nothing could run it; scripts/gpu_check.sh sets FASTTTS_GPU_CHECK, so there it must run
+@pytest.mark.skipif(not (_real_sglang_on_cuda() or os.environ.get("FASTTTS_GPU_CHECK")), reason="real SGLang runs on CUDA only")
+class TestSGLangConformance(Conformance):
+    @pytest_asyncio.fixture(scope="class", loop_scope="session")
+    async def backend(self, tmp_path_factory) -> AsyncIterator[SGLangBackend]:
+        config = BackendConfig(model_dir=str(tiny_spark_llm(tmp_path_factory)), dtype="bfloat16", max_length=2048,
+                               batch_size=8, gpu_memory_utilization=0.3)  # fmt: skip
+        backend = create_backend("sglang", config)
+        assert isinstance(backend, SGLangBackend)
+        await backend.start()
+        yield backend
+        await backend.shutdown()

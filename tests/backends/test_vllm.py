@@ -12,6 +12,7 @@ import pytest_asyncio
 import torch
 
 pytest.importorskip("vllm")
+pytestmark = pytest.mark.slow  # starts the backend's own engine
 
 from conformance import CompleteAfter, Conformance, tiny_spark_llm  # noqa: E402
 from fasttts.backends.base import GenerationRequest  # noqa: E402

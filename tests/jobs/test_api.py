@@ -8,14 +8,20 @@ import json
 import socket
 import threading
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
+import pytest_asyncio
 from conftest import job_settings, wait_final
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.routes import jobs as jobs_routes
+from fasttts.engine.base import TTSEngine
 from fasttts.jobs import JobService, JobSpec, build_job_service
+from fasttts.models.registry import AutoEngine
+from fasttts.params import GENDERS
 from workers.dispatch import CeleryDispatcher
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -73,15 +79,50 @@ async def test_unknown_fields_are_refused_naming_them(embedded) -> None:
         assert (await c.get("/v1/jobs")).json()["total"] == 0
 
 
-async def test_multipart_markdown_audiobook_with_chapter_voice(embedded) -> None:
-    md = b"# One\n\nFirst chapter text.\n\n# Two\n\nSecond chapter text.\n\n# Three\n\nThird chapter text.\n"
-    req = {"kind": "audiobook", "output_format": "mp3", "chapter_voices": {"2": "joe"}}
+async def test_a_job_meets_an_openai_speed_factor(embedded) -> None:
+    """``voice.tempo`` (OpenAI's speed) runs through planning and the workers: the job's audio is
+    time-stretched by it (Piper at temperature 0 speaks the same audio each time)."""
+    lengths = {}
     async with client(embedded) as c:
-        r = await c.post("/v1/jobs", data={"request": json.dumps(req)}, files={"file": ("book.md", io.BytesIO(md), "text/markdown")})
-        assert r.status_code == 202, r.text
-        body = await poll(c, r.json()["id"])
+        for tempo in (1.0, 2.0):
+            r = await c.post("/v1/jobs", json={"kind": "speak", "text": "Twice as fast, the same pitch.", "output_format": "pcm",
+                                               "voice": {"name": "joe", "tempo": tempo}, "sampling": {"temperature": 0}})
+            assert r.status_code == 202, r.text
+            body = await poll(c, r.json()["id"])
+            assert body["status"] == "succeeded", body
+            lengths[tempo] = len((await c.get(body["results"]["audio.pcm"].removeprefix("http://test"))).content) // 2
+        bad = await c.post("/v1/jobs", json={"kind": "speak", "text": "x", "voice": {"tempo": 5}})
+        assert bad.status_code == 422 and bad.json()["error"]["param"] == "voice.tempo", bad.text
+    assert abs(lengths[2.0] / lengths[1.0] * 2.0 - 1.0) <= 0.05, lengths
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def spark(tiny_spark_dir) -> AsyncIterator[TTSEngine]:
+    """The tiny random Spark: two voices (``female``, the default, and ``male``) to tell chapters apart."""
+    engine = AutoEngine(tiny_spark_dir, backend="torch", llm_device="cpu", tokenizer_device="cpu", detokenizer_device="cpu")
+    await engine.start()
+    yield engine
+    await engine.shutdown()
+
+
+async def test_multipart_markdown_audiobook_with_chapter_voice(tmp_path, spark) -> None:
+    md = b"# One\n\nFirst chapter text.\n\n# Two\n\nSecond chapter text.\n\n# Three\n\nThird chapter text.\n"
+    req = {"kind": "audiobook", "output_format": "mp3", "chapter_voices": {"2": "male"}, "sampling": {"max_tokens": 80, "seed": 1}}
+    service = build_job_service(job_settings(tmp_path), spark)
+    await service.start()
+    try:
+        async with client(service) as c:
+            r = await c.post("/v1/jobs", data={"request": json.dumps(req)}, files={"file": ("book.md", io.BytesIO(md), "text/markdown")})
+            assert r.status_code == 202, r.text
+            body = await poll(c, r.json()["id"])
+        segments = await asyncio.to_thread(service.segments, body["id"])
+    finally:
+        await service.stop()
     assert body["status"] == "succeeded" and body["chapters"] == ["One", "Two", "Three"]
-    assert {"book.m4b", "chapters/001.mp3", "chapters/003.mp3", "subtitles.srt", "subtitles.vtt"} <= set(body["results"])
+    assert {"book.m4b", "chapters/001.mp3", "chapters/002.mp3", "chapters/003.mp3", "subtitles.srt", "subtitles.vtt"} <= set(body["results"])
+    # the second chapter is spoken by its own voice, pinned once as a male created voice; the others by the default
+    assert sorted({(s.chapter, s.voice["name"]) for s in segments}) == [(0, "female"), (1, "male"), (2, "female")]
+    assert {s.chapter: s.voice["state"]["gender"] for s in segments} == {0: GENDERS.index("female"), 1: GENDERS.index("male"), 2: GENDERS.index("female")}
 
 
 async def test_broker_and_database_outages_answer_503(tmp_path, piper) -> None:

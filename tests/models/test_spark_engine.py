@@ -12,7 +12,7 @@ from fasttts import AutoEngine, SamplingParams, SplitParams
 from fasttts.errors import AudioDecodeError, GenerationError, ModelLoadError, NotFoundError, UnsupportedFeatureError
 from fasttts.models.spark.engine import SparkEngine
 from fasttts.models.spark.tokens import NUM_GLOBAL
-from fasttts.params import VoiceParams
+from fasttts.params import GENDERS, LEVELS, VoiceParams
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -31,6 +31,39 @@ async def engine(tiny_spark_dir):
 
 def sampling(seed=1, max_tokens=MAX, **kw):
     return SamplingParams(seed=seed, max_tokens=max_tokens, **kw)
+
+
+@pytest.fixture
+def prompts(engine, monkeypatch) -> list[list[int]]:
+    """The prompt of every request the engine makes of its backend, in order."""
+    seen: list[list[int]] = []
+    generate = engine.backend.generate
+
+    def recording(request):
+        seen.append(list(request.prompt_ids))
+        return generate(request)
+
+    monkeypatch.setattr(engine.backend, "generate", recording)
+    return seen
+
+
+def ids(engine, text: str) -> list[int]:
+    return engine.tokenizer.encode(text, add_special_tokens=False).ids
+
+
+def created_prompt(engine, text: str, gender: str, pitch: str = "moderate", speed: str = "moderate") -> list[int]:
+    """Spark's voice-creation prompt: the task, the text, then gender, pitch and speed labels."""
+    v = engine.vocab
+    return [v.task_create, v.start_content, *ids(engine, text), v.end_content,
+            v.start_style, v.gender0 + GENDERS.index(gender), v.pitch_label0 + LEVELS.index(pitch), v.speed_label0 + LEVELS.index(speed), v.end_style]  # fmt: skip
+
+
+def cloned_prompt(engine, content: str, global_ids, semantic_ids=None) -> list[int]:
+    """Spark's clone prompt: the task, transcript + text, the reference's 32 global tokens, and with
+    a transcript its semantic tokens, which the model continues."""
+    v = engine.vocab
+    prompt = [v.task_tts, v.start_content, *ids(engine, content), v.end_content, v.start_global, *(v.global0 + g for g in global_ids), v.end_global]
+    return prompt if semantic_ids is None else [*prompt, v.start_semantic, *(v.semantic0 + s for s in semantic_ids)]
 
 
 async def test_created_voice_length_follows_semantic_tokens(engine):
@@ -61,10 +94,16 @@ async def test_streaming_equals_non_streaming(engine):
     assert err < 1e-3 * np.abs(whole).max() + 1e-5, f"stream deviates from the one-shot decode by {err}"
 
 
-async def test_clone_with_and_without_transcript(engine, piper_speech):
+async def test_clone_with_and_without_transcript(engine, piper_speech, prompts):
+    from fasttts.audio.io import load_audio
+
     wav, transcript = piper_speech
+    global_ids, semantic_ids = (list(map(int, t)) for t in await engine.tokenize(load_audio(wav, engine.sample_rate)))
+    assert len(global_ids) == NUM_GLOBAL and len(semantic_ids) > 100  # ~3 s of reference at 50 tokens/s
+    text = engine.normalize("A cloned voice.")
     no_text = await engine.clone("A cloned voice.", wav, sampling=sampling())
     with_text = await engine.clone("A cloned voice.", wav, transcript, sampling=sampling())
+    assert prompts == [cloned_prompt(engine, text, global_ids), cloned_prompt(engine, transcript + text, global_ids, semantic_ids)]
     assert len(no_text) > 0 and len(with_text) > 0
     assert len(no_text) % HOP == 0 and len(with_text) % HOP == 0
 
@@ -143,14 +182,12 @@ async def test_eight_concurrent_requests_batch_and_complete(engine):
 async def test_cancelling_a_stream_stops_generation(engine, sentences):
     text = " ".join(f"Cancel me half way through, sentence {i}." for i in range(sentences))
     stream = engine.speak_stream(text, "female", sampling=sampling(max_tokens=400), split=SplitParams(length_threshold=12, window_size=12))
+    cancelled = engine.backend.stats.cancelled
     first = await stream.__anext__()
     assert len(first) > 0
     await stream.aclose()
-    for _ in range(100):
-        if engine.backend.num_active == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert engine.backend.num_active == 0
+    assert await engine.backend.wait_idle(timeout=60)  # the timeout only guards against a hang
+    assert engine.backend.stats.cancelled > cancelled  # dropped from the batch, not run to max_tokens
 
 
 async def test_event_loop_stays_responsive_while_generating(engine):
@@ -168,11 +205,19 @@ async def test_event_loop_stays_responsive_while_generating(engine):
     assert ticks >= 5, "the event loop was blocked during synthesis"
 
 
-async def test_multi_speaker_script(engine, piper_speech):
+async def test_multi_speaker_script(engine, piper_speech, prompts):
     wav, transcript = piper_speech
-    await engine.add_voice("alice", wav, transcript)
-    audio = await engine.multi_speak("Intro line. <role:alice> Hi there! <role:male,pitch=high> Hello Alice.", sampling=sampling(max_tokens=60))
+    alice = await engine.add_voice("alice", wav, transcript)
+    script = "Intro line. <role:alice> Hi there! <role:male,pitch=high> Hello Alice."
+    intro, hi, hello = (seg.text for seg in engine.script_segments(script))
+    audio = await engine.multi_speak(script, sampling=sampling(max_tokens=60))
     assert len(audio) > 0
+    expected = [  # each turn in its own voice: the default created one, alice's clone, a created male voice
+        created_prompt(engine, intro, "female"),
+        cloned_prompt(engine, alice["reference_text"] + hi, alice["global_ids"], alice["semantic_ids"]),
+        created_prompt(engine, hello, "male", pitch="high"),
+    ]
+    assert sorted(prompts) == sorted(expected)  # the three turns run concurrently, in any order
     with pytest.raises(NotFoundError, match="bob"):
         await engine.multi_speak("<role:alice> Hi. <role:bob> Hey.", sampling=sampling())
 
@@ -326,11 +371,18 @@ async def test_a_slow_listener_holds_later_segments_back(engine, monkeypatch):
     from fasttts.engine.base import SEGMENT_CONCURRENCY
 
     started: list[int] = []
+    finished = 0
+    window_done = asyncio.Event()
     generate = engine.backend.generate
 
-    def recording(request):
+    async def recording(request):
+        nonlocal finished
         started.append(len(request.prompt_ids))
-        return generate(request)
+        async for token in generate(request):
+            yield token
+        finished += 1
+        if finished == SEGMENT_CONCURRENCY:
+            window_done.set()
 
     monkeypatch.setattr(engine.backend, "generate", recording)
     text = " ".join(f"Sentence number {i} is here." for i in range(14))
@@ -338,8 +390,8 @@ async def test_a_slow_listener_holds_later_segments_back(engine, monkeypatch):
     total = len(engine.segments(text, VoiceParams(name="female"), split))
     assert total > SEGMENT_CONCURRENCY
     stream = engine.speak_stream(text, "female", sampling=sampling(seed=1, max_tokens=40), split=split)
-    await stream.__anext__()
-    await asyncio.sleep(1.0)  # a listener that does not read on
-    assert len(started) <= SEGMENT_CONCURRENCY  # the segments within reach of the one being heard, no more
+    await stream.__anext__()  # then a listener that does not read on
+    await asyncio.wait_for(window_done.wait(), 120)  # every segment within reach of the one being heard ran (the timeout guards a hang)
+    assert len(started) == SEGMENT_CONCURRENCY  # and no other started: nothing left could start one
     rest = [c async for c in stream]
     assert rest and len(started) == total

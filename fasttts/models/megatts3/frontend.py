@@ -78,9 +78,16 @@ def whisper_log_mel(wav16k: np.ndarray) -> torch.Tensor:
     return (log_spec + 4.0) / 4.0
 
 
+def to_align_rate(padded: np.ndarray) -> np.ndarray:
+    """24 → 16 kHz as ``librosa.resample`` (soxr HQ, length fixed to ⌈n · 2/3⌉)."""
+    out = resample(padded, SAMPLE_RATE, ALIGN_RATE)
+    n = -(-len(padded) * ALIGN_RATE // SAMPLE_RATE)
+    return np.pad(out, (0, max(0, n - len(out))))[:n]
+
+
 def aligner_mel(padded: np.ndarray) -> torch.Tensor:
     """[1, 80, F_ref] aligner input of the padded 24 kHz reference (F_ref a multiple of 8)."""
-    mel = whisper_log_mel(resample(padded, SAMPLE_RATE, ALIGN_RATE))
+    mel = whisper_log_mel(to_align_rate(padded))
     frames = mel.shape[1] // FRAMES_MULTIPLE * FRAMES_MULTIPLE
     return mel[None, :, :frames]
 

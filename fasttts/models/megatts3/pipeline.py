@@ -1,7 +1,7 @@
 """MegaTTS3's per-segment computation between the g2p and the audio, as pure functions:
 
-- :func:`target_durations`: ``dur_pred``'s rules after the duration LM (crossfade room, final-pause
-  clamp, random jitter, long pauses, first phone, multiple of 8), clamped *after* the rules;
+- :func:`target_durations`: ``dur_pred``'s rules after the duration LM, in its order (crossfade room
+  or final-pause clamp, random jitter, long pauses, first phone, pad to a multiple of 8);
 - :func:`dit_inputs`: ``prepare_inputs_for_dit`` (reference + target, three CFG rows);
 - :func:`sample_batch`: ``Diffusion.inference`` for several requests at once — every request's
   three CFG rows in one forward, rows padded to the longest with a key mask, each request with its
