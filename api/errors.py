@@ -20,12 +20,14 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected
+from api.outage import OutageBackoff
 from fasttts import errors as E
 
 logger = logging.getLogger("fasttts.api")
 
 RETRY_AFTER_S = 1
-"""Seconds a client told 429 should wait; requests are short, so retrying soon is right."""
+"""Seconds a client told 429 should wait; requests are short, so retrying soon is right (a 503's
+``Retry-After`` comes from :class:`api.outage.OutageBackoff` instead)."""
 
 
 class AuthenticationError(Exception):
@@ -89,7 +91,11 @@ async def _fasttts_error(request: Request, exc: Exception) -> JSONResponse:
     status, type_, code = status_of(exc)
     if status >= 500:
         logger.error("request failed: %s", exc.message, exc_info=exc if status == 500 else None)
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if status in (429, 503) else None
+    headers = None
+    if status == 429:
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
+    elif status == 503:  # a lost dependency or a model not loaded: back off while it lasts
+        headers = {"Retry-After": str(request.app.state.backoff.failed())}
     if isinstance(exc, E.NotFoundError) and exc.param == "model":
         code = "model_not_found"
     return error_response(request, status, exc.message, type_=type_, param=exc.param, code=code, headers=headers)
@@ -155,6 +161,8 @@ async def _client_disconnected(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """The handlers, and ``app.state.backoff``, whose ``Retry-After`` every 503 carries."""
+    app.state.backoff = OutageBackoff()
     app.add_exception_handler(E.FastTTSError, _fasttts_error)
     app.add_exception_handler(AuthenticationError, _auth_error)
     app.add_exception_handler(ClientDisconnected, _client_disconnected)

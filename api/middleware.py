@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import BodyTooLargeError, body_too_large_response
 from api.metrics import Metrics
+from api.outage import OutageBackoff
 
 logger = logging.getLogger("fasttts.access")
 
@@ -33,9 +34,10 @@ async def _no_receive() -> Message:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, backoff: OutageBackoff) -> None:
         self.app = app
         self.metrics = metrics
+        self.backoff = backoff
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,6 +87,7 @@ class RequestContextMiddleware:
         route = getattr(scope.get("route"), "path", None) or ("/static" if scope["path"].startswith("/static/") else "unmatched")
         method = scope["method"]
         self.metrics.requests.labels(method, route, str(status)).inc()
+        self.backoff.answered(route, status)
         self.metrics.latency.labels(route).observe(elapsed)
         logger.info(
             "%s %s %d %.1fms",

@@ -94,7 +94,7 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
     await engine.start()
     try:
         if args.reference_audio:
-            voice = _voice(args, reference=Path(args.reference_audio).read_bytes())
+            voice = _voice(args, reference=await asyncio.to_thread(Path(args.reference_audio).read_bytes))
             if (state := await engine.pin_voice(voice)) is not None:  # MegaTTS3: align the reference once
                 voice = type(voice)(state=state)
             segments = engine.segments(text, voice, split)
@@ -116,7 +116,7 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
         return 1
     finally:
         await engine.shutdown()
-    Path(args.output).write_bytes(encode_audio(audio, engine.sample_rate, fmt))
+    await asyncio.to_thread(Path(args.output).write_bytes, encode_audio(audio, engine.sample_rate, fmt))
     print(f"wrote {args.output}: {len(audio) / engine.sample_rate:.2f} s at {engine.sample_rate} Hz")
     return 0
 

@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fasttts.params import BackendName
 
-DType = Literal["float16", "bfloat16", "float32", "auto"]
+DType = Literal["float16", "bfloat16", "float32", "int8", "auto"]
 AttnImpl = Literal["sdpa", "flash_attention_2", "eager"]
 
 
@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     llm_attn_implementation: AttnImpl = "eager"
     max_length: int = Field(32768, ge=16, description="Max LLM context length.")
     llm_gpu_memory_utilization: float = Field(0.6, gt=0, le=1)
-    torch_dtype: DType = "auto"
+    torch_dtype: DType = Field("auto", description="LLM weights; int8: weight-only, per-channel scales (torch backend on CPU); auto: the fastest exact one measured at load.")
     cache_implementation: str | None = None
     seed: int = 0
     batch_size: int = Field(1, ge=1, description="Max batch size for the codec stages.")

@@ -152,16 +152,12 @@ class VoiceService:
         if not self.engine.capabilities.clone:
             logger.warning("--role_dir %s ignored: the %s model cannot clone voices", root, self.engine.model_type)
             return
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            audio_files = sorted(f for f in folder.iterdir() if f.suffix.lower() in AUDIO_SUFFIXES)
-            if not audio_files:
+        for folder in await asyncio.to_thread(lambda: sorted(p for p in root.iterdir() if p.is_dir())):
+            found = await asyncio.to_thread(self._read_role_folder, folder)
+            if found is None:
                 logger.warning("role folder %s has no audio file; skipped", folder)
                 continue
-            text_file = folder / REFERENCE_TEXT_FILE
-            reference_text = text_file.read_text(encoding="utf-8").strip() or None if text_file.exists() else None
-            audio = audio_files[0].read_bytes()
-            latent_file = audio_files[0].with_suffix(LATENT_SUFFIX)
-            latent = latent_file.read_bytes() if self.engine.capabilities.voice_latent and latent_file.is_file() else None
+            audio, reference_text, latent = found
             try:
                 _valid_name(folder.name)
                 if await asyncio.to_thread(self._same_reference, folder.name, audio, reference_text):
@@ -171,6 +167,17 @@ class VoiceService:
                 logger.info("encoded role %r from %s", folder.name, folder)
             except InvalidRequestError as exc:
                 logger.warning("role folder %s skipped: %s", folder, exc.message)
+
+    def _read_role_folder(self, folder: Path) -> tuple[bytes, str | None, bytes | None] | None:
+        """A role folder's (audio, transcript, latent), read in a thread; ``None`` without audio."""
+        audio_files = sorted(f for f in folder.iterdir() if f.suffix.lower() in AUDIO_SUFFIXES)
+        if not audio_files:
+            return None
+        text_file = folder / REFERENCE_TEXT_FILE
+        reference_text = (text_file.read_text(encoding="utf-8").strip() or None) if text_file.exists() else None
+        latent_file = audio_files[0].with_suffix(LATENT_SUFFIX)
+        latent = latent_file.read_bytes() if self.engine.capabilities.voice_latent and latent_file.is_file() else None
+        return audio_files[0].read_bytes(), reference_text, latent
 
     # ------------------------------------------------------------------ API operations
     async def list(self) -> list[VoiceInfo]:

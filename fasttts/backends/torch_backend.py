@@ -57,6 +57,10 @@ class TorchBackend(EngineThreadBackend):
     def model(self) -> CausalLM | None:
         return self.scheduler.model if self.scheduler is not None else None
 
+    @property
+    def weight_format(self) -> str | None:
+        return self.model.weight_format if self.model is not None else None
+
     # ------------------------------------------------------------------ generation
     async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
         scheduler = await self._running()

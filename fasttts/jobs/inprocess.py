@@ -58,6 +58,14 @@ class InProcessDispatcher:
                 logger.warning("job %s paused: %s", job_id, e)
             except Exception:
                 logger.exception("job %s: runner crashed; the reaper will retry", job_id)
+            finally:
+                self._queue.task_done()
+
+    async def join(self) -> None:
+        """Wait until every job enqueued so far has had its run (finished, failed, paused or, once
+        cancelled, given up): what a graceful drain, or a test, waits for."""
+        assert self._queue is not None
+        await self._queue.join()
 
     async def stop(self) -> None:
         for t in self._tasks:

@@ -303,13 +303,23 @@ class JobService:
 
     def check(self) -> None:
         """Readiness: database, storage and broker reachable, else :class:`JobsUnavailableError`."""
+        if lost := self.unavailable():
+            raise JobsUnavailableError("; ".join(lost.values()))
+
+    def unavailable(self) -> dict[str, str]:
+        """Each dependency that cannot be used right now (``database``, ``storage``, ``broker``)
+        with the reason; empty when all of them answer. ``/ready`` reports these by name."""
+        lost: dict[str, str] = {}
+        for name, probe in (("database", self._probe_database), ("storage", self.store.check), ("broker", self.dispatcher.check)):
+            try:
+                probe()
+            except NotReadyError as e:
+                lost[name] = str(e)
+        return lost
+
+    def _probe_database(self) -> None:
         with self.session() as s:
             s.execute(select(1))
-        try:
-            self.store.check()
-        except StorageUnavailableError as e:
-            raise JobsUnavailableError(str(e)) from e
-        self.dispatcher.check()
 
     def describe(self, job: Job) -> dict[str, Any]:
         """A JSON-able view of a job (the API adds result links)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from fasttts.backends.base import GenerationRequest, LLMBackend, Ranges, TokenConstraint
+from fasttts.backends.engine_thread import EngineThreadBackend
 from fasttts.errors import InvalidRequestError
 from fasttts.models.random_llm import SPARK_QWEN2_TINY, load_tokenizer, write_random_llm
 from fasttts.models.spark.tokens import SPARK_ADDED_TOKENS, SparkGrammar, SparkVocab
@@ -100,12 +101,12 @@ async def collect(backend: LLMBackend, **kw) -> list[int]:
     return [t async for t in backend.generate(GenerationRequest(**kw))]
 
 
-async def wait_idle(backend: LLMBackend, timeout: float = 30.0) -> None:
-    """Wait (bounded) until the backend reports no active request."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while backend.num_active and loop.time() < deadline:
-        await asyncio.sleep(0.02)
+async def wait_idle(backend: LLMBackend, timeout: float = 60.0) -> None:
+    """Once every consumer has gone: no request may stay active. An engine thread drops a cancelled
+    request at its next step (waited for, ``timeout`` guarding a hang); an event-loop backend
+    (vLLM, SGLang) has dropped it by the time the consumer's ``aclose`` returned."""
+    if isinstance(backend, EngineThreadBackend):
+        assert await backend.wait_idle(timeout), f"{backend.num_active} request(s) still active"
     assert backend.num_active == 0, f"{backend.num_active} request(s) still active"
 
 

@@ -1,32 +1,72 @@
-"""oneDNN-packed linear layers give nn.Linear's results, and are used where they help."""
+"""CPU linear layers per weight format: every kernel agrees with float32 ``F.linear`` within its
+format's rounding, the measured plan covers every row count, and replacement keeps results."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from fasttts.backends.torch_llm.cpu_linear import PackedLinear, pack_linears
+from fasttts.backends.torch_llm.cpu_linear import ACTIVATION_DTYPE, FORMATS, LAYOUTS, ROW_BUCKETS, CpuLinear, pack_linears, plan_for
+
+# Max |error| relative to the output's RMS, for unit-variance inputs and 1/sqrt(in)-scaled weights:
+# bfloat16 rounds weights and inputs at 2^-9 relative (errors add up over the dot product as a
+# random walk: ~1 % of the RMS); int8 per-channel rounds each weight by up to half a step,
+# max|w|/254, ~1-2 % of the RMS. 4 % bounds the largest of a few thousand outputs.
+TOLERANCE = {"float32": 1e-5, "bfloat16": 0.04, "int8": 0.04}
 
 
-@pytest.mark.parametrize("rows", [1, 3, 8, 33])
-@pytest.mark.parametrize("bias", [True, False])
-def test_packed_linear_matches_nn_linear(rows, bias):
-    if not torch.backends.mkldnn.is_available():
-        pytest.skip("this torch build has no oneDNN")
-    torch.manual_seed(rows)
-    lin = nn.Linear(64, 96, bias=bias)
-    x = torch.randn(rows, 64)
-    with torch.no_grad():
-        torch.testing.assert_close(PackedLinear(lin)(x), lin(x), atol=1e-5, rtol=1e-5)
+def _kernels():
+    for fmt in FORMATS:
+        for layout in LAYOUTS[fmt]:
+            for name in layout.kernels:
+                yield pytest.param(fmt, layout, name, id=f"{fmt}-{layout.name}-{name}")
 
 
-def test_pack_linears_replaces_only_where_it_applies():
-    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Sequential(nn.Linear(8, 4)))
-    assert pack_linears(model, torch.device("cpu"), torch.bfloat16) == 0  # float32 only
-    assert pack_linears(model, torch.device("meta"), torch.float32) == 0  # CPU only
-    if torch.backends.mkldnn.is_available():
-        x = torch.randn(2, 8)
+@pytest.mark.parametrize(("fmt", "layout", "name"), list(_kernels()))
+@pytest.mark.parametrize("rows", [1, 5, 33])
+def test_every_kernel_matches_float32_within_its_format(fmt, layout, name, rows):
+    gen = torch.Generator().manual_seed(rows)
+    w = torch.randn(96, 128, generator=gen) / 128**0.5
+    x = torch.randn(rows, 128, generator=gen)
+    try:
+        stored = layout.store(w)
         with torch.no_grad():
-            before = model(x)
-            assert pack_linears(model, torch.device("cpu"), torch.float32) == 2
-            torch.testing.assert_close(model(x), before, atol=1e-5, rtol=1e-5)
-        assert not any(type(m) is nn.Linear for m in model.modules())
+            got = layout.kernels[name](x.to(ACTIVATION_DTYPE[fmt]), stored).float()
+    except (RuntimeError, NotImplementedError) as exc:
+        pytest.skip(f"kernel not in this build: {exc}")
+    ref = F.linear(x, w)
+    assert got.shape == ref.shape
+    assert (got - ref).abs().max() <= TOLERANCE[fmt] * ref.pow(2).mean().sqrt()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_plan_picks_a_kernel_per_bucket_and_times_float32_too(fmt):
+    plan = plan_for(fmt, 48, 32, torch.get_num_threads())
+    assert plan.format == fmt and len(plan.kernels) == len(plan.ms) == len(plan.float32_ms) == len(ROW_BUCKETS)
+    assert all(k in plan.layout.kernels for k in plan.kernels)
+    assert all(ms > 0 for ms in (*plan.ms, *plan.float32_ms))
+    for rows in (1, 2, 8, 9, 32, 512):  # every row count maps to a kernel of the chosen layout
+        assert plan.kernel_for(rows) in plan.layout.kernels.values()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_pack_linears_replaces_every_linear_and_keeps_results(fmt, bias):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 48, bias=bias), nn.ReLU(), nn.Sequential(nn.Linear(48, 32, bias=bias)))
+    x = torch.randn(3, 32)
+    with torch.no_grad():
+        before = model(x)
+        plan = pack_linears(model, torch.device("cpu"), fmt)
+        after = model(x.to(ACTIVATION_DTYPE[fmt])).float()
+    assert plan is not None and plan.format == fmt
+    assert not any(type(m) is nn.Linear for m in model.modules())
+    assert sum(isinstance(m, CpuLinear) for m in model.modules()) == 2
+    assert (after - before).abs().max() <= 2 * TOLERANCE[fmt] * before.pow(2).mean().sqrt() + 1e-6
+
+
+def test_pack_linears_leaves_other_devices_and_formats_alone():
+    model = nn.Sequential(nn.Linear(8, 8))
+    assert pack_linears(model, torch.device("meta"), "bfloat16") is None  # CPU only
+    assert pack_linears(model, torch.device("cpu"), "float16") is None  # no CPU float16 kernels here
+    assert type(model[0]) is nn.Linear

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
-import threading
 
 from collections.abc import AsyncIterator
 
@@ -144,57 +142,9 @@ async def test_broker_and_database_outages_answer_503(tmp_path, piper) -> None:
             assert r.status_code == 503 and "Retry-After" in r.headers, r.text
 
 
-class Proxy:
-    """A TCP forwarder we can take down and bring back, standing in for a service outage."""
-
-    def __init__(self, target: int) -> None:
-        self.target = target
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.up = threading.Event()
-        self.up.set()
-        self.open: set[socket.socket] = set()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def down(self) -> None:
-        """Refuse new connections and cut the open ones (pooled keep-alive connections too)."""
-        self.up.clear()
-        for s in list(self.open):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def _accept(self) -> None:
-        while True:
-            conn, _ = self.sock.accept()
-            if not self.up.is_set():
-                conn.close()
-                continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                conn.close()
-                continue
-            self.open.update((conn, upstream))
-            for a, b in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
-        try:
-            while self.up.is_set() and (data := a.recv(65536)):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
 async def test_s3_outage_answers_503_and_running_jobs_finish_after(tmp_path, piper, seaweed) -> None:
+    from service_fixtures import Proxy
+
     proxy = Proxy(int(seaweed.endpoint.rsplit(":", 1)[1]))
     settings = job_settings(tmp_path, s3_bucket=seaweed.bucket, s3_endpoint_url=f"http://127.0.0.1:{proxy.port}",
                             s3_prefix=f"{tmp_path.name}/", s3_access_key_id="k", s3_secret_access_key="s", segment_lease_s=1.0)

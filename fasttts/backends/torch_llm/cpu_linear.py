@@ -1,61 +1,237 @@
-"""Faster linear layers for CPU inference: oneDNN with weights packed once at load.
+"""CPU linear layers per weight format, with the kernel for each batch size measured at load.
 
-On the x86 CPUs we serve from, PyTorch's default float32 ``nn.Linear`` goes to MKL's sgemm,
-which is 2.5–4× slower than oneDNN with a pre-packed weight for the small row counts of decoding
-(1–32 tokens per step; measured on a 2-core AMD EPYC: 1.71 → 0.63 ms at 1 row, 5.20 → 1.32 ms at
-8 rows, for a 896×4864 projection). Results agree to ~1e-6. The ops are PyTorch's own
-(``torch.ops.mkldnn``, what ``torch.compile`` uses on CPU); where they are missing or disagree
-with ``nn.Linear`` on a probe, the model keeps its plain layers.
+Decoding one token at a time reads every weight once, so batch-1 speed is set by the bytes a
+weight takes (4 in float32, 2 in bfloat16, 1 in int8) — but which PyTorch kernel reads them
+fastest, and which still computes well at 8–32 rows, differs from CPU to CPU (measured on a
+2-core AMD EPYC with AVX512-BF16: oneDNN's packed bfloat16 linear is ~1.3× faster than its
+packed float32 one at 1 row and ~4× at 8 rows, while ``torch._weight_int8pack_mm`` is the
+fastest int8 kernel at 1 row and falls behind bfloat16 at 8). So nothing is hard-coded: for the
+model's layer shape, :func:`plan_for` times every kernel that can hold a format's weights at
+1, 8 and 32 rows (and float32's, the floor no format may fall below), on enough distinct
+matrices to spill the last-level cache, and keeps per row bucket the fastest one.
+
+Formats and their storage (all PyTorch's own ops; a kernel missing from this build, or one that
+disagrees with ``F.linear`` on a probe, is left out):
+
+* ``float32`` / ``bfloat16``: oneDNN packed weight (``torch.ops.mkldnn``, what ``torch.compile``
+  uses on CPU), or the plain weight (``F.linear``, or for bfloat16 widened to float32 per call —
+  the fallback on CPUs without native bfloat16 arithmetic).
+* ``int8``: weight-only, symmetric per-output-channel scales; ``_weight_int8pack_mm`` on bfloat16
+  activations, or dequantised per call to bfloat16 / float32 for many rows.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 logger = logging.getLogger(__name__)
 
-BATCH_HINT = 8  # the row count oneDNN tunes the packed layout for
+FORMATS = ("float32", "bfloat16", "int8")
+ROW_BUCKETS = (1, 8, 32)  # rows per call the kernels are timed at; more rows use the last bucket's
+BATCH_HINT = 8  # the row count oneDNN tunes a packed layout for
+PROBE_BYTES = 96 << 20  # float32 bytes of probe matrices per format: past any last-level cache
+SLOWER_MARGIN = 1.1  # timing noise allowance before a format counts as slower than float32
+ACTIVATION_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.bfloat16}
+
+Storage = tuple[torch.Tensor, ...]
+Run = Callable[[torch.Tensor, Storage], torch.Tensor]
 
 
-class PackedLinear(nn.Module):
-    """``nn.Linear`` whose weight lives in oneDNN's packed layout (inference only)."""
+@dataclass(frozen=True)
+class Layout:
+    """One way to hold a format's weights, and the kernels that compute from that layout."""
 
-    def __init__(self, linear: nn.Linear) -> None:
+    name: str
+    store: Callable[[torch.Tensor], Storage]  # float32/bfloat16 weight [N, K] -> stored tensors
+    kernels: dict[str, Run]
+
+
+def _packed(w: torch.Tensor, dtype: torch.dtype) -> Storage:
+    return (torch.ops.mkldnn._reorder_linear_weight(w.to(dtype).contiguous(), BATCH_HINT),)
+
+
+def _run_packed(x: torch.Tensor, s: Storage) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, s[0], None, "none", [], "")
+
+
+def _quantize(w: torch.Tensor) -> Storage:
+    """Symmetric per-output-channel int8: ``w ≈ q * scale[:, None]``."""
+    w = w.float()
+    scale = (w.abs().amax(dim=1) / 127).clamp_min(torch.finfo(torch.float32).tiny)
+    q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8).contiguous()
+    return q, scale.to(torch.bfloat16), scale
+
+
+def _dequantized_linear(x: torch.Tensor, s: Storage, dtype: torch.dtype) -> torch.Tensor:
+    """``x @ (q * scale)ᵀ`` as ``(x @ qᵀ) * scale``: one widening pass over the weight (int8
+    values are exact in bfloat16), the per-channel scale applied to the few output rows instead."""
+    return (F.linear(x.to(dtype), s[0].to(dtype)) * s[2 if dtype == torch.float32 else 1]).to(x.dtype)
+
+
+LAYOUTS: dict[str, tuple[Layout, ...]] = {
+    "float32": (
+        Layout("packed", functools.partial(_packed, dtype=torch.float32), {"onednn": _run_packed}),
+        Layout("plain", lambda w: (w.float().contiguous(),), {"linear": lambda x, s: F.linear(x, s[0])}),
+    ),
+    "bfloat16": (
+        Layout("packed", functools.partial(_packed, dtype=torch.bfloat16), {"onednn": _run_packed}),
+        Layout("plain", lambda w: (w.to(torch.bfloat16).contiguous(),), {
+            "linear": lambda x, s: F.linear(x, s[0]),
+            "widen-f32": lambda x, s: F.linear(x.float(), s[0].float()).to(x.dtype),
+        }),
+    ),
+    "int8": (
+        Layout("int8", _quantize, {
+            "int8pack": lambda x, s: torch._weight_int8pack_mm(x.contiguous(), s[0], s[1]),
+            "dequant-bf16": functools.partial(_dequantized_linear, dtype=torch.bfloat16),
+            "dequant-f32": functools.partial(_dequantized_linear, dtype=torch.float32),
+        }),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A format's chosen layout and, per row bucket, its kernel (with the measured milliseconds)."""
+
+    format: str
+    layout: Layout
+    kernels: tuple[str, ...]  # one per ROW_BUCKETS entry
+    ms: tuple[float, ...]
+    float32_ms: tuple[float, ...]
+
+    def kernel_for(self, rows: int) -> Run:
+        for bucket, name in zip(ROW_BUCKETS, self.kernels):
+            if rows <= bucket:
+                return self.layout.kernels[name]
+        return self.layout.kernels[self.kernels[-1]]
+
+    @property
+    def slower_than_float32(self) -> list[int]:
+        """Row buckets where this format measured slower than float32 (empty: never)."""
+        return [b for b, ms, ref in zip(ROW_BUCKETS, self.ms, self.float32_ms) if ms > ref * SLOWER_MARGIN]
+
+    def describe(self) -> str:
+        kernels = ", ".join(f"{b} row{'s' if b > 1 else ''}: {k} {ms:.2f} ms (float32 {ref:.2f})"
+                            for b, k, ms, ref in zip(ROW_BUCKETS, self.kernels, self.ms, self.float32_ms))
+        return f"{self.format} weights, {self.layout.name} layout; {kernels}"
+
+
+def _agrees(layout: Layout, name: str, fmt: str) -> bool:
+    """The kernel exists in this build and matches ``F.linear`` in float32 on a small probe."""
+    gen = torch.Generator().manual_seed(0)
+    w, x = torch.randn(24, 64, generator=gen), torch.randn(3, 64, generator=gen)
+    try:
+        with torch.no_grad():
+            got = layout.kernels[name](x.to(ACTIVATION_DTYPE[fmt]), layout.store(w)).float()
+    except (RuntimeError, AttributeError, NotImplementedError) as exc:  # op missing in this build / CPU
+        logger.debug("%s kernel %s unavailable: %s", fmt, name, exc)
+        return False
+    tol = {"float32": 1e-4, "bfloat16": 0.15, "int8": 0.3}[fmt]  # |x|·|w| ~ 8 here; bf16 inputs round at 2^-8
+    return got.shape == (3, 24) and bool(torch.allclose(got, F.linear(x, w), atol=tol, rtol=0.02))
+
+
+def _time(run: Run, x: torch.Tensor, weights: list[Storage], reps: int = 3) -> float:
+    """Best-of-``reps`` milliseconds per matrix for one pass over distinct ``weights``."""
+    best = float("inf")
+    with torch.no_grad():
+        run(x, weights[0])
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for s in weights:
+                run(x, s)
+            best = min(best, (time.perf_counter() - t0) / len(weights))
+    return best * 1e3
+
+
+def _measure(fmt: str, out_features: int, in_features: int) -> dict[tuple[str, str], tuple[float, ...]]:
+    """(layout, kernel) -> ms per bucket, for every working kernel of ``fmt`` at this shape."""
+    count = min(32, max(2, -(-PROBE_BYTES // (4 * out_features * in_features))))  # tiny layers: no cache to spill
+    gen = torch.Generator().manual_seed(0)
+    dense = [torch.randn(out_features, in_features, generator=gen) / in_features**0.5 for _ in range(count)]
+    xs = [torch.randn(rows, in_features, generator=gen).to(ACTIVATION_DTYPE[fmt]) for rows in ROW_BUCKETS]
+    times: dict[tuple[str, str], tuple[float, ...]] = {}
+    for layout in LAYOUTS[fmt]:
+        names = [n for n in layout.kernels if _agrees(layout, n, fmt)]
+        if not names:
+            continue
+        weights = [layout.store(w) for w in dense]
+        for name in names:
+            times[(layout.name, name)] = tuple(_time(layout.kernels[name], x, weights) for x in xs)
+        del weights
+    return times
+
+
+def _best_plan(fmt: str, times: dict[tuple[str, str], tuple[float, ...]], float32_ms: tuple[float, ...]) -> Plan:
+    """The layout whose best kernels sum to the least time over the buckets, with those kernels."""
+    choices = []
+    for layout in LAYOUTS[fmt]:
+        mine = {k: v for (lay, k), v in times.items() if lay == layout.name}
+        if not mine:
+            continue
+        picks = [min(mine, key=lambda k, i=i: mine[k][i]) for i in range(len(ROW_BUCKETS))]
+        ms = tuple(mine[k][i] for i, k in enumerate(picks))
+        choices.append(Plan(fmt, layout, tuple(picks), ms, float32_ms))
+    if not choices:
+        raise RuntimeError(f"no {fmt} linear kernel works in this PyTorch build")
+    return min(choices, key=lambda p: sum(p.ms))
+
+
+@functools.lru_cache(maxsize=None)
+def plan_for(fmt: str, out_features: int, in_features: int, threads: int) -> Plan:
+    """Measure ``fmt``'s kernels (and float32's) for an ``out × in`` layer with ``threads`` threads
+    and return the fastest plan; cached, since the answer depends only on these and the CPU."""
+    del threads  # part of the cache key: the timings depend on it
+    f32 = _best_plan("float32", _measure("float32", out_features, in_features), ())
+    f32 = Plan("float32", f32.layout, f32.kernels, f32.ms, f32.ms)
+    if fmt == "float32":
+        return f32
+    return _best_plan(fmt, _measure(fmt, out_features, in_features), f32.ms)
+
+
+class CpuLinear(nn.Module):
+    """``nn.Linear`` replacement (inference only) holding its weight as a :class:`Plan` says and
+    calling that plan's kernel for the row count of each call."""
+
+    def __init__(self, linear: nn.Linear, plan: Plan) -> None:
         super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), BATCH_HINT)
-        self.bias = None if linear.bias is None else linear.bias.detach()
+        self.in_features, self.out_features, self.plan = linear.in_features, linear.out_features, plan
+        self.stored = plan.layout.store(linear.weight.detach())
+        dtype = ACTIVATION_DTYPE[plan.format]
+        self.bias = None if linear.bias is None else linear.bias.detach().to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        out = self.plan.kernel_for(x.shape[0])(x, self.stored)
+        return out if self.bias is None else out + self.bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, format={self.plan.format}"
 
 
-def _usable(device: torch.device, dtype: torch.dtype) -> bool:
-    if device.type != "cpu" or dtype != torch.float32 or not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        probe = nn.Linear(16, 24)
-        x = torch.randn(3, 16)
-        with torch.no_grad():
-            return torch.allclose(PackedLinear(probe)(x), probe(x), atol=1e-5)
-    except (RuntimeError, AttributeError) as exc:  # op missing in this build
-        logger.info("oneDNN packed linear unavailable (%s); using nn.Linear", exc)
-        return False
+def largest_linear(model: nn.Module) -> tuple[int, int]:
+    """(out, in) of the biggest ``nn.Linear`` under ``model``: the shape the kernels are timed on."""
+    shapes = [(m.out_features, m.in_features) for m in model.modules() if type(m) is nn.Linear]
+    return max(shapes, key=lambda s: s[0] * s[1])
 
 
-def pack_linears(model: nn.Module, device: torch.device, dtype: torch.dtype) -> int:
-    """Replace every ``nn.Linear`` under ``model`` by a :class:`PackedLinear` when that helps
-    here (float32 on CPU); returns how many were replaced. The plain weights are released."""
-    if not _usable(device, dtype):
-        return 0
-    count = 0
+def pack_linears(model: nn.Module, device: torch.device, fmt: str, plan: Plan | None = None) -> Plan | None:
+    """Replace every ``nn.Linear`` under ``model`` by a :class:`CpuLinear` of format ``fmt`` (CPU
+    only; ``plan`` defaults to the measured best for the model's largest layer). Returns the plan
+    used, or None where nothing was replaced. The original weights are released."""
+    if device.type != "cpu" or fmt not in FORMATS or not any(type(m) is nn.Linear for m in model.modules()):
+        return None
+    plan = plan or plan_for(fmt, *largest_linear(model), torch.get_num_threads())
     with torch.no_grad():
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):
                 if type(child) is nn.Linear:
-                    setattr(parent, name, PackedLinear(child))
-                    count += 1
-    return count
+                    setattr(parent, name, CpuLinear(child, plan))
+    return plan

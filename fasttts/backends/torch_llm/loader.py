@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from fasttts.backends.torch_llm.cpu_linear import ACTIVATION_DTYPE, largest_linear, pack_linears, plan_for
 from fasttts.backends.torch_llm.model import CausalLM, LLMConfig
-from fasttts.backends.torch_llm.cpu_linear import pack_linears
 from fasttts import devices
 from fasttts.checkpoint import check_tensors
 from fasttts.errors import ModelLoadError
@@ -32,22 +32,35 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(devices.resolve_device(device))
 
 
-def resolve_dtype(dtype: str, device: torch.device, cfg: LLMConfig) -> torch.dtype:
-    """``auto`` = float32 on CPU, bfloat16 on CUDA. float16 overflows Qwen2 (Spark prints ``!!!!``),
-    so it is promoted for Qwen2 models, loudly."""
+def resolve_dtype(dtype: str, device: torch.device, cfg: LLMConfig) -> str:
+    """The weight format to run in: ``float32``, ``bfloat16``, ``float16`` or (CPU) ``int8``.
+
+    ``auto`` is bfloat16 on CUDA, and on CPU whatever :func:`auto_cpu_format` measures. float16
+    overflows Qwen2 (Spark prints ``!!!!``), so it is promoted for Qwen2 models, loudly: to
+    bfloat16 on CUDA, to float32 on CPU."""
     if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in _DTYPES:
-        raise ModelLoadError(f"unknown dtype {dtype!r}; choose auto, float32, bfloat16 or float16")
+        return {"cuda": "bfloat16", "cpu": "auto"}.get(device.type, "float32")
+    if dtype == "int8" and device.type != "cpu":
+        raise ModelLoadError(f"torch_dtype int8 (weight-only) runs on CPU only, not {device.type}; use bfloat16 there")
+    if dtype not in _DTYPES and dtype != "int8":
+        raise ModelLoadError(f"unknown dtype {dtype!r}; choose auto, float32, bfloat16, float16 or int8")
     if dtype == "float16" and cfg.model_type == "qwen2":
         bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
-        promoted = torch.bfloat16 if device.type == "cuda" and bf16_ok else torch.float32
-        logger.warning(
-            "torch_dtype float16 overflows Qwen2 models (garbage output); running the LLM in %s instead",
-            str(promoted).removeprefix("torch."),
-        )
+        promoted = "bfloat16" if device.type == "cuda" and bf16_ok else "float32"
+        logger.warning("torch_dtype float16 overflows Qwen2 models (garbage output); running the LLM in %s instead", promoted)
         return promoted
-    return _DTYPES[dtype]
+    return dtype
+
+
+AUTO_PROBE_SHAPE = (4864, 896)  # Spark's (Qwen2.5-0.5B's) MLP: auto decides on one shape, so tiny and full models agree
+
+
+def auto_cpu_format() -> str:
+    """bfloat16 where its measured kernels are no slower than float32's at any row bucket (it
+    halves the bytes each token reads and is exact for checkpoints released in bfloat16), else
+    float32. int8 changes the weights, so it is never chosen for you."""
+    bf16 = plan_for("bfloat16", *AUTO_PROBE_SHAPE, torch.get_num_threads())
+    return "float32" if bf16.slower_than_float32 else "bfloat16"
 
 
 def checkpoint_files(model_dir: Path) -> dict[str, Path]:
@@ -70,7 +83,7 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
     model_dir = Path(model_dir)
     cfg = LLMConfig.from_dir(model_dir)
     dev = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, dev, cfg)
+    weight_format = resolve_dtype(dtype, dev, cfg)
     files = checkpoint_files(model_dir)
 
     with torch.device("meta"):
@@ -84,6 +97,12 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
     check_tensors(expected, shapes, where=f"the checkpoint in {model_dir}",  # computed buffers, and a tied head HF drops
                   ignore=lambda n: n.endswith(_IGNORED_SUFFIXES) or (tied and n == "lm_head.weight"))
 
+    plan = None
+    if dev.type == "cpu" and weight_format != "float16":
+        shape = largest_linear(model.model)
+        weight_format = auto_cpu_format() if weight_format == "auto" else weight_format
+        plan = plan_for(weight_format, *shape, torch.get_num_threads())
+    torch_dtype = ACTIVATION_DTYPE.get(weight_format) or _DTYPES[weight_format]  # int8 models compute in bfloat16
     model = model.to(dtype=torch_dtype).to_empty(device=dev)
     params = model.state_dict()
     by_file: dict[Path, list[str]] = {}
@@ -94,8 +113,12 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
             with safe_open(str(path), framework="pt") as f:
                 for name in names:  # one tensor in memory at a time
                     params[name].copy_(f.get_tensor(name).to(torch_dtype))
-    packed = pack_linears(model.model, dev, torch_dtype)  # decoder layers; the LM head is sliced per step
-    logger.info("loaded %s LLM from %s: %d layers, %s on %s%s", cfg.model_type, model_dir, cfg.num_layers, torch_dtype, dev,
-                f", {packed} linear layers packed for oneDNN" if packed else "")
+    if plan is not None:
+        pack_linears(model.model, dev, weight_format, plan)  # decoder layers; the LM head is sliced per step
+        if plan.slower_than_float32:
+            logger.warning("%s weights measured slower than float32 here at %s rows", weight_format, plan.slower_than_float32)
+    model.weight_format = weight_format
+    logger.info("loaded %s LLM from %s: %d layers on %s, %s%s", cfg.model_type, model_dir, cfg.num_layers, dev,
+                plan.describe() if plan is not None else f"{weight_format} weights", " (chosen by --torch_dtype auto)" if dtype == "auto" else "")
     return model.eval()
 
