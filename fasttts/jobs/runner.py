@@ -188,7 +188,8 @@ class JobRunner:
         key = segment_key(claim.job_id, claim.index)
         await asyncio.to_thread(self.service.store.put, key, audio.astype("<f4").tobytes())
         won, complete = await asyncio.to_thread(self._mark_done, claim, key, len(audio))
-        if not won:
+        if not won:  # its job stopped (or another worker took the lease over): hand it back, drop the file
+            await asyncio.to_thread(self._release, [claim.id], refund=True)
             await asyncio.to_thread(self._discard_if_orphaned, claim.job_id, key)
         elif complete:
             try:
