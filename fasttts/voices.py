@@ -27,6 +27,7 @@ Database and storage calls are blocking, so they run in threads.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import logging
 import uuid
@@ -241,7 +242,7 @@ class VoiceService:
         with self._sessions() as session:
             return {name: at for name, at in session.execute(select(Voice.name, Voice.updated_at))}
 
-    def _rows(self, names: list[str] | None = None) -> list[Voice]:
+    def _rows(self, names: builtins.list[str] | None = None) -> builtins.list[Voice]:  # builtins: this class has a list() method
         with self._sessions() as session:
             query = select(Voice).order_by(Voice.name)
             if names is not None:

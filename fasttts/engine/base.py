@@ -210,7 +210,8 @@ class TTSEngine(abc.ABC):
         (:data:`~fasttts.params.LEVEL_TEMPO`) as that level, and stretches any other; a model
         without (Orpheus) stretches a level by its tempo. Idempotent, so every path (requests,
         job planning, workers) may apply it."""
-        level, tempo = voice.speed, voice.tempo
+        level: str | None = voice.speed
+        tempo = voice.tempo
         if self.capabilities.speed:
             if level is None and tempo is not None and (match := matching_level(tempo)) is not None:
                 level, tempo = match, None

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fasttts.engine.base import TTSEngine
+from fasttts.engine.base import Segment, TTSEngine
 from fasttts.errors import InvalidRequestError, PayloadTooLargeError
 from fasttts.jobs.spec import JobSpec, VoiceSpec
 from fasttts.params import VoiceParams
@@ -68,7 +68,7 @@ def plan_job(engine: TTSEngine, spec: JobSpec, chapters: list[tuple[str, str]] |
     planned: list[PlannedSegment] = []
     titles: list[str] = []
 
-    def add(segments: list, chapter: int) -> None:
+    def add(segments: list[Segment], chapter: int) -> None:
         for seg in segments:
             planned.append(PlannedSegment(len(planned), chapter, seg.text, _voice_dict(seg.voice)))
 

@@ -9,6 +9,7 @@ enqueue was lost (broker down, worker killed) is found again by :meth:`JobServic
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import logging
 import re
@@ -237,7 +238,7 @@ class JobService:
             eta = 0.0
         return Progress(job.segments_done, job.segments_total, round(100.0 * job.segments_done / total, 1), round(job.audio_seconds, 3), eta)
 
-    def segments(self, job_id: str) -> list[Segment]:
+    def segments(self, job_id: str) -> builtins.list[Segment]:  # builtins: this class has a list() method
         with self.session() as s:
             return list(s.scalars(select(Segment).where(Segment.job_id == job_id).order_by(Segment.index)))
 
