@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse, Response
 from api.disconnect import unless_disconnected
 from fasttts.audio import load_audio
 from fasttts.audio.encode import CONTENT_TYPES, delivered_rate, encode_audio
-from fasttts.errors import GenerationError
 from fasttts.db import FINAL_STATUSES
+from fasttts.errors import GenerationError
 from fasttts.jobs import JobSpec
 
 POLL_INTERVAL_S = 0.2

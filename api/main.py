@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from fasttts.flags import add_settings_flags, settings_from_args
 from fasttts.config import Settings
+from fasttts.flags import add_settings_flags, settings_from_args
 
 SERVER_FLAGS = (
     # the server guide's table, in its order

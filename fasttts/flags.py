@@ -47,7 +47,7 @@ def _voice_map(text: str) -> dict[str, str]:
 def _add_flag(parser: argparse.ArgumentParser, name: str, field: FieldInfo) -> None:
     annotation = field.annotation
     union = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
-    base = [a for a in typing.get_args(annotation) if a is not type(None)][0] if union else annotation
+    base = next(a for a in typing.get_args(annotation) if a is not type(None)) if union else annotation
     default = GUIDE_DEFAULT_TEXT.get(name, field.default if field.default_factory is None else field.default_factory())  # type: ignore[call-arg]
     kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{field.description or ''} (default: {default})".strip()}
     flags = [SHORT_FLAGS[name], f"--{name}"] if name in SHORT_FLAGS else [f"--{name}"]

@@ -98,7 +98,7 @@ class VoiceService:
         """name → ``updated_at`` of each stored voice as loaded into the engine."""
 
     @classmethod
-    def from_settings(cls, settings: Settings, engine: TTSEngine) -> "VoiceService":
+    def from_settings(cls, settings: Settings, engine: TTSEngine) -> VoiceService:
         """Connect database and object store (the schema is prepared by :mod:`fasttts.services`)."""
         sessions = session_factory(engine_from_settings(settings))
         role_dir = Path(settings.role_dir or engine.default_role_dir)
@@ -145,6 +145,7 @@ class VoiceService:
             for gender in GENDERS:
                 if gender not in stored:
                     state = await self.engine.pin_voice(VoiceParams(gender=gender), seed=self._seed)
+                    assert state is not None, "a created voice always has a state"
                     await self._store_voice(gender, "frozen", state, None, None, replace=True)
         if self._role_dir is not None and self._role_dir.is_dir():
             await self._scan_role_dir(self._role_dir)
@@ -240,7 +241,7 @@ class VoiceService:
 
     def _listing(self) -> dict[str, dt.datetime]:
         with self._sessions() as session:
-            return {name: at for name, at in session.execute(select(Voice.name, Voice.updated_at))}
+            return dict(session.execute(select(Voice.name, Voice.updated_at)).all())
 
     def _rows(self, names: builtins.list[str] | None = None) -> builtins.list[Voice]:  # builtins: this class has a list() method
         with self._sessions() as session:

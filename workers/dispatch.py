@@ -8,7 +8,7 @@ from fasttts.engine.base import TTSEngine
 from fasttts.jobs import JobService, JobsUnavailableError
 
 
-def queue_dispatcher(settings: Settings) -> "CeleryDispatcher | None":
+def queue_dispatcher(settings: Settings) -> CeleryDispatcher | None:
     """The Celery dispatcher when a broker is configured; None runs jobs in-process."""
     return CeleryDispatcher(settings) if settings.broker_url else None
 

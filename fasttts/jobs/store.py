@@ -10,15 +10,20 @@ the session and commit.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, or_, select, update
 from sqlalchemy.orm import Session
 
 from fasttts.db import Job, Segment, utcnow
 
 RUNNABLE = ("queued", "running")
 """Job states in which segments may be claimed and finished."""
+
+
+def _changed(s: Session, statement: Executable) -> int:
+    """Rows an ``UPDATE`` changed (0: the state it leaves was no longer there: another process won)."""
+    return cast(CursorResult[Any], s.execute(statement)).rowcount
 
 
 def claimable(now: dt.datetime) -> ColumnElement[bool]:
@@ -28,10 +33,10 @@ def claimable(now: dt.datetime) -> ColumnElement[bool]:
 
 def claim_segment(s: Session, segment_id: int, job_id: str, owner: str, now: dt.datetime, lease: dt.timedelta) -> bool:
     """Lease a segment to ``owner`` (counting the attempt) and mark its job running."""
-    won = s.execute(
+    won = _changed(s,
         update(Segment).where(Segment.id == segment_id, claimable(now))
         .values(status="running", lease_owner=owner, lease_expires_at=now + lease, attempt=Segment.attempt + 1)
-    ).rowcount
+    )
     if won:
         s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(status="running", started_at=now))
     return bool(won)
@@ -52,11 +57,11 @@ def mark_segment_done(s: Session, segment_id: int, job_id: str, owner: str, key:
     """Record a finished segment if ``owner`` still holds it and its job is still runnable (a
     cancelled or deleted job takes no more work). Returns (recorded, the job is now complete)."""
     runnable = select(Job.id).where(Job.id == job_id, Job.status.in_(RUNNABLE)).exists()
-    won = s.execute(
+    won = _changed(s,
         update(Segment).where(Segment.id == segment_id, Segment.lease_owner == owner, Segment.status == "running", runnable)
         .values(status="done", storage_key=key, num_samples=num_samples, duration_s=num_samples / rate, done_at=utcnow(),
                 lease_owner=None, lease_expires_at=None)
-    ).rowcount
+    )
     if not won:
         return False, False
     s.execute(update(Job).where(Job.id == job_id).values(segments_done=Job.segments_done + 1, audio_seconds=Job.audio_seconds + num_samples / rate))
@@ -76,17 +81,17 @@ def release_segments(s: Session, ids: list[int], owner: str, *, refund: bool) ->
 def requeue_expired(s: Session, now: dt.datetime) -> int:
     """Put segments whose lease ran out (their worker died) back to pending; the attempt stays
     counted, so a segment that kills its worker every time fails its job at the limit."""
-    return s.execute(
+    return _changed(s,
         update(Segment).where(Segment.status == "running", Segment.lease_expires_at < now)
         .values(status="pending", lease_owner=None, lease_expires_at=None)
-    ).rowcount
+    )
 
 
 def finish_job(s: Session, job_id: str, status: str, ttl_s: float, **values: Any) -> bool:
     """The one "finish a job" update: a runnable job becomes ``status`` (succeeded, failed,
     cancelled) with its finish and expiry times; False if it was no longer runnable."""
     now = utcnow()
-    return bool(s.execute(
+    return bool(_changed(s,
         update(Job).where(Job.id == job_id, Job.status.in_(RUNNABLE))
         .values(status=status, finished_at=now, expires_at=now + dt.timedelta(seconds=ttl_s), **values)
-    ).rowcount)
+    ))

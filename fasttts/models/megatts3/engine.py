@@ -195,11 +195,6 @@ class MegaEngine(TTSEngine):
     def load_voice(self, name: str, state: dict[str, Any]) -> None:
         self._voices[name] = MegaVoice.from_state(state)
 
-    async def pin_voice(self, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any] | None:
-        """Every MegaTTS3 voice is a registered one: a job carries its state (phones, durations,
-        latent), so workers need not know it."""
-        return (await self._resolve_voice(voice)).to_state()
-
     def remove_voice(self, name: str) -> None:
         if self._voices.pop(name, None) is None:
             raise NotFoundError(f"voice '{name}' not found", param="voice")
@@ -251,10 +246,11 @@ class MegaEngine(TTSEngine):
 
     async def pin_voice(self, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any] | None:
         """A cloned reference (audio + latent) as a voice state, so a job's segments reuse one
-        alignment instead of each re-running the aligner; named and stored voices are fixed already."""
+        alignment instead of each re-running the aligner; a stored voice as its state, so a job
+        carries it to workers that do not know it (and keeps it if it is deleted)."""
         if voice.state is None and voice.reference_audio is not None:
             return (await self._preprocess(voice.reference_audio, voice.reference_latent, voice.reference_text)).to_state()
-        return None
+        return (await self._resolve_voice(voice)).to_state()
 
     def _prompt_state(self, voice: MegaVoice) -> DurationState:
         """``make_dur_prompt``: the duration LM run over the reference's phones and codes."""
