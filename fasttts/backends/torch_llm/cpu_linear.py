@@ -200,7 +200,7 @@ def _best_plan(fmt: str, found: Measured, float32_ms: tuple[float, ...]) -> Plan
     return Plan(fmt, layout, kernel, ms, float32_ms or ms, invariant)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def plan_for(fmt: str, out_features: int, in_features: int, threads: int) -> Plan:
     """Measure ``fmt``'s kernels (and float32's) for an ``out × in`` layer with ``threads`` threads
     and return the fastest plan; cached, since the answer depends only on these and the CPU."""

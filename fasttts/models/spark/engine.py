@@ -134,8 +134,8 @@ class SparkEngine(TTSEngine):
                 logger.warning("Spark-TTS's LLM overflows in float16 (it outputs garbage); promoting --torch_dtype float16 to float32 on CPU / bfloat16 on CUDA")
             output_ids = SparkGrammar(SparkVocab.from_tokenizer(tokenizer), "create").vocabulary()
             config = BackendConfig.from_settings(settings, model_dir=str(root / "LLM"), output_ids=output_ids)
-            if settings.torch_dtype == "float16":
-                config = replace(config, dtype="auto")
+            if settings.torch_dtype == "float16":  # float32 on CPU, as the warning says (auto may pick bfloat16 there)
+                config = replace(config, dtype="bfloat16" if resolve_device(settings.llm_device).startswith("cuda") else "float32")
             llm = create_backend(settings.backend, config)
         return cls(
             codec=codec,
