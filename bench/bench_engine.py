@@ -50,6 +50,7 @@ async def one(engine, text: str, sampling: SamplingParams, stream: bool) -> tupl
 
 async def run(args: argparse.Namespace) -> None:
     options = {"batch_size": args.codec_batch_size} if args.codec_batch_size else {}  # else the engine's defaults
+    options["torch_dtype"] = args.torch_dtype
     engine = AutoEngine(args.model_path, args.backend, **options)
     await engine.start()
     sampling = SamplingParams(max_tokens=args.max_tokens, seed=1)
@@ -57,7 +58,7 @@ async def run(args: argparse.Namespace) -> None:
     base_throughput = None
     out_file = Path(__file__).parent / "results" / "engine.jsonl"
     out_file.parent.mkdir(exist_ok=True)
-    print(f"machine: {machine()}  commit: {commit()}  model: {args.model_path}  backend: {args.backend}")
+    print(f"machine: {machine()}  commit: {commit()}  model: {args.model_path}  backend: {args.backend}  torch_dtype: {args.torch_dtype}")
     print(f"{'text':6} {'N':>3} {'mode':9} {'wall s':>7} {'audio s':>8} {'RTF':>6} {'x vs N=1':>8} {'TTFA p50':>9} {'p95':>7}")
     for text_name in args.texts:
         for n in args.concurrency:
@@ -76,7 +77,7 @@ async def run(args: argparse.Namespace) -> None:
                 p95 = firsts[min(len(firsts) - 1, int(0.95 * len(firsts)))]
                 mode = "stream" if stream else "full"
                 print(f"{text_name:6} {n:>3} {mode:9} {wall:7.2f} {audio:8.2f} {rtf:6.3f} {speedup:8.2f} {p50:9.3f} {p95:7.3f}")
-                row = dict(machine=machine(), commit=commit(), model=args.model_path, backend=args.backend, text=text_name,
+                row = dict(machine=machine(), commit=commit(), model=args.model_path, backend=args.backend, torch_dtype=args.torch_dtype, text=text_name,
                            concurrency=n, stream=stream, wall_s=wall, audio_s=audio, rtf=rtf, ttfa_p50=p50, ttfa_p95=p95)  # fmt: skip
                 with out_file.open("a") as f:
                     f.write(json.dumps(row) + "\n")
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--texts", nargs="+", default=["short"], choices=list(TEXTS))
     parser.add_argument("--max_tokens", type=int, default=500, help="bounds random-weight models, which rarely stop by themselves")
+    parser.add_argument("--torch_dtype", default="auto", help="LLM weights: auto, float32, bfloat16, int8 (torch backend)")
     parser.add_argument("--codec_batch_size", type=int, help="the codec micro-batchers' batch size (default: the engine's, 1)")
     asyncio.run(run(parser.parse_args()))
 

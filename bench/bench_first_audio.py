@@ -19,7 +19,8 @@ import statistics
 import time
 from pathlib import Path
 
-from stamp import commit, machine  # noqa: E402 - bench/ is on sys.path when a script runs
+from stamp import commit, machine
+
 from fasttts import AutoEngine, SamplingParams
 from fasttts.models.spark.engine import STREAM_FIRST_CHUNK, STREAM_LOOKAHEAD
 from fasttts.models.spark.tokens import SparkGrammar

@@ -6,7 +6,7 @@ Decodes ``--tokens`` random semantic tokens (random speaker globals), then the s
 token changed, at three positions: the tokens whose audio moves bound how far the decoder reaches
 back (the lookahead a chunk needs after its last token) and forward (the left context it needs
 before its first). It then streams through :class:`~fasttts.engine.streaming.ChunkedDecoder`
-(first chunk of one token, doubling) at those values and 2 tokens less, and prints the largest
+(the engine's chunk schedule) at those values and 2 tokens less, and prints the largest
 deviation from the one-shot decode relative to its peak. The criterion is the streaming tests':
 at most 1e-3 of the peak. It reads the decoder as released, so on random weights it measures the architecture's
 reach, which trained weights share (what a weight is worth changes, not which samples it touches).
@@ -22,7 +22,7 @@ import numpy as np
 
 from fasttts.engine.streaming import ChunkedDecoder
 from fasttts.models.spark.codec import SparkCodec
-from fasttts.models.spark.engine import STREAM_CROSSFADE, STREAM_MAX_CHUNK
+from fasttts.models.spark.engine import STREAM_CROSSFADE, STREAM_FIRST_CHUNK, STREAM_MAX_CHUNK
 
 TOLERANCE = 1e-3  # of the one-shot peak, as tests/models/test_spark_engine.py asserts
 
@@ -33,7 +33,7 @@ async def deviation(codec: SparkCodec, globals_: np.ndarray, tokens: list[int], 
     async def decode(part):
         return codec.detokenize(globals_, np.asarray(part))
 
-    chunker = ChunkedDecoder(decode, hop=codec.hop, first_chunk=1, max_chunk=STREAM_MAX_CHUNK, left_context=left_context,
+    chunker = ChunkedDecoder(decode, hop=codec.hop, first_chunk=STREAM_FIRST_CHUNK, max_chunk=STREAM_MAX_CHUNK, left_context=left_context,
                              lookahead=lookahead, crossfade=min(STREAM_CROSSFADE, lookahead * codec.hop))
     pieces = await chunker.push(tokens)
     pieces += await chunker.flush()

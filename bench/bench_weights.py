@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 import torch
+from bench_llm import grammar, one
+from stamp import commit, machine
 
-from bench_llm import grammar, one  # noqa: E402 - bench/ is on sys.path when a script runs
-from stamp import commit, machine  # noqa: E402
 from fasttts.backends.registry import BackendConfig, create_backend
 from fasttts.backends.torch_backend import TorchBackend
 from fasttts.backends.torch_llm.cpu_linear import ACTIVATION_DTYPE, CpuLinear
@@ -70,6 +70,8 @@ async def bench_format(fmt: str, model_dir: Path, batches: list[int], tokens: in
     load_s = time.perf_counter() - t0
     assert isinstance(backend, TorchBackend) and backend.model is not None
     per_token = bytes_per_token(backend, head_rows)
+    plan = next(m.plan for m in backend.model.modules() if isinstance(m, CpuLinear))
+    print(f"{fmt:9s} loaded in {load_s:.1f} s: {plan.describe()}", flush=True)
     limit = bandwidth / per_token
     await one(backend, prompt, constraint, 8, 0)  # warm-up
     rows = []
@@ -81,7 +83,7 @@ async def bench_format(fmt: str, model_dir: Path, batches: list[int], tokens: in
         row = {"format": backend.weight_format, "batch": n, "tokens": made, "tokens_per_s": made / wall,
                "bytes_per_token": per_token, "bandwidth_gb_s": bandwidth / 1e9, "limit_tokens_per_s": limit,
                "ratio_to_limit": (made / wall) / limit if n == 1 else None, "load_s": load_s, "loadavg_1m": os.getloadavg()[0],
-               "threads": torch.get_num_threads(), "activations": str(ACTIVATION_DTYPE[fmt]).removeprefix("torch."),
+               "kernel": plan.kernel, "threads": torch.get_num_threads(), "activations": str(ACTIVATION_DTYPE[fmt]).removeprefix("torch."),
                "machine": machine(), "commit": commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         ratio = f", {row['ratio_to_limit']:.0%} of the {limit:.1f} tok/s limit" if n == 1 else ""
         print(f"{fmt:9s} batch {n:3d}: {row['tokens_per_s']:7.1f} tok/s{ratio}  (load avg {row['loadavg_1m']:.1f})", flush=True)

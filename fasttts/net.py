@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from typing import Any
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
@@ -35,7 +36,7 @@ from fasttts.errors import InvalidRequestError, PayloadTooLargeError
 __all__ = ["Reply", "UnreachableURLError", "check_url", "request"]
 
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-_AddrInfo = list[tuple]  # what getaddrinfo answers
+_AddrInfo = list[tuple[Any, ...]]  # what getaddrinfo answers
 
 
 class UnreachableURLError(InvalidRequestError):

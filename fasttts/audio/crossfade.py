@@ -25,7 +25,8 @@ def blend(tail: np.ndarray, head: np.ndarray) -> np.ndarray:
     if tail.shape != head.shape:
         raise ValueError(f"crossfade pieces differ in length: {tail.shape} vs {head.shape}")
     fade_out, fade_in = fade_curves(len(tail))
-    return tail * fade_out + head * fade_in
+    blended: np.ndarray = tail * fade_out + head * fade_in
+    return blended
 
 
 class SegmentJoiner:

@@ -20,7 +20,7 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     if from_rate == to_rate or len(audio) == 0:
         return audio
-    return soxr.resample(audio, from_rate, to_rate, quality=QUALITY).astype(np.float32, copy=False)
+    return np.asarray(soxr.resample(audio, from_rate, to_rate, quality=QUALITY), dtype=np.float32)
 
 
 class StreamResampler:
@@ -44,10 +44,10 @@ class StreamResampler:
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
         if self._stream is None:
             return chunk
-        return self._stream.resample_chunk(chunk)
+        return np.asarray(self._stream.resample_chunk(chunk), dtype=np.float32)
 
     def flush(self) -> np.ndarray:
         """Return the samples still held in the filter; the stream is finished afterwards."""
         if self._stream is None:
             return np.zeros(0, dtype=np.float32)
-        return self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        return np.asarray(self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True), dtype=np.float32)

@@ -38,7 +38,7 @@ class ThreadRequest:
 
     request: GenerationRequest
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
     generated: list[int] = field(default_factory=list)
     cancelled: bool = False
 

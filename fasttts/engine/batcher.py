@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -35,7 +35,7 @@ class MicroBatcher(Generic[Item, Result]):
 
     def __init__(
         self,
-        fn: BatchFn,
+        fn: BatchFn[Item, Result],
         *,
         batch_size: int = 1,
         wait_timeout: float = 0.01,
@@ -134,7 +134,7 @@ def _current_exception() -> BaseException:
     return exc
 
 
-def _settle(pending: _Pending, *, result: object = None, exc: BaseException | None = None) -> None:
+def _settle(pending: _Pending[Any, Any], *, result: object = None, exc: BaseException | None = None) -> None:
     if pending.future.done():
         return
     if exc is not None:

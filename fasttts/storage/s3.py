@@ -63,7 +63,8 @@ class S3Store:
         self._call(self.client.put_object, Key=self._k(key), Body=data, **extra)
 
     def get(self, key: str) -> bytes:
-        return self._call(self.client.get_object, Key=self._k(key))["Body"].read()
+        data: bytes = self._call(self.client.get_object, Key=self._k(key))["Body"].read()
+        return data
 
     def delete(self, key: str) -> None:
         self._call(self.client.delete_object, Key=self._k(key))
@@ -97,7 +98,8 @@ class S3Store:
         params: dict[str, str] = {"Bucket": self.bucket, "Key": self._k(key)}
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
-        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
+        url: str = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
+        return url
 
     def check(self) -> None:
         self._call(self.client.head_bucket)

@@ -11,6 +11,7 @@ import io
 import posixpath
 import re
 import zipfile
+from typing import Any
 from dataclasses import dataclass
 
 from fasttts.errors import InvalidRequestError, PayloadTooLargeError
@@ -119,7 +120,7 @@ def chapters_from_text(text: str, default_title: str = DEFAULT_TITLE) -> list[Ch
     return builder.finish()
 
 
-def _inline_text(token) -> str:  # markdown_it.token.Token
+def _inline_text(token: Any) -> str:  # markdown_it.token.Token
     parts = []
     for child in token.children or []:
         if child.type in ("text", "code_inline"):
@@ -163,11 +164,11 @@ _BLOCK_TAGS = frozenset(
 _SKIPPED_TAGS = frozenset("script style head title".split())
 
 
-def html_paragraphs(root) -> list[str]:  # lxml.html.HtmlElement
+def html_paragraphs(root: Any) -> list[str]:  # lxml.html.HtmlElement
     """Text of an HTML tree, one entry per block element, whitespace collapsed."""
     parts: list[str] = []
 
-    def walk(element) -> None:
+    def walk(element: Any) -> None:
         tag = element.tag.rsplit("}", 1)[-1].lower() if isinstance(element.tag, str) else ""
         if tag not in _SKIPPED_TAGS and tag:
             block = tag in _BLOCK_TAGS
@@ -184,7 +185,7 @@ def html_paragraphs(root) -> list[str]:  # lxml.html.HtmlElement
     return [p for p in (_clean(p) for p in "".join(parts).split("\n\n")) if p]
 
 
-def _toc_titles(toc) -> dict[str, str]:
+def _toc_titles(toc: Any) -> dict[str, str]:
     """Flatten ebooklib's nested TOC into ``{document href: title}`` (first entry wins)."""
     titles: dict[str, str] = {}
     for entry in toc:
@@ -258,7 +259,7 @@ def chapters_from_epub(data: bytes) -> list[Chapter]:
 
     titles = _toc_titles(book.toc)
     by_basename = {posixpath.basename(href): title for href, title in titles.items()}
-    chapters = []
+    chapters: list[Chapter] = []
     for idref, *_ in book.spine:
         item = book.get_item_with_id(idref)
         if item is None or item.get_type() != ebooklib.ITEM_DOCUMENT or isinstance(item, epub.EpubNav):

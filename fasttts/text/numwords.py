@@ -108,7 +108,8 @@ def zh_digits(digits: str) -> str:
 
 def _zh_group(n: int) -> str:
     """0 < n < 10000 → reading with inner zeros collapsed: 1005 → 一千零五."""
-    out, zero = [], False
+    out: list[str] = []
+    zero = False
     for power in range(3, -1, -1):
         digit = (n // 10**power) % 10
         if digit == 0:

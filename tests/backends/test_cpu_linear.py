@@ -40,13 +40,17 @@ def test_every_kernel_matches_float32_within_its_format(fmt, layout, name, rows)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_plan_picks_a_kernel_per_bucket_and_times_float32_too(fmt):
+def test_plan_times_every_bucket_against_float32_and_is_batch_invariant(fmt):
     plan = plan_for(fmt, 48, 32, torch.get_num_threads())
-    assert plan.format == fmt and len(plan.kernels) == len(plan.ms) == len(plan.float32_ms) == len(ROW_BUCKETS)
-    assert all(k in plan.layout.kernels for k in plan.kernels)
-    assert all(ms > 0 for ms in (*plan.ms, *plan.float32_ms))
-    for rows in (1, 2, 8, 9, 32, 512):  # every row count maps to a kernel of the chosen layout
-        assert plan.kernel_for(rows) in plan.layout.kernels.values()
+    assert plan.format == fmt and plan.kernel in plan.layout.kernels
+    assert len(plan.ms) == len(plan.float32_ms) == len(ROW_BUCKETS) and all(ms > 0 for ms in (*plan.ms, *plan.float32_ms))
+    assert plan.batch_invariant  # every format has one here (oneDNN / int8pack)
+    gen = torch.Generator().manual_seed(1)
+    stored = plan.layout.store(torch.randn(48, 32, generator=gen))
+    x = torch.randn(20, 32, generator=gen).to(ACTIVATION_DTYPE[fmt])
+    with torch.no_grad():
+        alone = plan.run(x[:1], stored)
+        assert all(torch.equal(plan.run(x[:rows], stored)[:1], alone) for rows in (2, 9, 20))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -1,4 +1,4 @@
-"""CPU linear layers per weight format, with the kernel for each batch size measured at load.
+"""CPU linear layers per weight format, with the kernel measured at load.
 
 Decoding one token at a time reads every weight once, so batch-1 speed is set by the bytes a
 weight takes (4 in float32, 2 in bfloat16, 1 in int8) — but which PyTorch kernel reads them
@@ -7,8 +7,12 @@ fastest, and which still computes well at 8–32 rows, differs from CPU to CPU (
 packed float32 one at 1 row and ~4× at 8 rows, while ``torch._weight_int8pack_mm`` is the
 fastest int8 kernel at 1 row and falls behind bfloat16 at 8). So nothing is hard-coded: for the
 model's layer shape, :func:`plan_for` times every kernel that can hold a format's weights at
-1, 8 and 32 rows (and float32's, the floor no format may fall below), on enough distinct
-matrices to spill the last-level cache, and keeps per row bucket the fastest one.
+1, 8 and 32 rows (and float32's, the floor no format should fall below), on enough distinct
+matrices to spill the last-level cache, and keeps the best one over all three. One kernel for
+every batch size, and only a batch-invariant one (a row's result bit-identical alone or among
+others): kernels differ in rounding, so switching by batch size, or a kernel like MKL's sgemm
+that treats one row differently, would make a request's tokens under a seed depend on how many
+other requests share its decode steps.
 
 Formats and their storage (all PyTorch's own ops; a kernel missing from this build, or one that
 disagrees with ``F.linear`` on a probe, is left out):
@@ -35,7 +39,7 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 FORMATS = ("float32", "bfloat16", "int8")
-ROW_BUCKETS = (1, 8, 32)  # rows per call the kernels are timed at; more rows use the last bucket's
+ROW_BUCKETS = (1, 8, 32)  # rows per call the kernels are timed at
 BATCH_HINT = 8  # the row count oneDNN tunes a packed layout for
 PROBE_BYTES = 96 << 20  # float32 bytes of probe matrices per format: past any last-level cache
 SLOWER_MARGIN = 1.1  # timing noise allowance before a format counts as slower than float32
@@ -100,19 +104,18 @@ LAYOUTS: dict[str, tuple[Layout, ...]] = {
 
 @dataclass(frozen=True)
 class Plan:
-    """A format's chosen layout and, per row bucket, its kernel (with the measured milliseconds)."""
+    """A format's chosen layout and kernel, with its milliseconds per row bucket and float32's."""
 
     format: str
     layout: Layout
-    kernels: tuple[str, ...]  # one per ROW_BUCKETS entry
-    ms: tuple[float, ...]
+    kernel: str
+    ms: tuple[float, ...]  # one per ROW_BUCKETS entry
     float32_ms: tuple[float, ...]
+    batch_invariant: bool  # a row's result does not depend on the rows computed with it
 
-    def kernel_for(self, rows: int) -> Run:
-        for bucket, name in zip(ROW_BUCKETS, self.kernels):
-            if rows <= bucket:
-                return self.layout.kernels[name]
-        return self.layout.kernels[self.kernels[-1]]
+    @property
+    def run(self) -> Run:
+        return self.layout.kernels[self.kernel]
 
     @property
     def slower_than_float32(self) -> list[int]:
@@ -120,9 +123,10 @@ class Plan:
         return [b for b, ms, ref in zip(ROW_BUCKETS, self.ms, self.float32_ms) if ms > ref * SLOWER_MARGIN]
 
     def describe(self) -> str:
-        kernels = ", ".join(f"{b} row{'s' if b > 1 else ''}: {k} {ms:.2f} ms (float32 {ref:.2f})"
-                            for b, k, ms, ref in zip(ROW_BUCKETS, self.kernels, self.ms, self.float32_ms))
-        return f"{self.format} weights, {self.layout.name} layout; {kernels}"
+        times = ", ".join(f"{ms:.2f} ms at {b} row{'s' if b > 1 else ''} (float32 {ref:.2f})"
+                          for b, ms, ref in zip(ROW_BUCKETS, self.ms, self.float32_ms))
+        variant = "" if self.batch_invariant else "; NOT batch-invariant (no invariant kernel in this build)"
+        return f"{self.format} weights, {self.layout.name} layout, {self.kernel} kernel: {times}{variant}"
 
 
 def _agrees(layout: Layout, name: str, fmt: str) -> bool:
@@ -139,6 +143,15 @@ def _agrees(layout: Layout, name: str, fmt: str) -> bool:
     return got.shape == (3, 24) and bool(torch.allclose(got, F.linear(x, w), atol=tol, rtol=0.02))
 
 
+def _invariant(run: Run, x: torch.Tensor, stored: Storage) -> bool:
+    """Row 0's output is bit-identical whether computed alone or among 3..32 rows. MKL's sgemm,
+    for one, takes a different path for one row than for many; such a kernel would make a
+    request's tokens depend on how many others share its decode steps."""
+    with torch.no_grad():
+        alone = run(x[:1], stored)
+        return all(torch.equal(run(x[:rows], stored)[:1], alone) for rows in (3, 8, 17, 32))
+
+
 def _time(run: Run, x: torch.Tensor, weights: list[Storage], reps: int = 3) -> float:
     """Best-of-``reps`` milliseconds per matrix for one pass over distinct ``weights``."""
     best = float("inf")
@@ -152,54 +165,55 @@ def _time(run: Run, x: torch.Tensor, weights: list[Storage], reps: int = 3) -> f
     return best * 1e3
 
 
-def _measure(fmt: str, out_features: int, in_features: int) -> dict[tuple[str, str], tuple[float, ...]]:
-    """(layout, kernel) -> ms per bucket, for every working kernel of ``fmt`` at this shape."""
+Measured = dict[tuple[str, str], tuple[tuple[float, ...], bool]]  # (layout, kernel) -> (ms per bucket, invariant)
+
+
+def _measure(fmt: str, out_features: int, in_features: int) -> Measured:
+    """Times (per row bucket) and batch invariance of every working kernel of ``fmt`` at this shape."""
     count = min(32, max(2, -(-PROBE_BYTES // (4 * out_features * in_features))))  # tiny layers: no cache to spill
     gen = torch.Generator().manual_seed(0)
     dense = [torch.randn(out_features, in_features, generator=gen) / in_features**0.5 for _ in range(count)]
-    xs = [torch.randn(rows, in_features, generator=gen).to(ACTIVATION_DTYPE[fmt]) for rows in ROW_BUCKETS]
-    times: dict[tuple[str, str], tuple[float, ...]] = {}
+    x = torch.randn(max(ROW_BUCKETS), in_features, generator=gen).to(ACTIVATION_DTYPE[fmt])
+    found: Measured = {}
     for layout in LAYOUTS[fmt]:
         names = [n for n in layout.kernels if _agrees(layout, n, fmt)]
         if not names:
             continue
         weights = [layout.store(w) for w in dense]
         for name in names:
-            times[(layout.name, name)] = tuple(_time(layout.kernels[name], x, weights) for x in xs)
+            run = layout.kernels[name]
+            found[(layout.name, name)] = (tuple(_time(run, x[:rows], weights) for rows in ROW_BUCKETS), _invariant(run, x, weights[0]))
         del weights
-    return times
+    return found
 
 
-def _best_plan(fmt: str, times: dict[tuple[str, str], tuple[float, ...]], float32_ms: tuple[float, ...]) -> Plan:
-    """The layout whose best kernels sum to the least time over the buckets, with those kernels."""
-    choices = []
-    for layout in LAYOUTS[fmt]:
-        mine = {k: v for (lay, k), v in times.items() if lay == layout.name}
-        if not mine:
-            continue
-        picks = [min(mine, key=lambda k, i=i: mine[k][i]) for i in range(len(ROW_BUCKETS))]
-        ms = tuple(mine[k][i] for i, k in enumerate(picks))
-        choices.append(Plan(fmt, layout, tuple(picks), ms, float32_ms))
-    if not choices:
+def _best_plan(fmt: str, found: Measured, float32_ms: tuple[float, ...]) -> Plan:
+    """One kernel for every row count (switching kernels by batch size would change a row's
+    numbers with its neighbours): among batch-invariant kernels, the one whose times, each
+    relative to the fastest kernel at that row bucket, sum to the least."""
+    if not found:
         raise RuntimeError(f"no {fmt} linear kernel works in this PyTorch build")
-    return min(choices, key=lambda p: sum(p.ms))
+    pool = {k: v for k, v in found.items() if v[1]} or found
+    best_at = [min(ms[i] for ms, _ in found.values()) for i in range(len(ROW_BUCKETS))]
+    (layout_name, kernel), (ms, invariant) = min(pool.items(), key=lambda kv: sum(t / b for t, b in zip(kv[1][0], best_at)))
+    layout = next(lay for lay in LAYOUTS[fmt] if lay.name == layout_name)
+    return Plan(fmt, layout, kernel, ms, float32_ms or ms, invariant)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def plan_for(fmt: str, out_features: int, in_features: int, threads: int) -> Plan:
     """Measure ``fmt``'s kernels (and float32's) for an ``out × in`` layer with ``threads`` threads
     and return the fastest plan; cached, since the answer depends only on these and the CPU."""
     del threads  # part of the cache key: the timings depend on it
     f32 = _best_plan("float32", _measure("float32", out_features, in_features), ())
-    f32 = Plan("float32", f32.layout, f32.kernels, f32.ms, f32.ms)
     if fmt == "float32":
         return f32
     return _best_plan(fmt, _measure(fmt, out_features, in_features), f32.ms)
 
 
 class CpuLinear(nn.Module):
-    """``nn.Linear`` replacement (inference only) holding its weight as a :class:`Plan` says and
-    calling that plan's kernel for the row count of each call."""
+    """``nn.Linear`` replacement (inference only) holding its weight and computing as a
+    :class:`Plan` says."""
 
     def __init__(self, linear: nn.Linear, plan: Plan) -> None:
         super().__init__()
@@ -209,7 +223,7 @@ class CpuLinear(nn.Module):
         self.bias = None if linear.bias is None else linear.bias.detach().to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.plan.kernel_for(x.shape[0])(x, self.stored)
+        out = self.plan.run(x, self.stored)
         return out if self.bias is None else out + self.bias
 
     def extra_repr(self) -> str:

@@ -53,6 +53,10 @@ class WavVAEConfig:
     use_tanh: bool = True
     vae_stride: int = 4
     hop_size: int = 240
+    enc_filters: int = 32
+    """The withheld encoder (``seanet_encoder.Encoder``): SEANet filters, output width, strides."""
+    enc_dim: int = 512
+    enc_ratios: tuple[int, ...] = (6, 5, 4, 4, 2)
 
     @property
     def hop(self) -> int:

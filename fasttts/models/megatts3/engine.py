@@ -123,6 +123,8 @@ class MegaEngine(TTSEngine):
     def __init__(self, *, parts: MegaParts, backend: LLMBackend, tokenizer: Any, device: str = "cpu", batch_size: int = DIT_BATCH,
                  wait_timeout: float = 0.01, seed: int = 0, max_reference_seconds: float = 60.0) -> None:
         super().__init__(seed=seed)
+        # a full WaveVAE (encoder included) computes the latent itself, as the reference does
+        self.capabilities = Capabilities(clone=True, voice_latent=not parts.has_encoder)
         self.parts = parts
         self.backend = backend
         self.tokenizer = tokenizer
@@ -199,7 +201,7 @@ class MegaEngine(TTSEngine):
 
     async def _preprocess(self, audio_bytes: bytes, latent: bytes | None, reference_text: str | None) -> MegaVoice:
         """``preprocess``: alignment of the reference, its latent and loudness (once per voice)."""
-        if latent is None:
+        if latent is None and not self.parts.has_encoder:
             raise UnsupportedFeatureError(
                 "latent_file: MegaTTS3 needs the reference's .npy latent (the release withholds the WaveVAE encoder)", param="latent_file")
         wav = load_audio(audio_bytes, self.sample_rate, max_seconds=self.max_reference_seconds)
@@ -207,16 +209,20 @@ class MegaEngine(TTSEngine):
             raise InvalidRequestError("reference_audio: shorter than 0.1 s", param="reference_audio")
         win = self.parts.dit_config.win_size
         frames = frontend.prompt_frames(len(wav), win)
-        latent_array = read_latent(latent, frames // 4)
         padded = frontend.pad_reference(wav, win)
+        latent_array = None if self.parts.has_encoder else read_latent(latent, frames // 4)  # type: ignore[arg-type]
 
-        def align() -> tuple[list[int], list[int], list[int], float]:
+        def align() -> tuple[list[int], list[int], list[int], float, np.ndarray]:
             mel = frontend.aligner_mel(padded).to(self.device)
             tokens = self.parts.aligner.align_tokens(mel)
             phones, tones, durs = frontend.split_alignment(tokens, mel.shape[-1])
-            return phones, tones, durs, frontend.integrated_loudness(padded)
+            lat = latent_array
+            if lat is None:  # the encoder's posterior sample, seeded so a voice is reproducible
+                audio = torch.from_numpy(padded)[None].to(self.device)
+                lat = self.parts.wavvae.encode_latent(audio, torch.Generator().manual_seed(self.seed))[0, : frames // 4].float().cpu().numpy()
+            return phones, tones, durs, frontend.integrated_loudness(padded), lat
 
-        phones, tones, durs, loudness = await self._run_compute(align)
+        phones, tones, durs, loudness, latent_array = await self._run_compute(align)
         if not phones:
             raise InvalidRequestError("reference_audio: the aligner found no phones in the reference", param="reference_audio")
         return MegaVoice(phones, tones, durs, latent_array, loudness, (reference_text or "").strip() or None)
@@ -240,10 +246,11 @@ class MegaEngine(TTSEngine):
 
     async def pin_voice(self, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any] | None:
         """A cloned reference (audio + latent) as a voice state, so a job's segments reuse one
-        alignment instead of each re-running the aligner; named and stored voices are fixed already."""
+        alignment instead of each re-running the aligner; a stored voice as its state, so a job
+        carries it to workers that do not know it (and keeps it if it is deleted)."""
         if voice.state is None and voice.reference_audio is not None:
             return (await self._preprocess(voice.reference_audio, voice.reference_latent, voice.reference_text)).to_state()
-        return None
+        return (await self._resolve_voice(voice)).to_state()
 
     def _prompt_state(self, voice: MegaVoice) -> DurationState:
         """``make_dur_prompt``: the duration LM run over the reference's phones and codes."""

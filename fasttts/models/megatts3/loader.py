@@ -113,10 +113,7 @@ def load_parts(root: str | Path, device: str = "cpu") -> MegaParts:
     if not path.is_file():
         raise ModelLoadError(f"{root / 'wavvae'} has neither decoder.ckpt nor model_only_last.ckpt")
     state = read_state(path, SUB_KEYS["wavvae"])
-    has_encoder = full.is_file()
-    if has_encoder:
-        missing = [p for p in ENCODER_PREFIXES if not any(k.startswith(p) for k in state)]
-        if missing:
-            raise ModelLoadError(f"{path} is a full WaveVAE checkpoint but has no {', '.join(m.rstrip('.') for m in missing)} tensors")
-    wavvae = load_into(WavVAEDecoder(vae_cfg), state, where=str(path), ignore_prefixes=ENCODER_PREFIXES).to(device)
+    has_encoder = full.is_file()  # as the reference: model_only_last.ckpt is the full model, loaded strictly
+    model = WavVAEDecoder(vae_cfg, with_encoder=has_encoder)
+    wavvae = load_into(model, state, where=str(path), ignore_prefixes=() if has_encoder else ENCODER_PREFIXES).to(device)
     return MegaParts(aligner, duration, dit, wavvae, has_encoder, dit_cfg, root / "g2p")  # type: ignore[arg-type]

@@ -115,7 +115,8 @@ def sample_batch(dit: Diffusion, items: Sequence[DiTItem], device: torch.device 
         t = torch.cat([schedules[k][step].repeat(3) for k in live]).to(device)
         if on_forward is not None:
             on_forward(len(rows))
-        v = dit.velocity(x, cond[rows], ctx[rows], t, keys[rows] if len(live) > 1 or longest != items[live[0]].frames else None)
+        padded = any(items[k].frames < longest for k in live)
+        v = dit.velocity(x, cond[rows], ctx[rows], t, keys[rows] if padded else None)
         for j, k in enumerate(live):
             item = items[k]
             guided = guide(v[3 * j : 3 * j + 3, : item.frames], item.text_weight, item.speaker_weight)

@@ -46,7 +46,7 @@ _DURATION_TINY = {**_DURATION_FULL, "dur_txt_hs": 64, "hidden_size": 64, "dur_mo
 TINY_SIZES: dict[str, dict[str, Any]] = {
     "diffusion_transformer": {"hidden": 64, "layers": 2, "heads": 4, "local_cond_dim": 32, "ph_heads": 2, "ph_layers": 2},
     "aligner_lm": {"width": 64, "heads": 4, "encoder_layers": 2, "decoder_layers": 2},
-    "wavvae": {"proj_channels": 32, "ngf": 4},
+    "wavvae": {"proj_channels": 32, "ngf": 4, "enc_filters": 4, "enc_dim": 32},
 }
 _WAVVAE_YAML = {"vae_stride": 4, "hop_size": 240, "win_size": 1200, "audio_sample_rate": 24000,
                 "melgan_config": {"use_tanh": True, "frame_shift": 240, "up_sample": [5, 4, 4, 3], "sampling_rate": 24000}}
@@ -79,7 +79,7 @@ def _write_yaml(path: Path, data: dict[str, Any]) -> None:
 
 def write_random_mega(model_dir: str | Path, *, size: str = "tiny", seed: int = 0, full_wavvae: bool = False) -> Path:
     """Write a random ``tiny`` (a few MB) or ``full`` (release shapes, ≈4.3 GB) MegaTTS3 directory.
-    ``full_wavvae`` writes ``wavvae/model_only_last.ckpt`` (with stand-in encoder tensors) instead of
+    ``full_wavvae`` writes ``wavvae/model_only_last.ckpt`` (encoder and decoder) instead of
     the published decoder-only ``decoder.ckpt``."""
     if size not in ("tiny", "full"):
         raise ValueError(f"size must be 'tiny' or 'full', not {size!r}")
@@ -112,14 +112,9 @@ def write_random_mega(model_dir: str | Path, *, size: str = "tiny", seed: int = 
         duration.project_out_dim[0].bias.fill_(6.0)
     _save(duration, root / "duration_lm" / "model_only_last.ckpt", SUB_KEYS["duration_lm"])
     del duration
-    vae = WavVAEDecoder(WavVAEConfig.load(root / "wavvae" / "config.yaml"))
+    vae = WavVAEDecoder(WavVAEConfig.load(root / "wavvae" / "config.yaml"), with_encoder=full_wavvae)
     _randomize(vae, gen)
-    state = {k: v.contiguous() for k, v in vae.state_dict().items()}
-    if full_wavvae:
-        state["proj_to_z.weight"] = torch.randn(64, 512, generator=gen) * 0.04
-        state["proj_to_z.bias"] = torch.zeros(64)
-        state["encoder.stand_in.weight"] = torch.zeros(1)
-    torch.save({"state_dict": {SUB_KEYS["wavvae"]: state}}, root / "wavvae" / ("model_only_last.ckpt" if full_wavvae else "decoder.ckpt"))
+    _save(vae, root / "wavvae" / ("model_only_last.ckpt" if full_wavvae else "decoder.ckpt"), SUB_KEYS["wavvae"])
     write_g2p(root / "g2p", tiny=tiny, seed=seed)
     (root / "config.json").write_text('{"name": "this is a file used for counting downloads"}')
     return root

@@ -1,12 +1,16 @@
-"""MegaTTS3 WaveVAE decoder: 25 Hz latents [B, T, 32] → 24 kHz audio [B, 1, 960·T].
+"""MegaTTS3 WaveVAE: 25 Hz latents [B, T, 32] → 24 kHz audio [B, 1, 960·T], and (when a full
+checkpoint has it) 24 kHz audio → latents.
 
-Must equal ``WavVAE_V3.decode`` of ``tts/modules/wavvae/decoder/wavvae_v3.py`` with the
-``Generator``, ``Upsample`` and ``ResBlockMRFV2Inter`` of ``hifigan_modules.py``; state-dict names
-are the official ones (``proj_to_decoder``, ``latent_upsampler``, ``decoder.model_up.N``). The
-encoder is withheld by the release: voices bring their latent as a ``.npy``.
+Must equal ``WavVAE_V3.decode`` / ``encode_latent`` of ``tts/modules/wavvae/decoder/wavvae_v3.py``
+with the ``Generator``, ``Upsample`` and ``ResBlockMRFV2Inter`` of ``hifigan_modules.py`` and the
+``seanet_encoder.Encoder`` (``SEANetEncoder``, ``SConv1d``, ``SLSTM`` of ``encoder/common_modules``);
+state-dict names are the official ones. The published release withholds the encoder: voices then
+bring their latent as a ``.npy``.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -94,16 +98,104 @@ class Generator(nn.Module):
         return torch.tanh(x) if self.use_tanh else self.model_up[str(self.final_index + 1)](x)
 
 
-# ----------------------------------------------------------------------------- model
-class WavVAEDecoder(nn.Module):
-    """The decoding half of ``WavVAE_V3``."""
+# ----------------------------------------------------------------------------- encoder blocks
+class SConv(nn.Module):
+    """``SConv1d`` (non-causal, weight norm, reflect padding to whole strides), as ``conv.conv``."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Module()
+        self.conv.conv = WNConv1d(cin, cout, kernel, stride=stride, dilation=dilation)
+        self.kernel, self.stride, self.dilation = kernel, stride, dilation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = (self.kernel - 1) * self.dilation + 1
+        total = k - self.stride
+        length = x.shape[-1]
+        frames = (length - k + total) / self.stride + 1
+        extra = (math.ceil(frames) - 1) * self.stride + (k - total) - length
+        right = total // 2
+        left, right = total - right, right + extra
+        grow = max(left, right) - length + 1 if length <= max(left, right) else 0  # reflect needs a longer input
+        padded = F.pad(F.pad(x, (0, grow)), (left, right), mode="reflect")
+        return self.conv.conv(padded[..., : padded.shape[-1] - grow])
+
+
+class SEANetBlock(nn.Module):
+    """``SEANetResnetBlock`` (ELU, conv k3, ELU, conv k1; 1×1 conv shortcut)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.block = nn.ModuleDict({"1": SConv(dim, dim // 2, 3), "3": SConv(dim // 2, dim, 1)})
+        self.shortcut = SConv(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.block["3"](F.elu(self.block["1"](F.elu(x))))
+
+
+class SLSTM(nn.Module):
+    """``SLSTM``: a 2-layer LSTM over time with a skip connection."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(dim, dim, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.lstm(x.permute(2, 0, 1))
+        return y.permute(1, 2, 0) + x
+
+
+class SEANetEncoder(nn.Module):
+    """``SEANetEncoder`` as ``seanet_encoder.Encoder`` builds it (strides reversed, one residual block
+    per stage, LSTM, ELU, conv to ``enc_dim``), wrapped as ``encoder.encoder.model.N``."""
 
     def __init__(self, cfg: WavVAEConfig) -> None:
         super().__init__()
+        layers: dict[str, nn.Module] = {"0": SConv(1, cfg.enc_filters, 7)}
+        mult, index = 1, 1
+        for r in reversed(cfg.enc_ratios):
+            layers[str(index)] = SEANetBlock(mult * cfg.enc_filters)
+            layers[str(index + 2)] = SConv(mult * cfg.enc_filters, mult * cfg.enc_filters * 2, 2 * r, stride=r)
+            index += 3
+            mult *= 2
+        layers[str(index)] = SLSTM(mult * cfg.enc_filters)
+        layers[str(index + 2)] = SConv(mult * cfg.enc_filters, cfg.enc_dim, 7)
+        self.order = sorted(layers, key=int)
+        # the ELUs (parameter-free, so absent from the names) sit just before these convs
+        self.after_elu = {k for k in self.order[1:] if str(int(k) - 1) not in layers}
+        self.model = nn.ModuleDict(layers)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        x = audio[:, None]
+        for key in self.order:
+            x = self.model[key](F.elu(x) if key in self.after_elu else x)
+        return x
+
+
+# ----------------------------------------------------------------------------- model
+class WavVAEDecoder(nn.Module):
+    """``WavVAE_V3``: the decoder, plus the encoder when the checkpoint is a full one."""
+
+    def __init__(self, cfg: WavVAEConfig, *, with_encoder: bool = False) -> None:
+        super().__init__()
         self.cfg = cfg
+        if with_encoder:
+            self.encoder = nn.Module()
+            self.encoder.encoder = SEANetEncoder(cfg)
+            self.proj_to_z = nn.Linear(cfg.enc_dim, 2 * cfg.latent_dim)
+        self.has_encoder = with_encoder
         self.proj_to_decoder = nn.Linear(cfg.latent_dim, cfg.proj_channels)
         self.latent_upsampler = Upsample(cfg.proj_channels, cfg.latent_upsample)
         self.decoder = Generator(cfg)
+
+    @torch.inference_mode()
+    def encode_latent(self, audio: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """[B, samples] at 24 kHz → a posterior sample [B, samples/960, latent_dim] (``encode_latent``)."""
+        z = self.proj_to_z(self.encoder.encoder(audio).transpose(1, 2))
+        mean, logvar = z.chunk(2, dim=-1)
+        std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
+        noise = torch.randn(mean.transpose(1, 2).shape, generator=generator).to(mean).transpose(1, 2)
+        return mean + std * noise
 
     @torch.inference_mode()
     def decode(self, latent: torch.Tensor) -> torch.Tensor:

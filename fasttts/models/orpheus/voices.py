@@ -15,6 +15,7 @@ field is an empty list declares that the model has no voices, so every request g
 from __future__ import annotations
 
 import json
+from typing import Any
 from pathlib import Path
 
 from fasttts.errors import InvalidRequestError
@@ -39,7 +40,7 @@ NO_VOICE = "none"
 """The voice name meaning "no speaker name in the prompt: the text alone"."""
 
 
-def _config(llm_dir: str | Path) -> dict:
+def _config(llm_dir: str | Path) -> dict[str, Any]:
     config = Path(llm_dir) / "config.json"
     return json.loads(config.read_text()) if config.exists() else {}
 

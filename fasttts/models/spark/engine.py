@@ -33,14 +33,18 @@ logger = logging.getLogger(__name__)
 BUILTIN_VOICES = GENDERS  # created voices: "female", "male"
 FREEZE_TEXT = "This is the voice that will be kept."
 
-# Streaming: 15 tokens (0.3 s) of audio first, chunks doubling up to 4 s. BiCodec's decoder
-# sees about ±20 tokens in practice: with 30 tokens of left context and 20 of lookahead a chunk
-# equals the one-shot decode to ~1e-5 (measured on random weights; 12 of lookahead gave errors of
-# 10 % of full scale), so the stream matches a one-shot decode, crossfade included.
-STREAM_FIRST_CHUNK = 15
+# Streaming: first audio comes as soon as the decoder can make it exactly. The first chunk is 2
+# tokens (640 samples: the segment joiner blends a segment's first chunk over its 320-sample
+# crossfade and needs twice that to blend as a whole-file join does), after STREAM_LOOKAHEAD more
+# semantic tokens (plus, for a created voice, its 39-token prefix); chunks then double up to 4 s.
+# `bench/bench_lookahead.py` on the full-size BiCodec: one token moves the audio of 19 tokens
+# before and after it; streaming with 19 of lookahead equals the one-shot decode to 3e-4 of the
+# peak, with 17 it misses the 1e-3 bound. The left context only costs decode time, not latency:
+# 20 (17 measured enough).
+STREAM_FIRST_CHUNK = 2
 STREAM_MAX_CHUNK = 200
-STREAM_LEFT_CONTEXT = 30
-STREAM_LOOKAHEAD = 20
+STREAM_LEFT_CONTEXT = 20
+STREAM_LOOKAHEAD = 19
 STREAM_CROSSFADE = 640
 
 
@@ -130,8 +134,8 @@ class SparkEngine(TTSEngine):
                 logger.warning("Spark-TTS's LLM overflows in float16 (it outputs garbage); promoting --torch_dtype float16 to float32 on CPU / bfloat16 on CUDA")
             output_ids = SparkGrammar(SparkVocab.from_tokenizer(tokenizer), "create").vocabulary()
             config = BackendConfig.from_settings(settings, model_dir=str(root / "LLM"), output_ids=output_ids)
-            if settings.torch_dtype == "float16":
-                config = replace(config, dtype="auto")
+            if settings.torch_dtype == "float16":  # float32 on CPU, as the warning says (auto may pick bfloat16 there)
+                config = replace(config, dtype="bfloat16" if resolve_device(settings.llm_device).startswith("cuda") else "float32")
             llm = create_backend(settings.backend, config)
         return cls(
             codec=codec,
@@ -184,12 +188,10 @@ class SparkEngine(TTSEngine):
         return frozen.to_state()
 
     async def pin_voice(self, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any] | None:
-        if voice.state is not None or voice.reference_audio is not None:
-            return None
         resolved = await self._resolve_voice(voice)
-        if resolved.kind != "create":
-            return None
-        return (await self._freeze(resolved, random.randrange(2**31) if seed is None else seed)).to_state()
+        if resolved.kind == "create":
+            resolved = await self._freeze(resolved, random.randrange(2**31) if seed is None else seed)
+        return resolved.to_state()
 
     async def _freeze(self, created: SparkVoice, seed: int | None) -> SparkVoice:
         """The frozen voice that one create-mode generation of :data:`FREEZE_TEXT` writes."""

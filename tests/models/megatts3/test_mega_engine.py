@@ -125,3 +125,22 @@ async def test_empty_text_and_unknown_voice(engine: MegaEngine) -> None:
     assert err.value.param == "text"
     with pytest.raises(NotFoundError):
         await engine.speak("Hello.", "nobody")
+
+
+async def test_full_wavvae_encodes_the_reference_itself(tmp_path: Path, mega_voice: tuple[Path, Path]) -> None:
+    from fasttts.models.megatts3.random_model import write_random_mega
+
+    root = write_random_mega(tmp_path / "full-vae", size="tiny", seed=2, full_wavvae=True)
+    eng = AutoEngine(str(root), "torch", llm_device="cpu")
+    assert not eng.capabilities.voice_latent  # no .npy needed
+    await eng.start()
+    try:
+        state = await eng.add_voice("enc", mega_voice[0].read_bytes())
+        frames = frontend.prompt_frames(int(1.2 * 24000), 1200)
+        assert state["latent_frames"] == frames // 4
+        again = await eng.add_voice("enc2", mega_voice[0].read_bytes())
+        assert again["latent"] == state["latent"]  # the posterior sample is seeded
+        audio = await eng.speak("Hello.", "enc", sampling=sampling(2))
+        assert len(audio) > 0 and np.isfinite(audio).all()
+    finally:
+        await eng.shutdown()
