@@ -41,7 +41,11 @@ def _voice_map(text: str) -> dict[str, str]:
 
 def _add_flag(parser: argparse.ArgumentParser, name: str, field: FieldInfo) -> None:
     annotation = field.annotation
-    args = [a for a in typing.get_args(annotation) if a is not type(None)] if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union else [annotation]
+    args = (
+        [a for a in typing.get_args(annotation) if a is not type(None)]
+        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+        else [annotation]
+    )
     base = args[0]
     default = GUIDE_DEFAULT_TEXT.get(name, field.default if field.default_factory is None else field.default_factory())  # type: ignore[call-arg]
     help_text = f"{field.description or ''} (default: {default})".strip()

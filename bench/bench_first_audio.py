@@ -19,7 +19,8 @@ import statistics
 import time
 from pathlib import Path
 
-from stamp import commit, machine  # noqa: E402 - bench/ is on sys.path when a script runs
+from stamp import commit, machine
+
 from fasttts import AutoEngine, SamplingParams
 from fasttts.models.spark.engine import STREAM_FIRST_CHUNK, STREAM_LOOKAHEAD
 from fasttts.models.spark.tokens import SparkGrammar
@@ -54,8 +55,18 @@ async def run(args: argparse.Namespace) -> None:
         times = [await first_audio(engine, name, sampling.with_seed(i)) for i in range(args.repeats)]
         p50 = statistics.median(times)
         print(f"{kind:8s} voice: first audio after {tokens:3d} LLM tokens, {p50:6.2f} s (median of {len(times)})", flush=True)
-        row = dict(kind=kind, tokens_before_audio=tokens, ttfa_p50_s=p50, ttfa_s=times, backend=args.backend, weights=weights,
-                   loadavg_1m=os.getloadavg()[0], machine=machine(), commit=commit(), time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        row = dict(
+            kind=kind,
+            tokens_before_audio=tokens,
+            ttfa_p50_s=p50,
+            ttfa_s=times,
+            backend=args.backend,
+            weights=weights,
+            loadavg_1m=os.getloadavg()[0],
+            machine=machine(),
+            commit=commit(),
+            time=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
         with out.open("a") as f:
             f.write(json.dumps(row) + "\n")
     await engine.shutdown()

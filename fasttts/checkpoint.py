@@ -15,11 +15,9 @@ def check_tensors(expected: Mapping[str, Shape], found: Mapping[str, Shape], *, 
     shaped tensor of ``found`` (checkpoint name → shape) against ``expected`` (model name → shape)."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(n for n in set(found) - set(expected) if not ignore(n))
-    wrong = sorted(
-        f"{n} (checkpoint {list(found[n])}, model {list(expected[n])})"
-        for n in set(expected) & set(found)
-        if tuple(found[n]) != tuple(expected[n])
-    )
-    problems = [f"{label}: {', '.join(names)}" for label, names in (("missing tensors", missing), ("unexpected tensors", unexpected), ("wrong shapes", wrong)) if names]
+    wrong = sorted(f"{n} (checkpoint {list(found[n])}, model {list(expected[n])})" for n in set(expected) & set(found) if tuple(found[n]) != tuple(expected[n]))
+    problems = [
+        f"{label}: {', '.join(names)}" for label, names in (("missing tensors", missing), ("unexpected tensors", unexpected), ("wrong shapes", wrong)) if names
+    ]
     if problems:
         raise ModelLoadError(f"{where} does not match its config; " + "; ".join(problems))

@@ -54,8 +54,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm_attn_implementation", default="eager", choices=["sdpa", "flash_attention_2", "eager"])
     parser.add_argument("--max_length", type=int, default=32768)
     parser.add_argument("--llm_gpu_memory_utilization", type=float, default=0.6)
-    parser.add_argument("--torch_dtype", default="auto", choices=["float16", "bfloat16", "float32", "int8", "auto"],
-                        help="LLM weights; int8: weight-only, per-channel scales (torch backend on CPU); auto: the fastest exact one measured at load")
+    parser.add_argument(
+        "--torch_dtype",
+        default="auto",
+        choices=["float16", "bfloat16", "float32", "int8", "auto"],
+        help="LLM weights; int8: weight-only, per-channel scales (torch backend on CPU); auto: the fastest exact one measured at load",
+    )
     parser.add_argument("--cache_implementation", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=1)
@@ -110,8 +114,8 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fasttts.audio.encode import encode_audio
-    from fasttts.models.registry import AutoEngine
     from fasttts.errors import FastTTSError
+    from fasttts.models.registry import AutoEngine
 
     sampling = SamplingParams(
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -134,7 +138,9 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
         for segment in segments:  # models whose first and final segments differ need the count
             segment.extra["count"] = len(segments)
         pieces = []
-        with Progress(TextColumn("[bold]synthesizing"), BarColumn(), TextColumn("{task.completed}/{task.total} segments"), TimeElapsedColumn(), disable=len(segments) < 2) as progress:
+        with Progress(
+            TextColumn("[bold]synthesizing"), BarColumn(), TextColumn("{task.completed}/{task.total} segments"), TimeElapsedColumn(), disable=len(segments) < 2
+        ) as progress:
             task = progress.add_task("tts", total=len(segments))
             for segment in segments:
                 pieces.append(await engine.synthesize_segment(segment, sampling))
@@ -150,7 +156,7 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
     return 0
 
 
-def _voice(args: argparse.Namespace, reference: bytes | None = None):  # noqa: ANN202
+def _voice(args: argparse.Namespace, reference: bytes | None = None):
     from fasttts.params import VoiceParams
 
     if reference is not None:
@@ -159,7 +165,7 @@ def _voice(args: argparse.Namespace, reference: bytes | None = None):  # noqa: A
     return VoiceParams(name=args.name, gender=args.gender, pitch=args.pitch, speed=args.speed)
 
 
-def _join(pieces: list, sample_rate: int, crossfade_s: float):  # noqa: ANN202
+def _join(pieces: list, sample_rate: int, crossfade_s: float):
     """Segments were synthesised one by one (for the progress bar); join them with the same
     crossfade the engine uses between segments."""
     import numpy as np
@@ -177,8 +183,7 @@ def _random_model(argv: list[str]) -> int:
     parser.add_argument("directory")
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--gguf", nargs="*", metavar="QUANT", default=None,
-                        help="also write the LLM as GGUF for llama-cpp (F16, Q8_0, Q4_K_M; default Q4_K_M)")
+    parser.add_argument("--gguf", nargs="*", metavar="QUANT", default=None, help="also write the LLM as GGUF for llama-cpp (F16, Q8_0, Q4_K_M; default Q4_K_M)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # which tokenizer was written, and why
     out = Path(args.directory)

@@ -78,7 +78,16 @@ def _info(row: Voice) -> VoiceInfo:
 
 
 class VoiceService:
-    def __init__(self, engine: TTSEngine, sessions: sessionmaker[Session], store: ObjectStore, *, role_dir: Path | None = None, fix_voice: bool = False, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        engine: TTSEngine,
+        sessions: sessionmaker[Session],
+        store: ObjectStore,
+        *,
+        role_dir: Path | None = None,
+        fix_voice: bool = False,
+        seed: int | None = None,
+    ) -> None:
         self.engine = engine
         self._sessions = sessions
         self._store = store
@@ -88,7 +97,7 @@ class VoiceService:
         self._lock = asyncio.Lock()  # one create/delete at a time: name checks and writes stay consistent
 
     @classmethod
-    def from_settings(cls, settings: Settings, engine: TTSEngine) -> "VoiceService":
+    def from_settings(cls, settings: Settings, engine: TTSEngine) -> VoiceService:
         """Check (or, with ``auto_migrate``, migrate) the schema; connect database and object store."""
         prepare_schema(settings.resolved_database_url, migrate=settings.auto_migrate)
         sessions = session_factory(engine_from_settings(settings))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fasttts.config import Settings
-from fasttts.jobs import JobService, JobsUnavailableError
 from fasttts.engine.base import TTSEngine
+from fasttts.jobs import JobService, JobsUnavailableError
 
 
 class CeleryDispatcher:

@@ -31,9 +31,17 @@ def voice_key(v: VoiceParams) -> str:
 
 def _voice_dict(v: VoiceParams, spec: JobSpec) -> dict[str, Any]:
     base = spec.voice
-    return VoiceSpec(name=v.name, gender=v.gender, pitch=v.pitch, speed=v.speed, tempo=v.tempo, instructions=v.instructions,
-                     reference_key=base.reference_key, reference_text=base.reference_text,
-                     state=spec.pinned_voices.get(voice_key(v))).__dict__.copy()
+    return VoiceSpec(
+        name=v.name,
+        gender=v.gender,
+        pitch=v.pitch,
+        speed=v.speed,
+        tempo=v.tempo,
+        instructions=v.instructions,
+        reference_key=base.reference_key,
+        reference_text=base.reference_text,
+        state=spec.pinned_voices.get(voice_key(v)),
+    ).__dict__.copy()
 
 
 def _book_voice(engine: TTSEngine, spec: JobSpec, name: str | None) -> VoiceParams:

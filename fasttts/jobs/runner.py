@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import case, or_, select, update
 
-from fasttts.db import Job, Segment as SegmentRow, utcnow
+from fasttts.db import Job, utcnow
+from fasttts.db import Segment as SegmentRow
 from fasttts.engine.base import Segment, TTSEngine
 from fasttts.errors import FastTTSError, NotReadyError
 from fasttts.jobs.assemble import Piece, assemble
@@ -91,7 +92,8 @@ class JobRunner:
                     break
                 # The WHERE re-checks claimability atomically: of two racing workers one gets rowcount 0.
                 won = s.execute(
-                    update(SegmentRow).where(SegmentRow.id == seg_id, claimable)
+                    update(SegmentRow)
+                    .where(SegmentRow.id == seg_id, claimable)
                     .values(status="running", lease_owner=self.owner, lease_expires_at=now + self.lease, attempt=SegmentRow.attempt + 1)
                 ).rowcount
                 if won:
@@ -109,8 +111,11 @@ class JobRunner:
         """Extend our leases; returns the ids' jobs that are no longer runnable (cancelled/deleted)."""
         now = utcnow()
         with self.service.session() as s:
-            s.execute(update(SegmentRow).where(SegmentRow.id.in_(ids), SegmentRow.lease_owner == self.owner, SegmentRow.status == "running")
-                      .values(lease_expires_at=now + self.lease))
+            s.execute(
+                update(SegmentRow)
+                .where(SegmentRow.id.in_(ids), SegmentRow.lease_owner == self.owner, SegmentRow.status == "running")
+                .values(lease_expires_at=now + self.lease)
+            )
             s.commit()
             rows = s.execute(select(SegmentRow.id, Job.status).join(Job, Job.id == SegmentRow.job_id, isouter=True).where(SegmentRow.id.in_(ids))).all()
         alive = {sid for sid, status in rows if status in ("queued", "running")}
@@ -120,27 +125,42 @@ class JobRunner:
         now = utcnow()
         with self.service.session() as s:
             won = s.execute(
-                update(SegmentRow).where(SegmentRow.id == claim.id, SegmentRow.lease_owner == self.owner, SegmentRow.status == "running")
-                .values(status="done", storage_key=segment_key(claim.job_id, claim.index), num_samples=num_samples,
-                        duration_s=num_samples / rate, done_at=now, lease_owner=None, lease_expires_at=None)
+                update(SegmentRow)
+                .where(SegmentRow.id == claim.id, SegmentRow.lease_owner == self.owner, SegmentRow.status == "running")
+                .values(
+                    status="done",
+                    storage_key=segment_key(claim.job_id, claim.index),
+                    num_samples=num_samples,
+                    duration_s=num_samples / rate,
+                    done_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
             ).rowcount
             if won:
-                s.execute(update(Job).where(Job.id == claim.job_id).values(
-                    segments_done=Job.segments_done + 1, audio_seconds=Job.audio_seconds + num_samples / rate))
+                s.execute(
+                    update(Job).where(Job.id == claim.job_id).values(segments_done=Job.segments_done + 1, audio_seconds=Job.audio_seconds + num_samples / rate)
+                )
             s.commit()
         return bool(won)
 
     def _release(self, ids: list[int]) -> None:
         with self.service.session() as s:
-            s.execute(update(SegmentRow).where(SegmentRow.id.in_(ids), SegmentRow.lease_owner == self.owner, SegmentRow.status == "running")
-                      .values(status="pending", lease_owner=None, lease_expires_at=None))
+            s.execute(
+                update(SegmentRow)
+                .where(SegmentRow.id.in_(ids), SegmentRow.lease_owner == self.owner, SegmentRow.status == "running")
+                .values(status="pending", lease_owner=None, lease_expires_at=None)
+            )
             s.commit()
 
     def _fail(self, job_id: str, message: str) -> None:
         now = utcnow()
         with self.service.session() as s:
-            won = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(("queued", "running"))).values(
-                status="failed", error=message, finished_at=now, expires_at=now + dt.timedelta(seconds=self.settings.job_result_ttl_s))).rowcount
+            won = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(("queued", "running")))
+                .values(status="failed", error=message, finished_at=now, expires_at=now + dt.timedelta(seconds=self.settings.job_result_ttl_s))
+            ).rowcount
             s.commit()
         if won:
             self._notify(job_id)
@@ -214,8 +234,11 @@ class JobRunner:
         result = assemble(job.id, job.kind, job.output_format, rate, pieces, job.request.get("chapters", [""]), store)
         now = utcnow()
         with self.service.session() as s:
-            won = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(("queued", "running"))).values(
-                status="succeeded", result=result, finished_at=now, expires_at=now + dt.timedelta(seconds=self.settings.job_result_ttl_s))).rowcount
+            won = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(("queued", "running")))
+                .values(status="succeeded", result=result, finished_at=now, expires_at=now + dt.timedelta(seconds=self.settings.job_result_ttl_s))
+            ).rowcount
             s.commit()
         if won:
             logger.info("job %s succeeded: %d segments, %.1f s of audio", job_id, len(rows), sum(r.duration_s or 0 for r in rows))
@@ -225,11 +248,20 @@ class JobRunner:
         job = self.service.get(job_id)
         if not job.webhook_url:
             return
-        payload = {"id": job.id, "status": job.status, "error": job.error, "results": sorted((job.result or {}).keys()),
-                   "finished_at": job.finished_at.isoformat() if job.finished_at else None}
-        status = deliver(job.webhook_url, payload, secret=self.settings.webhook_secret,
-                         allow_private=self.settings.allow_private_urls, deadline_s=self.settings.webhook_deadline_s)
+        payload = {
+            "id": job.id,
+            "status": job.status,
+            "error": job.error,
+            "results": sorted((job.result or {}).keys()),
+            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        }
+        status = deliver(
+            job.webhook_url,
+            payload,
+            secret=self.settings.webhook_secret,
+            allow_private=self.settings.allow_private_urls,
+            deadline_s=self.settings.webhook_deadline_s,
+        )
         with self.service.session() as s:
             s.execute(update(Job).where(Job.id == job_id).values(webhook_status=status))
             s.commit()
-

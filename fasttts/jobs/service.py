@@ -30,8 +30,8 @@ from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError, Un
 from fasttts.jobs.plan import check_job_chars, plan_job
 from fasttts.jobs.spec import JobSpec
 from fasttts.net import check_url
-from fasttts.text.chapters import detect_chapters
 from fasttts.storage import ObjectStore, StorageUnavailableError, job_prefix
+from fasttts.text.chapters import detect_chapters
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Dispatcher(Protocol):
 
     def enqueue(self, job_id: str) -> None: ...
 
-    async def start(self, service: "JobService", engine: TTSEngine | None) -> None:
+    async def start(self, service: JobService, engine: TTSEngine | None) -> None:
         """Start whatever runs jobs locally (the in-process runner); Celery needs nothing here."""
         ...
 
@@ -158,8 +158,14 @@ class JobService:
         planned, titles = plan_job(self.engine, spec, chapters)
         request = spec.to_dict() | {"chapters": titles}
         job = Job(
-            id=job_id, idempotency_key=idempotency_key, kind=spec.kind, status="queued", request=request,
-            output_format=spec.output_format, sample_rate=self.engine.sample_rate, segments_total=len(planned),
+            id=job_id,
+            idempotency_key=idempotency_key,
+            kind=spec.kind,
+            status="queued",
+            request=request,
+            output_format=spec.output_format,
+            sample_rate=self.engine.sample_rate,
+            segments_total=len(planned),
             webhook_url=webhook_url,
         )
         job.segments = [Segment(index=p.index, chapter=p.chapter, text=p.text, voice=p.voice) for p in planned]
@@ -230,7 +236,8 @@ class JobService:
         now = utcnow()
         with self.session() as s:
             s.execute(
-                update(Job).where(Job.id == job_id, Job.status.in_(("queued", "running")))
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(("queued", "running")))
                 .values(status="cancelled", finished_at=now, expires_at=now + dt.timedelta(seconds=self.settings.job_result_ttl_s))
             )
             s.commit()
@@ -259,7 +266,8 @@ class JobService:
         stale_before = now - dt.timedelta(seconds=self.settings.segment_lease_s)
         with self.session() as s:
             requeued = s.execute(
-                update(Segment).where(Segment.status == "running", Segment.lease_expires_at < now)
+                update(Segment)
+                .where(Segment.status == "running", Segment.lease_expires_at < now)
                 .values(status="pending", lease_owner=None, lease_expires_at=None)
             ).rowcount
             s.commit()
@@ -315,9 +323,16 @@ class JobService:
         """A JSON-able view of a job (the API adds result links)."""
         p = self.progress(job)
         return {
-            "id": job.id, "kind": job.kind, "status": job.status, "output_format": job.output_format,
-            "progress": p.__dict__, "error": job.error,
-            "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at, "expires_at": job.expires_at,
+            "id": job.id,
+            "kind": job.kind,
+            "status": job.status,
+            "output_format": job.output_format,
+            "progress": p.__dict__,
+            "error": job.error,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+            "expires_at": job.expires_at,
             "chapters": (job.request or {}).get("chapters", []) if job.kind == "audiobook" else [],
             "results": sorted((job.result or {}).keys()),
         }

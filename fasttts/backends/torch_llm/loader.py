@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from fasttts import devices
 from fasttts.backends.torch_llm.cpu_linear import ACTIVATION_DTYPE, largest_linear, pack_linears, plan_for
 from fasttts.backends.torch_llm.model import CausalLM, LLMConfig
-from fasttts import devices
 from fasttts.checkpoint import check_tensors
 from fasttts.errors import ModelLoadError
 
@@ -68,7 +68,7 @@ def checkpoint_files(model_dir: Path) -> dict[str, Path]:
     single, index = model_dir / "model.safetensors", model_dir / "model.safetensors.index.json"
     if single.is_file():
         with safe_open(str(single), framework="pt") as f:
-            return {name: single for name in f.keys()}
+            return dict.fromkeys(f.keys(), single)
     if index.is_file():
         weight_map = json.loads(index.read_text())["weight_map"]
         missing_files = sorted({f for f in weight_map.values() if not (model_dir / f).is_file()})
@@ -94,8 +94,12 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
         with safe_open(str(path), framework="pt") as f:
             shapes.update({n: tuple(f.get_slice(n).get_shape()) for n in f.keys() if files.get(n) == path})
     tied = cfg.tie_word_embeddings
-    check_tensors(expected, shapes, where=f"the checkpoint in {model_dir}",  # computed buffers, and a tied head HF drops
-                  ignore=lambda n: n.endswith(_IGNORED_SUFFIXES) or (tied and n == "lm_head.weight"))
+    check_tensors(
+        expected,
+        shapes,
+        where=f"the checkpoint in {model_dir}",  # computed buffers, and a tied head HF drops
+        ignore=lambda n: n.endswith(_IGNORED_SUFFIXES) or (tied and n == "lm_head.weight"),
+    )
 
     plan = None
     if dev.type == "cpu" and weight_format != "float16":
@@ -118,7 +122,13 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
         if plan.slower_than_float32:
             logger.warning("%s weights measured slower than float32 here at %s rows", weight_format, plan.slower_than_float32)
     model.weight_format = weight_format
-    logger.info("loaded %s LLM from %s: %d layers on %s, %s%s", cfg.model_type, model_dir, cfg.num_layers, dev,
-                plan.describe() if plan is not None else f"{weight_format} weights", " (chosen by --torch_dtype auto)" if dtype == "auto" else "")
+    logger.info(
+        "loaded %s LLM from %s: %d layers on %s, %s%s",
+        cfg.model_type,
+        model_dir,
+        cfg.num_layers,
+        dev,
+        plan.describe() if plan is not None else f"{weight_format} weights",
+        " (chosen by --torch_dtype auto)" if dtype == "auto" else "",
+    )
     return model.eval()
-
