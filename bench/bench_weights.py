@@ -71,6 +71,8 @@ async def bench_format(fmt: str, model_dir: Path, batches: list[int], tokens: in
     load_s = time.perf_counter() - t0
     assert isinstance(backend, TorchBackend) and backend.model is not None
     per_token = bytes_per_token(backend, head_rows)
+    plan = next(m.plan for m in backend.model.modules() if isinstance(m, CpuLinear))
+    print(f"{fmt:9s} loaded in {load_s:.1f} s: {plan.describe()}", flush=True)
     limit = bandwidth / per_token
     await one(backend, prompt, constraint, 8, 0)  # warm-up
     rows = []
@@ -90,6 +92,7 @@ async def bench_format(fmt: str, model_dir: Path, batches: list[int], tokens: in
             "ratio_to_limit": (made / wall) / limit if n == 1 else None,
             "load_s": load_s,
             "loadavg_1m": os.getloadavg()[0],
+            "kernel": plan.kernel,
             "threads": torch.get_num_threads(),
             "activations": str(ACTIVATION_DTYPE[fmt]).removeprefix("torch."),
             "machine": machine(),

@@ -143,8 +143,8 @@ class SparkEngine(TTSEngine):
                 )
             output_ids = SparkGrammar(SparkVocab.from_tokenizer(tokenizer), "create").vocabulary()
             config = BackendConfig.from_settings(settings, model_dir=str(root / "LLM"), output_ids=output_ids)
-            if settings.torch_dtype == "float16":
-                config = replace(config, dtype="auto")
+            if settings.torch_dtype == "float16":  # float32 on CPU, as the warning says (auto may pick bfloat16 there)
+                config = replace(config, dtype="bfloat16" if resolve_device(settings.llm_device).startswith("cuda") else "float32")
             llm = create_backend(settings.backend, config)
         return cls(
             codec=codec,
@@ -197,12 +197,10 @@ class SparkEngine(TTSEngine):
         return frozen.to_state()
 
     async def pin_voice(self, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any] | None:
-        if voice.state is not None or voice.reference_audio is not None:
-            return None
         resolved = await self._resolve_voice(voice)
-        if resolved.kind != "create":
-            return None
-        return (await self._freeze(resolved, random.randrange(2**31) if seed is None else seed)).to_state()
+        if resolved.kind == "create":
+            resolved = await self._freeze(resolved, random.randrange(2**31) if seed is None else seed)
+        return resolved.to_state()
 
     async def _freeze(self, created: SparkVoice, seed: int | None) -> SparkVoice:
         """The frozen voice that one create-mode generation of :data:`FREEZE_TEXT` writes."""
