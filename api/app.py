@@ -27,8 +27,8 @@ from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.routes import health, jobs, openai, speech, voices
 from fasttts.config import Settings
 from fasttts.engine.base import TTSEngine
-from fasttts.jobs import build_job_service
-from fasttts.voices import VoiceService
+from fasttts.services import open_services
+from workers.dispatch import queue_dispatcher
 
 logger = logging.getLogger("fasttts.api")
 
@@ -45,36 +45,18 @@ Text to speech with Spark-TTS, Orpheus and Piper.
 
 
 async def _load(app: FastAPI, engine: TTSEngine | None) -> None:
-    """Build the engine (unless given) and the voice service; mark the app ready."""
+    """Build the services (:func:`fasttts.services.open_services`); mark the app ready."""
     settings: Settings = app.state.settings
     try:
-        if engine is None:
-            from fasttts.models.registry import AutoEngine
-
-            engine = await asyncio.to_thread(AutoEngine, settings)
-        service = await asyncio.to_thread(VoiceService.from_settings, settings, engine)
-        await service.load_stored()
-        await engine.start()
-        await service.sync()
-        app.state.engine, app.state.voices = engine, service
-        job_service = build_job_service(settings, engine, _queue_dispatcher(settings))
-        await job_service.start()
-        app.state.jobs = job_service
+        services = await open_services(settings, queue_dispatcher(settings), engine=engine, sync_voices=True, maintain=True)
+        app.state.services = services
+        app.state.engine, app.state.voices, app.state.jobs = services.engine, services.voices, services.jobs
         app.state.ready = True
-        logger.info("model ready: %s at %d Hz, voices: %s", engine.model_type, engine.sample_rate, ", ".join(engine.list_voices()))
+        logger.info("model ready: %s at %d Hz, voices: %s", services.engine.model_type, services.engine.sample_rate, ", ".join(services.engine.list_voices()))
     except Exception as exc:
         app.state.load_error = f"{type(exc).__name__}: {exc}"
         logger.critical("the model failed to load: %s", app.state.load_error, exc_info=exc)
         raise
-
-
-def _queue_dispatcher(settings: Settings):  # noqa: ANN202
-    """The Celery dispatcher when a broker is configured; None runs jobs in-process."""
-    if not settings.broker_url:
-        return None
-    from workers.dispatch import CeleryDispatcher
-
-    return CeleryDispatcher(settings)
 
 
 def _document_schemas(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
@@ -109,13 +91,12 @@ def create_app(settings: Settings | None = None, engine: TTSEngine | None = None
             if not app.state.loading.done():
                 app.state.loading.cancel()
             await asyncio.gather(app.state.loading, return_exceptions=True)
-            if app.state.jobs is not None:
-                await app.state.jobs.stop()
-            if engine is None and app.state.engine is not None:
-                await app.state.engine.shutdown()
+            if app.state.services is not None:
+                await app.state.services.stop()
 
     app = FastAPI(title="FastTTS", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    app.state.services = None
     app.state.engine = None
     app.state.voices = None
     app.state.jobs = None

@@ -24,15 +24,17 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> TTSEngine:
+async def get_engine(request: Request) -> TTSEngine:
+    """The ready engine, its stored voices first brought up to date with the database (voices
+    another API replica created, changed or deleted; :meth:`VoiceService.refresh`)."""
     engine: TTSEngine | None = getattr(request.app.state, "engine", None)
     if engine is None or not getattr(request.app.state, "ready", False):
         raise NotReadyError("the model is still loading; retry shortly")
+    await request.app.state.voices.refresh(tolerate_outage=True)
     return engine
 
 
-def get_voices(request: Request) -> VoiceService:
-    get_engine(request)
+def get_voices(request: Request, engine: Annotated[TTSEngine, Depends(get_engine)]) -> VoiceService:
     return request.app.state.voices
 
 

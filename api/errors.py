@@ -53,6 +53,7 @@ _STATUS: dict[type[Exception], tuple[int, str, str | None]] = {
     E.AudioDecodeError: (415, "invalid_request_error", "unsupported_audio"),
     E.PayloadTooLargeError: (413, "invalid_request_error", "payload_too_large"),
     E.NotFoundError: (404, "invalid_request_error", "not_found"),
+    E.ConflictError: (409, "invalid_request_error", "conflict"),
     E.CapacityError: (429, "rate_limit_error", "over_capacity"),
     E.NotReadyError: (503, "server_error", "not_ready"),
     E.GenerationError: (500, "server_error", "generation_failed"),

@@ -18,8 +18,9 @@ from fastapi.responses import JSONResponse, Response
 from api.disconnect import unless_disconnected
 from fasttts.audio import load_audio
 from fasttts.audio.encode import CONTENT_TYPES, delivered_rate, encode_audio
+from fasttts.db import FINAL_STATUSES
 from fasttts.errors import GenerationError
-from fasttts.jobs import JobSpec, pin_job_voices
+from fasttts.jobs import JobSpec
 
 POLL_INTERVAL_S = 0.2
 
@@ -42,13 +43,11 @@ async def _run_as_job(request: Request, spec: JobSpec, reference_audio: bytes | 
     fmt, model_rate = spec.output_format, request.app.state.engine.sample_rate
     if rate is not None and rate != model_rate:
         spec.output_format = "wav"
-    if service.engine is not None:
-        await pin_job_voices(service.engine, spec)
-    job, _ = await asyncio.to_thread(service.submit, spec, reference_audio=reference_audio)
+    job, _ = await service.submit(spec, reference_audio=reference_audio)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + request.app.state.settings.job_wait_timeout_s
     try:
-        while job.status not in ("succeeded", "failed", "cancelled"):
+        while job.status not in FINAL_STATUSES:
             if loop.time() > deadline:
                 url = f"{str(request.base_url).rstrip('/')}/v1/jobs/{job.id}"
                 return JSONResponse({"id": job.id, "status": job.status, "url": url}, status_code=202, headers={"Location": url})

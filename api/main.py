@@ -1,20 +1,17 @@
 """``fasttts serve`` / ``python server.py``: command-line flags → Settings → uvicorn.
 
-The flags are generated from :class:`fasttts.config.Settings` (same names as the server guide,
-same defaults, choices from the field types), so the CLI can never drift from the settings. A
-flag not given leaves the value to the environment (``FASTTTS_*``), ``.env``, then the default.
+The flags are generated from :class:`fasttts.config.Settings` by :func:`fasttts.flags.add_settings_flags`
+(same names as the server guide, same defaults, choices from the field types), so the CLI can never
+drift from the settings. A flag not given leaves the value to the environment (``FASTTTS_*``),
+``.env``, then the default.
 """
 
 from __future__ import annotations
 
 import argparse
-import types
-import typing
-from typing import Any, Literal
-
-from pydantic.fields import FieldInfo
 
 from fasttts.config import Settings
+from fasttts.flags import add_settings_flags, settings_from_args
 
 SERVER_FLAGS = (
     # the server guide's table, in its order
@@ -26,44 +23,13 @@ SERVER_FLAGS = (
     "max_json_bytes", "max_job_chars", "max_reference_seconds", "allow_private_urls", "fetch_deadline_s", "webhook_deadline_s",
     "openai_voice_map", "data_dir", "database_url", "broker_url",
     "s3_bucket", "s3_prefix", "s3_endpoint_url", "s3_region", "job_route_min_chars", "job_wait_timeout_s", "job_result_ttl_s",
+    "auto_migrate", "job_queue", "segment_lease_s", "job_batch_size", "job_max_attempts", "job_inprocess_concurrency",
 )  # fmt: skip
-
-GUIDE_DEFAULT_TEXT = {"role_dir": "data/roles (MegaTTS3: data/mega-roles)", "model_path": "the bundled Piper voice"}
-
-
-def _voice_map(text: str) -> dict[str, str]:
-    """``alloy=female,echo=male`` → {"alloy": "female", "echo": "male"}."""
-    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
-    if any(len(p) != 2 for p in pairs):
-        raise argparse.ArgumentTypeError("expected OPENAI=OURS[,OPENAI=OURS...]")
-    return {k.strip(): v.strip() for k, v in pairs}
-
-
-def _add_flag(parser: argparse.ArgumentParser, name: str, field: FieldInfo) -> None:
-    annotation = field.annotation
-    args = [a for a in typing.get_args(annotation) if a is not type(None)] if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union else [annotation]
-    base = args[0]
-    default = GUIDE_DEFAULT_TEXT.get(name, field.default if field.default_factory is None else field.default_factory())  # type: ignore[call-arg]
-    help_text = f"{field.description or ''} (default: {default})".strip()
-    kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
-    if base is bool:
-        parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, **kwargs)
-        return
-    if typing.get_origin(base) is Literal:
-        kwargs["choices"] = list(typing.get_args(base))
-    elif typing.get_origin(base) is list:
-        kwargs.update(nargs="+", metavar="ORIGIN")
-    elif typing.get_origin(base) is dict:
-        kwargs["type"] = _voice_map
-    elif base in (int, float):
-        kwargs["type"] = base
-    parser.add_argument(f"--{name}", **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fasttts serve", description="Run the FastTTS HTTP server (web page at /, API docs at /docs).")
-    for name in SERVER_FLAGS:
-        _add_flag(parser, name, Settings.model_fields[name])
+    add_settings_flags(parser, SERVER_FLAGS)
     parser.add_argument("--log_level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log_format", default="auto", choices=["auto", "json", "text"], help="auto: text on a terminal, JSON lines otherwise")
     return parser
@@ -71,8 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_settings(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     args = build_parser().parse_args(argv)
-    given = {k: v for k, v in vars(args).items() if k in Settings.model_fields}
-    return Settings(**given), args
+    return settings_from_args(args), args
 
 
 def serve(argv: list[str] | None = None) -> int:

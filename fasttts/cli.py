@@ -12,7 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
-from fasttts.params import BACKEND_NAMES, GENDERS, LEVELS, RESPONSE_FORMATS, SamplingParams, SplitParams
+from fasttts.flags import ENGINE_FLAGS, add_settings_flags, settings_from_args
+from fasttts.params import GENDERS, LEVELS, RESPONSE_FORMATS, SamplingParams, SplitParams
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print("usage: fasttts {serve,worker,infer,random-model} [options]\n"
               "  serve         run the HTTP server (fasttts serve --help)\n"
-              "  worker        run a Celery job worker\n"
+              "  worker        run a Celery job worker (fasttts worker --help)\n"
               "  infer         synthesize text to an audio file\n"
               "  random-model  write a random-weight model directory in the official layout\n"
               "  gguf          write the GGUF of an LLM directory for the llama-cpp backend")  # fmt: skip
@@ -41,39 +42,9 @@ def _worker(argv: list[str]) -> int:
     return worker(argv) or 0
 
 
-def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model/engine flags of the server guide, shared by ``serve``-like commands and ``infer``."""
-    parser.add_argument("-m", "--model_path", default=None, help="model directory (default: the bundled Piper voice)")
-    parser.add_argument("-b", "--backend", default="torch", choices=BACKEND_NAMES)
-    parser.add_argument("--snac_path", default=None)
-    parser.add_argument("--lang", default=None)
-    parser.add_argument("--llm_device", default="auto")
-    parser.add_argument("--tokenizer_device", default="auto")
-    parser.add_argument("--detokenizer_device", default="auto")
-    parser.add_argument("--wav2vec_attn_implementation", default="eager", choices=["sdpa", "flash_attention_2", "eager"])
-    parser.add_argument("--llm_attn_implementation", default="eager", choices=["sdpa", "flash_attention_2", "eager"])
-    parser.add_argument("--max_length", type=int, default=32768)
-    parser.add_argument("--llm_gpu_memory_utilization", type=float, default=0.6)
-    parser.add_argument("--torch_dtype", default="auto", choices=["float16", "bfloat16", "float32", "int8", "auto"],
-                        help="LLM weights; int8: weight-only, per-channel scales (torch backend on CPU); auto: the fastest exact one measured at load")
-    parser.add_argument("--cache_implementation", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch_size", type=int, default=1)
-    parser.add_argument("--llm_batch_size", type=int, default=256)
-    parser.add_argument("--wait_timeout", type=float, default=0.01)
-    parser.add_argument("--fix_voice", action="store_true")
-
-
-ENGINE_FLAGS = (
-    "model_path", "backend", "snac_path", "lang", "llm_device", "tokenizer_device", "detokenizer_device",
-    "wav2vec_attn_implementation", "llm_attn_implementation", "max_length", "llm_gpu_memory_utilization",
-    "torch_dtype", "cache_implementation", "seed", "batch_size", "llm_batch_size", "wait_timeout", "fix_voice",
-)  # fmt: skip
-
-
 def _infer(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fasttts infer", description="Synthesize text (or a .txt file) to an audio file.")
-    add_engine_arguments(parser)
+    add_settings_flags(parser, ENGINE_FLAGS)
     parser.add_argument("-i", "--input", required=True, help="text, or a path to a .txt file")
     parser.add_argument("-o", "--output", required=True, help="output file; the format comes from its extension")
     parser.add_argument("--name", default=None, help="voice name (default: the model's default voice)")
@@ -110,8 +81,8 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fasttts.audio.encode import encode_audio
-    from fasttts.models.registry import AutoEngine
     from fasttts.errors import FastTTSError
+    from fasttts.services import build_engine
 
     sampling = SamplingParams(
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -119,7 +90,7 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
         text_weight=args.text_weight, speaker_weight=args.speaker_weight, diffusion_steps=args.diffusion_steps,
     )  # fmt: skip
     split = SplitParams(args.length_threshold, args.window_size)
-    engine = AutoEngine(args.model_path, args.backend, **{k: getattr(args, k) for k in ENGINE_FLAGS if k not in ("model_path", "backend")})
+    engine = build_engine(settings_from_args(args))
     await engine.start()
     try:
         if args.reference_audio:

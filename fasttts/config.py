@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     llm_attn_implementation: AttnImpl = "eager"
     max_length: int = Field(32768, ge=16, description="Max LLM context length.")
     llm_gpu_memory_utilization: float = Field(0.6, gt=0, le=1)
-    torch_dtype: DType = "auto"
+    torch_dtype: DType = Field("auto", description="LLM weights; int8: weight-only, per-channel scales (torch backend on CPU); auto: the fastest exact one measured at load.")
     cache_implementation: str | None = None
     seed: int = 0
     batch_size: int = Field(1, ge=1, description="Max batch size for the codec stages.")
@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     job_batch_size: int = Field(8, ge=1, description="Segments a worker claims and synthesises together.")
     job_max_attempts: int = Field(5, ge=1, description="Claims of one segment before its job fails.")
     job_inprocess_concurrency: int = Field(2, ge=1, description="Jobs the in-process runner (no broker) works on at once.")
+    worker_concurrency: int = Field(1, ge=1, description="Pool processes of `fasttts worker`, one engine each (one per GPU).")
     job_task_time_limit_s: float = Field(6 * 3600, gt=0, description="Celery hard time limit of one run_job task.")
 
     @property

@@ -37,6 +37,10 @@ class NotFoundError(FastTTSError):
     """A named thing (voice, job) does not exist: HTTP 404."""
 
 
+class ConflictError(FastTTSError):
+    """A name is taken (e.g. a voice another request or API replica created first): HTTP 409."""
+
+
 class ModelLoadError(FastTTSError):
     """A model directory is missing files, tensors or has wrong shapes. Raised at start-up."""
 

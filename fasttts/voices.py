@@ -1,9 +1,16 @@
 """Durable voices (roles): a database row, the reference audio in object storage, and the
 engine's encoded state, so a restart reloads every voice without re-encoding anything.
 
-Sources of voices, in the order the server applies them at start-up (``api/app.py``):
+The database is the truth, shared by every API replica: :meth:`VoiceService.refresh` makes the
+engine's stored voices those of the database (one small query of names and change times; rows
+that are new or changed are loaded, deleted ones dropped). The API calls it before every request
+that uses the engine (``api/deps.py``), so a voice created, changed or deleted on one replica is
+what the next request on any other replica sees. A voice name is unique by the table's primary
+key: of two replicas creating the same name, one gets :class:`ConflictError` (HTTP 409).
 
-1. :meth:`VoiceService.load_stored` loads the stored voices (rows) into the engine *before* it
+Sources of voices, in the order :func:`fasttts.services.open_services` applies them:
+
+1. :meth:`VoiceService.refresh` loads the stored voices (rows) into the engine *before* it
    starts — so ``--fix_voice`` finds its frozen ``female``/``male`` already there and does not
    generate them again;
 2. then ``engine.start()``; then :meth:`VoiceService.sync` freezes and persists the ``--fix_voice``
@@ -23,18 +30,19 @@ import asyncio
 import builtins
 import datetime as dt
 import logging
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fasttts.config import Settings
 from fasttts.db import Voice, engine_from_settings, session_factory
-from fasttts.db.migrate import prepare_schema
 from fasttts.engine.base import TTSEngine
-from fasttts.errors import InvalidRequestError, NotFoundError, UnsupportedFeatureError
+from fasttts.errors import ConflictError, InvalidRequestError, NotFoundError, UnsupportedFeatureError
 from fasttts.params import GENDERS, VoiceParams
 from fasttts.storage import ObjectStore, store_from_settings, voice_key
 from fasttts.text.script import validate_role_name
@@ -77,6 +85,7 @@ def _info(row: Voice) -> VoiceInfo:
     return VoiceInfo(row.name, row.kind, row.reference_text, row.audio_key is not None, row.created_at)
 
 
+
 class VoiceService:
     def __init__(self, engine: TTSEngine, sessions: sessionmaker[Session], store: ObjectStore, *, role_dir: Path | None = None, fix_voice: bool = False, seed: int | None = None) -> None:
         self.engine = engine
@@ -85,37 +94,59 @@ class VoiceService:
         self._role_dir = role_dir
         self._fix_voice = fix_voice
         self._seed = seed
-        self._lock = asyncio.Lock()  # one create/delete at a time: name checks and writes stay consistent
+        self._seen: dict[str, dt.datetime] = {}
+        """name → ``updated_at`` of each stored voice as loaded into the engine."""
 
     @classmethod
-    def from_settings(cls, settings: Settings, engine: TTSEngine) -> "VoiceService":
-        """Check (or, with ``auto_migrate``, migrate) the schema; connect database and object store."""
-        prepare_schema(settings.resolved_database_url, migrate=settings.auto_migrate)
+    def from_settings(cls, settings: Settings, engine: TTSEngine) -> VoiceService:
+        """Connect database and object store (the schema is prepared by :mod:`fasttts.services`)."""
         sessions = session_factory(engine_from_settings(settings))
         role_dir = Path(settings.role_dir or engine.default_role_dir)
         return cls(engine, sessions, store_from_settings(settings), role_dir=role_dir, fix_voice=settings.fix_voice, seed=settings.seed)
 
-    # ------------------------------------------------------------------ start-up
-    async def load_stored(self) -> int:
-        """Load every stored voice into the (not yet started) engine; returns how many loaded."""
-        rows = await asyncio.to_thread(self._rows)
-        loaded = 0
+    # ------------------------------------------------------------------ the engine follows the database
+    async def refresh(self, *, tolerate_outage: bool = False) -> None:
+        """Load stored voices that are new or changed since the last call, drop deleted ones.
+        With ``tolerate_outage`` a database error is logged and the voices already loaded stay
+        (synthesis with them goes on while the database is down)."""
+        try:
+            listing = await asyncio.to_thread(self._listing)
+            changed = [name for name, at in listing.items() if self._seen.get(name) != at]
+            rows = await asyncio.to_thread(self._rows, changed) if changed else []
+        except SQLAlchemyError as exc:
+            if not tolerate_outage:
+                raise
+            logger.warning("voices not refreshed (database unavailable: %s)", type(exc).__name__)
+            return
         for row in rows:
-            try:
-                self.engine.load_voice(row.name, row.state)
-                loaded += 1
-            except (InvalidRequestError, UnsupportedFeatureError) as exc:
-                logger.warning("stored voice %r does not fit the %s model (%s); skipped", row.name, self.engine.model_type, exc.message)
-        return loaded
+            self._load(row)
+        for name in set(self._seen) - set(listing):
+            self._forget(name)
 
+    def _load(self, row: Voice) -> None:
+        try:
+            self.engine.load_voice(row.name, row.state)
+        except (InvalidRequestError, UnsupportedFeatureError) as exc:
+            logger.warning("stored voice %r does not fit the %s model (%s); skipped", row.name, self.engine.model_type, exc.message)
+        self._seen[row.name] = row.updated_at
+
+    def _forget(self, name: str) -> None:
+        self._seen.pop(name, None)
+        try:
+            self.engine.remove_voice(name)
+        except NotFoundError:
+            pass  # stored but never loadable by this model
+
+    # ------------------------------------------------------------------ start-up
     async def sync(self) -> None:
         """After ``engine.start()``: persist --fix_voice voices, then apply --role_dir."""
         stored = {row.name for row in await asyncio.to_thread(self._rows)}
         if self._fix_voice and self.engine.capabilities.create:
             for gender in GENDERS:
                 if gender not in stored:
-                    state = await self.engine.freeze_voice(gender, VoiceParams(gender=gender), seed=self._seed)
-                    await asyncio.to_thread(self._save, gender, "frozen", state, None, None)
+                    state = await self.engine.pin_voice(VoiceParams(gender=gender), seed=self._seed)
+                    assert state is not None, "a created voice always has a state"
+                    await self._store_voice(gender, "frozen", state, None, None, replace=True)
         if self._role_dir is not None and self._role_dir.is_dir():
             await self._scan_role_dir(self._role_dir)
 
@@ -134,7 +165,7 @@ class VoiceService:
                 if await asyncio.to_thread(self._same_reference, folder.name, audio, reference_text):
                     continue  # loaded from its stored state already: no re-encoding
                 state = await self.engine.add_voice(folder.name, audio, reference_text, **_latent_kwargs(latent))
-                await asyncio.to_thread(self._save, folder.name, "role", state, audio, reference_text)
+                await self._store_voice(folder.name, "role", state, audio, reference_text, replace=True)
                 logger.info("encoded role %r from %s", folder.name, folder)
             except InvalidRequestError as exc:
                 logger.warning("role folder %s skipped: %s", folder, exc.message)
@@ -164,50 +195,60 @@ class VoiceService:
         return await asyncio.to_thread(self._store.get, row.audio_key)
 
     async def create(self, name: str, reference_audio: bytes, reference_text: str | None = None, *, latent: bytes | None = None) -> VoiceInfo:
-        """Clone a voice from reference audio (and, for MegaTTS3, its latent) and store it
-        (409-free: an existing name is a 422)."""
+        """Clone a voice from reference audio (and, for MegaTTS3, its latent) and store it (a taken
+        name is a 409)."""
         if latent is not None and not self.engine.capabilities.voice_latent:
             raise UnsupportedFeatureError(f"latent_file: the {self.engine.model_type} model takes no reference latent", param="latent_file")
-        async with self._lock:
-            await self._check_new_name(name)
-            state = await self.engine.add_voice(name, reference_audio, reference_text, **_latent_kwargs(latent))
-            try:
-                return await asyncio.to_thread(self._save, name, "clone", state, reference_audio, reference_text)
-            except BaseException:
-                self.engine.remove_voice(name)
-                raise
+        await self._check_new_name(name)
+        state = await self.engine.add_voice(name, reference_audio, reference_text, **_latent_kwargs(latent))
+        try:
+            return await self._store_voice(name, "clone", state, reference_audio, reference_text)
+        except BaseException:
+            self._forget(name)  # the engine keeps no voice the database refused ...
+            await self.refresh(tolerate_outage=True)  # ... but the one another request or replica stored under the name
+            raise
 
     async def freeze(self, name: str, voice: VoiceParams, seed: int | None = None) -> VoiceInfo:
         """Fix a created voice (gender/pitch/speed) under ``name`` and store it."""
         if not self.engine.capabilities.create:
             raise UnsupportedFeatureError(f"gender: the {self.engine.model_type} model cannot create voices", param="gender")
-        async with self._lock:
-            await self._check_new_name(name)
-            state = await self.engine.freeze_voice(name, voice, seed=self._seed if seed is None else seed)
-            return await asyncio.to_thread(self._save, name, "frozen", state, None, None)
+        await self._check_new_name(name)
+        state = await self.engine.pin_voice(voice, seed=self._seed if seed is None else seed)
+        assert state is not None, "a created voice always has a state"
+        return await self._store_voice(name, "frozen", state, None, None)
 
     async def delete(self, name: str) -> None:
-        async with self._lock:
-            row = await asyncio.to_thread(self._row, name)
-            try:
-                self.engine.remove_voice(name)
-            except NotFoundError:
-                pass  # stored but not loadable by this model: deleting the record is still right
-            await asyncio.to_thread(self._delete, row.name, row.audio_key)
+        row = await asyncio.to_thread(self._row, name)
+        await asyncio.to_thread(self._delete, row.name, row.audio_key)
+        self._forget(name)
 
-    # ------------------------------------------------------------------ storage helpers (blocking)
+    # ------------------------------------------------------------------ storage helpers
     async def _check_new_name(self, name: str) -> None:
+        """Refuse built-in names early (before encoding); stored names are refused by the
+        database itself when the row is written, whichever replica wrote it first."""
         _valid_name(name)
-        if name in self.engine.list_voices() or await asyncio.to_thread(self._exists, name):
-            raise InvalidRequestError(f"name: a voice named '{name}' already exists", param="name")
+        await self.refresh(tolerate_outage=True)
+        if name in self.engine.list_voices() and name not in self._seen:
+            raise ConflictError(f"name: '{name}' is a built-in voice", param="name")
 
-    def _rows(self) -> builtins.list[Voice]:  # builtins: this class has a list() method
-        with self._sessions() as session:
-            return list(session.scalars(select(Voice).order_by(Voice.name)))
+    async def _store_voice(self, name: str, kind: str, state: dict[str, Any], audio: bytes | None, reference_text: str | None,
+                           *, replace: bool = False) -> VoiceInfo:
+        """Write the voice (row, then its audio under a fresh key) and load it into the engine.
+        Without ``replace`` an existing name is a :class:`ConflictError`."""
+        row = await asyncio.to_thread(self._write, name, kind, state, audio, reference_text, replace)
+        self._load(row)
+        return _info(row)
 
-    def _exists(self, name: str) -> bool:
+    def _listing(self) -> dict[str, dt.datetime]:
         with self._sessions() as session:
-            return session.get(Voice, name) is not None
+            return dict(session.execute(select(Voice.name, Voice.updated_at)).all())
+
+    def _rows(self, names: builtins.list[str] | None = None) -> builtins.list[Voice]:  # builtins: this class has a list() method
+        with self._sessions() as session:
+            query = select(Voice).order_by(Voice.name)
+            if names is not None:
+                query = query.where(Voice.name.in_(names))
+            return list(session.scalars(query))
 
     def _row(self, name: str) -> Voice:
         with self._sessions() as session:
@@ -226,15 +267,30 @@ class VoiceService:
         except NotFoundError:
             return False
 
-    def _save(self, name: str, kind: str, state: dict[str, Any], audio: bytes | None, reference_text: str | None) -> VoiceInfo:
-        key = voice_key(name) if audio is not None else None
+    def _write(self, name: str, kind: str, state: dict[str, Any], audio: bytes | None, reference_text: str | None, replace: bool) -> Voice:
+        key = voice_key(name, uuid.uuid4().hex) if audio is not None else None
+        old_key: str | None = None
+        try:
+            with self._sessions() as session, session.begin():
+                row = session.get(Voice, name) if replace else None
+                if row is None:
+                    row = Voice(name=name)
+                    session.add(row)
+                old_key = row.audio_key
+                row.kind, row.state, row.audio_key, row.reference_text = kind, state, key, reference_text
+        except IntegrityError:
+            if replace:  # another replica inserted it first: overwrite that row instead
+                return self._write(name, kind, state, audio, reference_text, replace)
+            raise ConflictError(f"name: a voice named '{name}' already exists", param="name") from None
         if audio is not None and key is not None:
-            self._store.put(key, audio)
-        with self._sessions() as session, session.begin():
-            row = session.get(Voice, name) or Voice(name=name)
-            row.kind, row.state, row.audio_key, row.reference_text = kind, state, key, reference_text
-            session.add(row)
-        return _info(self._row(name))
+            try:
+                self._store.put(key, audio)
+            except BaseException:
+                self._delete(name, None)
+                raise
+        if old_key is not None:
+            self._store.delete(old_key)
+        return self._row(name)
 
     def _delete(self, name: str, audio_key: str | None) -> None:
         with self._sessions() as session, session.begin():

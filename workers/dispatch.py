@@ -1,10 +1,16 @@
-"""Enqueue jobs on the Celery broker (the API and workers pass this to ``build_job_service``)."""
+"""Enqueue jobs on the Celery broker: the dispatcher that :func:`fasttts.services.open_services`
+gets from the API and the worker runtime when a broker is configured."""
 
 from __future__ import annotations
 
 from fasttts.config import Settings
-from fasttts.jobs import JobService, JobsUnavailableError
 from fasttts.engine.base import TTSEngine
+from fasttts.jobs import JobService, JobsUnavailableError
+
+
+def queue_dispatcher(settings: Settings) -> CeleryDispatcher | None:
+    """The Celery dispatcher when a broker is configured; None runs jobs in-process."""
+    return CeleryDispatcher(settings) if settings.broker_url else None
 
 
 class CeleryDispatcher:

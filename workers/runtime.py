@@ -1,8 +1,13 @@
-"""One engine per worker process, loaded once, driven by one long-lived event loop.
+"""One engine per worker process, built by the first task, driven by one long-lived event loop.
 
 Celery tasks are synchronous; the engine and runner are asyncio. A dedicated loop thread keeps the
-engine's background machinery alive between tasks, and tasks submit coroutines to it. A reaper
-thread runs in every worker too, so abandoned segments come back even without celery beat.
+engine's background machinery alive between tasks, and tasks submit coroutines to it.
+
+The engine is built lazily, in the process's first task, not when the pool process starts:
+Celery's prefork pool kills a new process that has not reported in within its alive-timeout
+(about 4 s), so a replacement for a dead pool process that loaded a model first would be killed
+again and again. Built here, a replacement reports in at once and pays the load in its first task
+(the task of the process that died comes back to it: ``reject_on_worker_lost``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from fasttts.config import Settings
-from fasttts.jobs import JobRunner, JobService, build_job_service
+from fasttts.jobs import JobRunner
+from fasttts.services import Services, open_services
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -22,40 +28,36 @@ T = TypeVar("T")
 
 class WorkerRuntime:
     def __init__(self, settings: Settings) -> None:
-        from fasttts.models.registry import AutoEngine
         from workers.dispatch import CeleryDispatcher
 
-        self.settings = settings
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="fasttts-engine-loop", daemon=True).start()
-        self.engine = AutoEngine(settings)
-        self.run(self.engine.start())
-        self.service: JobService = build_job_service(settings, self.engine, CeleryDispatcher(settings))
-        self.runner = JobRunner(self.service, self.engine)
-        self._stop = threading.Event()
-        threading.Thread(target=self._reap_forever, name="fasttts-reaper", daemon=True).start()
-        logger.info("worker runtime ready: %s at %d Hz, owner %s", type(self.engine).__name__, self.engine.sample_rate, self.runner.owner)
+        self.services: Services = self.run(open_services(settings, CeleryDispatcher(settings), sync_voices=False, maintain=False))
+        self.runner = JobRunner(self.services.jobs, self.services.engine)
+        engine = self.services.engine
+        logger.info("worker runtime ready: %s at %d Hz, owner %s", type(engine).__name__, engine.sample_rate, self.runner.owner)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def _reap_forever(self) -> None:
-        interval = max(0.5, self.settings.segment_lease_s / 2)
-        while not self._stop.wait(interval):
-            try:
-                self.service.reap()
-            except Exception as e:
-                logger.warning("reaper skipped a round: %s", e)
 
-
+_settings: Settings | None = None
 _runtime: WorkerRuntime | None = None
 _lock = threading.Lock()
 
 
-def get_runtime(settings: Settings) -> WorkerRuntime:
-    """The process's runtime, created on first use (after fork, so each child has its own)."""
+def configure(settings: Settings) -> None:
+    """The settings this worker's runtime is built from (set by ``fasttts worker`` before start)."""
+    global _settings
+    _settings = settings
+
+
+def get_runtime() -> WorkerRuntime:
+    """The process's runtime, created on first use (after fork, so each pool process has its own)."""
     global _runtime
     with _lock:
         if _runtime is None:
-            _runtime = WorkerRuntime(settings)
+            if _settings is None:
+                raise RuntimeError("the worker runtime is not configured: start workers with `fasttts worker`")
+            _runtime = WorkerRuntime(_settings)
         return _runtime

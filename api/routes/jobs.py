@@ -1,8 +1,8 @@
 """``/v1/jobs``: submit-and-poll synthesis (speak, clone, multi_speak, audiobook).
 
 Thin: requests become a :class:`~fasttts.jobs.JobSpec` and go to ``app.state.jobs`` (a
-:class:`~fasttts.jobs.JobService`, built by the lifespan with ``build_job_service``), run in a
-thread because the service does blocking I/O. Outages (database, broker, S3) arrive as
+:class:`~fasttts.jobs.JobService`, built by :func:`fasttts.services.open_services`); its
+blocking calls run in a thread. Outages (database, broker, S3) arrive as
 ``NotReadyError`` and leave as 503 with ``Retry-After`` through the app's error handlers.
 """
 
@@ -21,7 +21,7 @@ from api.deps import APIKey, SettingsDep
 from api.reference import check_audio, read_upload
 from fasttts.db import JOB_STATUSES, Job
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError
-from fasttts.jobs import JobService, JobSpec, pin_job_voices
+from fasttts.jobs import JobService, JobSpec
 from fasttts.params import TEMPO_LIMIT, Gender, Level, ResponseFormat
 from fasttts.storage import LocalStore
 
@@ -172,10 +172,9 @@ async def create_job(request: Request, response: Response, settings: SettingsDep
     body, extra = await _parse(request, settings)
     spec = JobSpec(kind=body.kind, text=body.text, voice=body.voice.model_dump(), output_format=body.output_format,
                    sampling=body.sampling, split=body.split, default_voice=body.default_voice, chapter_voices=body.chapter_voices)
-    await asyncio.to_thread(service.check_request, spec, body.webhook_url)
-    if service.engine is not None:
-        await pin_job_voices(service.engine, spec)
-    job, created = await asyncio.to_thread(service.submit, spec, job_id=body.id, idempotency_key=idempotency_key, webhook_url=body.webhook_url, **extra)
+    if (voices := getattr(request.app.state, "voices", None)) is not None:
+        await voices.refresh(tolerate_outage=True)  # voices another replica created, changed or deleted
+    job, created = await service.submit(spec, job_id=body.id, idempotency_key=idempotency_key, webhook_url=body.webhook_url, **extra)
     out = _out(request, service, job)
     response.headers["Location"] = out.url
     if not created:

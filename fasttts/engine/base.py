@@ -164,10 +164,14 @@ class TTSEngine(abc.ABC):
         raise UnsupportedFeatureError(f"{self.model_type} cannot freeze created voices", param="voice")
 
     async def pin_voice(self, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any] | None:
-        """A state (for :attr:`VoiceParams.state`) that makes ``voice`` sound the same wherever it is
-        used, e.g. by every worker running a job's segments; ``None`` when it already does (stored,
-        cloned and named voices of models without created voices). ``seed`` fixes which voice a
-        created one becomes (default: a new one, as a request would get)."""
+        """The state (for :attr:`VoiceParams.state`) that conditions ``voice``, resolved now, so it
+        sounds the same wherever and whenever it is used (every worker running a job's segments,
+        after the stored voice it names was changed or deleted): a stored voice's tokens, a
+        reference encoded once, a created voice generated once. ``None`` when the model needs
+        nothing beyond the voice's name and labels (built-in voices). An unknown voice raises
+        :class:`NotFoundError` naming it. ``seed`` fixes which voice a created one becomes
+        (default: a new one, as a request would get)."""
+        await self._resolve_voice(voice)
         return None
 
     def min_tokens(self, voice: VoiceParams) -> int:
@@ -311,7 +315,8 @@ class TTSEngine(abc.ABC):
         return [Segment(t, voice, index=i) for i, t in enumerate(self._split(text, split))]
 
     async def synthesize_segments(self, segments: list[Segment], sampling: SamplingParams | None = None, *, stream: bool = False) -> AsyncIterator[np.ndarray]:
-        """Run prepared segments (crossfaded together) — the entry point for job workers."""
+        """Run prepared segments (crossfaded together): routes that build their own segments
+        (MegaTTS3's clone with its latent) hand them over here."""
         async for chunk in self._run(segments, sampling, stream=stream):
             yield chunk
 

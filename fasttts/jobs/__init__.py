@@ -1,8 +1,9 @@
 """Asynchronous synthesis jobs: submit-and-poll, resumable per segment, on Celery or in-process.
 
-The API lifespan calls ``service = build_job_service(settings, engine)``, then ``await
-service.start()`` (runs migrations or refuses an old schema, starts the in-process runner when no
-broker is configured, and the reaper/expiry loop) and ``await service.stop()`` at shutdown.
+:func:`fasttts.services.open_services` calls ``service = build_job_service(settings, engine,
+dispatcher)``, then ``await service.start()`` (runs migrations or refuses an old schema, starts the
+in-process runner when no broker is configured, and in the API the reaper/expiry loop) and
+``await service.stop()`` at shutdown.
 """
 
 from __future__ import annotations

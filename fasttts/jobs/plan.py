@@ -7,7 +7,7 @@ sync request of the same text produce the same segments. Audiobooks are split pe
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fasttts.engine.base import Segment, TTSEngine
@@ -29,11 +29,15 @@ def voice_key(v: VoiceParams) -> str:
     return json.dumps([v.name, v.gender, v.pitch, v.speed])
 
 
-def _voice_dict(v: VoiceParams, spec: JobSpec) -> dict[str, Any]:
-    base = spec.voice
-    return VoiceSpec(name=v.name, gender=v.gender, pitch=v.pitch, speed=v.speed, tempo=v.tempo, instructions=v.instructions,
-                     reference_key=base.reference_key, reference_text=base.reference_text,
-                     state=spec.pinned_voices.get(voice_key(v))).__dict__.copy()
+def _voice_dict(v: VoiceParams) -> dict[str, Any]:
+    """What a segment row keeps of its voice: labels only (its state is in the job's request)."""
+    return VoiceSpec(name=v.name, gender=v.gender, pitch=v.pitch, speed=v.speed, tempo=v.tempo, instructions=v.instructions).__dict__.copy()
+
+
+def segment_voice(voice: dict[str, Any], request: dict[str, Any]) -> VoiceParams:
+    """A stored segment's voice with the state its job pinned at submit (what a worker runs)."""
+    labels = VoiceSpec.from_dict(voice)
+    return labels.to_params(state=(request.get("pinned_voices") or {}).get(voice_key(labels.to_params())))
 
 
 def _book_voice(engine: TTSEngine, spec: JobSpec, name: str | None) -> VoiceParams:
@@ -44,6 +48,8 @@ def _book_voice(engine: TTSEngine, spec: JobSpec, name: str | None) -> VoicePara
 
 def _single_voice(engine: TTSEngine, spec: JobSpec) -> VoiceParams:
     voice = spec.voice.to_params()
+    if spec.kind == "clone":  # the reference speaks: a name or gender given with it means nothing
+        return engine.speed_plan(replace(voice, name=None, gender=None))
     if spec.kind == "speak" and not (voice.name or voice.gender):
         voice = VoiceParams(name=engine.default_voice, pitch=voice.pitch, speed=voice.speed, tempo=voice.tempo, instructions=voice.instructions)
     return engine.speed_plan(voice)
@@ -64,7 +70,7 @@ def plan_job(engine: TTSEngine, spec: JobSpec, chapters: list[tuple[str, str]] |
 
     def add(segments: list[Segment], chapter: int) -> None:
         for seg in segments:
-            planned.append(PlannedSegment(len(planned), chapter, seg.text, _voice_dict(seg.voice, spec)))
+            planned.append(PlannedSegment(len(planned), chapter, seg.text, _voice_dict(seg.voice)))
 
     if spec.kind == "audiobook":
         if not chapters:
@@ -81,11 +87,10 @@ def plan_job(engine: TTSEngine, spec: JobSpec, chapters: list[tuple[str, str]] |
     return planned, titles or [""]
 
 
-def _job_voices(engine: TTSEngine, spec: JobSpec) -> list[VoiceParams]:
-    """Every voice the job's segments can be spoken in (a clone's without its bytes, which
-    :meth:`TTSEngine.min_tokens` does not need)."""
+def _job_voices(engine: TTSEngine, spec: JobSpec, reference_audio: bytes | None) -> list[VoiceParams]:
+    """Every voice a segment of the job can speak with."""
     if spec.kind == "clone":
-        return [spec.voice.to_params(reference_audio=b"")]
+        return [replace(_single_voice(engine, spec), reference_audio=reference_audio)]
     if spec.kind == "audiobook":
         return [_book_voice(engine, spec, name) for name in [*spec.chapter_voices.values(), None]]
     if spec.kind == "multi_speak":
@@ -93,17 +98,16 @@ def _job_voices(engine: TTSEngine, spec: JobSpec) -> list[VoiceParams]:
     return [_single_voice(engine, spec)]
 
 
-async def pin_job_voices(engine: TTSEngine, spec: JobSpec) -> None:
-    """At submit, before any model work: refuse a ``max_tokens`` too small for the job's voices to
-    produce audio (400, as the synchronous routes), then make each created voice the job can use
-    once, now, into ``spec.pinned_voices``: a job's segments run on any worker in any order, and
-    a created voice (Spark's ``female`` without ``--fix_voice``) would otherwise be made anew, and
-    sound different, in each of them. Voices that are fixed already (stored, cloned, other
-    models' named voices) are left alone."""
-    voices = _job_voices(engine, spec)
+async def pin_job_voices(engine: TTSEngine, spec: JobSpec, reference_audio: bytes | None = None) -> None:
+    """Resolve every voice the job can use, now, into ``spec.pinned_voices`` (its conditioning
+    state: a stored or ``--role_dir`` voice's tokens, a clone job's reference encoded once, a
+    created voice generated once). A job's segments run on any worker in any order, later: none of
+    them looks a voice up, so a voice changed or deleted after submit does not change the job, and
+    a voice the model does not know fails the submit (404 naming it) instead of the job. First,
+    before any model work, a ``max_tokens`` too small for the job's voices is refused (400, as the
+    synchronous routes)."""
+    voices = _job_voices(engine, spec, reference_audio)
     engine.check_max_tokens(voices, spec.sampling_params())
-    if spec.kind == "clone":
-        return
     seed = spec.sampling_params().seed
     for voice in voices:
         key = voice_key(voice)

@@ -4,8 +4,11 @@ A runner claims a batch of pending segments (this job's first, then other jobs' 
 synthesises them concurrently on the engine (which batches across requests), writes each one's
 audio to a key derived from (job, index), and marks it done only while it still holds the lease.
 A watcher task renews the leases and aborts segments whose job was cancelled or deleted. When a
-worker dies its leases run out and :meth:`JobService.reap` puts the segments back, so the next
-runner redoes only what was in flight. The same code runs in Celery workers and in-process.
+worker dies its leases run out and the segments are claimable again, so the next runner redoes
+only what was in flight; a segment claimed ``job_max_attempts`` times without finishing (its input
+kills the worker every time) fails its job at the next claim. The runner that finishes a job's
+last segment assembles the job at once. Every state change goes through :mod:`fasttts.jobs.store`.
+The same code runs in Celery workers and in-process.
 """
 
 from __future__ import annotations
@@ -20,14 +23,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import case, select, update
 
 from fasttts.db import Job, Segment as SegmentRow, utcnow
 from fasttts.engine.base import Segment, TTSEngine
 from fasttts.errors import FastTTSError, NotReadyError
+from fasttts.jobs import store
 from fasttts.jobs.assemble import Piece, assemble
+from fasttts.jobs.plan import segment_voice
 from fasttts.jobs.service import JobService
-from fasttts.jobs.spec import JobSpec, VoiceSpec
+from fasttts.jobs.spec import JobSpec
 from fasttts.jobs.webhook import deliver
 from fasttts.storage import segment_key
 
@@ -45,10 +50,6 @@ class Claim:
     request: dict[str, Any]
 
 
-class PermanentJobError(FastTTSError):
-    """A segment cannot succeed however often it is retried (bad voice, model gave no audio)."""
-
-
 class JobRunner:
     def __init__(self, service: JobService, engine: TTSEngine, *, batch_size: int | None = None, owner: str | None = None) -> None:
         self.service = service
@@ -61,86 +62,86 @@ class JobRunner:
 
     # ------------------------------------------------------------------ entry point
     async def run_job(self, job_id: str) -> None:
-        """Work until ``job_id`` has nothing left to claim, then assemble whatever jobs are complete.
-        Transient failures (database, storage down) propagate so the caller retries later."""
-        touched = {job_id}
+        """Work until ``job_id`` has nothing left to claim (jobs are assembled as their last segment
+        finishes); then assemble ``job_id`` if it is complete but not assembled (its last segment's
+        worker died before assembling, and the reaper sent the job again). Transient failures
+        (database, storage down) propagate so the caller retries later."""
         while True:
             claims = await asyncio.to_thread(self._claim, job_id)
             if not claims:
                 break
-            touched.update(c.job_id for c in claims)
             await self._run_batch(claims)
-        for jid in sorted(touched):
-            await asyncio.to_thread(self._finish_if_complete, jid)
+        await asyncio.to_thread(self._finish_if_complete, job_id)
 
     # ------------------------------------------------------------------ claiming (sync, in a thread)
     def _claim(self, prefer_job: str) -> list[Claim]:
         now = utcnow()
-        claimable = or_(SegmentRow.status == "pending", (SegmentRow.status == "running") & (SegmentRow.lease_expires_at < now))
         claims: list[Claim] = []
+        exhausted: list[str] = []
         with self.service.session() as s:
             candidates = s.execute(
-                select(SegmentRow.id, SegmentRow.job_id)
+                select(SegmentRow.id, SegmentRow.job_id, SegmentRow.index, SegmentRow.attempt)
                 .join(Job, Job.id == SegmentRow.job_id)
-                .where(claimable, Job.status.in_(("queued", "running")))
+                .where(store.claimable(now), Job.status.in_(store.RUNNABLE))
                 .order_by(case((SegmentRow.job_id == prefer_job, 0), else_=1), Job.created_at, SegmentRow.job_id, SegmentRow.index)
                 .limit(self.batch_size * 2)
             ).all()
-            for seg_id, jid in candidates:
+            for seg_id, jid, index, attempt in candidates:
                 if len(claims) >= self.batch_size:
                     break
-                # The WHERE re-checks claimability atomically: of two racing workers one gets rowcount 0.
-                won = s.execute(
-                    update(SegmentRow).where(SegmentRow.id == seg_id, claimable)
-                    .values(status="running", lease_owner=self.owner, lease_expires_at=now + self.lease, attempt=SegmentRow.attempt + 1)
-                ).rowcount
-                if won:
-                    s.execute(update(Job).where(Job.id == jid, Job.status == "queued").values(status="running", started_at=now))
+                if jid in exhausted:
+                    continue
+                if attempt >= self.settings.job_max_attempts:
+                    # claimed that often and never finished: its worker died each time (a crash is never reported)
+                    message = f"segment {index} was started {attempt} times and never finished (its worker died each time)"
+                    if store.finish_job(s, jid, "failed", self.settings.job_result_ttl_s, error=message):
+                        exhausted.append(jid)
+                    s.commit()
+                    continue
+                if store.claim_segment(s, seg_id, jid, self.owner, now, self.lease):
                     s.commit()
                     row = s.get(SegmentRow, seg_id)
                     s.refresh(row)
                     job = s.get(Job, jid)
                     claims.append(Claim(row.id, jid, row.index, row.text, row.voice, row.attempt, job.request))
-                else:
+                else:  # a racing worker won it
                     s.rollback()
+        for jid in exhausted:
+            logger.warning("job %s failed: a segment exhausted its attempts", jid)
+            self._notify(jid)
         return claims
 
     def _renew(self, ids: list[int]) -> set[int]:
         """Extend our leases; returns the ids' jobs that are no longer runnable (cancelled/deleted)."""
-        now = utcnow()
         with self.service.session() as s:
-            s.execute(update(SegmentRow).where(SegmentRow.id.in_(ids), SegmentRow.lease_owner == self.owner, SegmentRow.status == "running")
-                      .values(lease_expires_at=now + self.lease))
+            store.renew_leases(s, ids, self.owner, utcnow() + self.lease)
             s.commit()
-            rows = s.execute(select(SegmentRow.id, Job.status).join(Job, Job.id == SegmentRow.job_id, isouter=True).where(SegmentRow.id.in_(ids))).all()
-        alive = {sid for sid, status in rows if status in ("queued", "running")}
+            alive = store.runnable_segments(s, ids)
         return {i for i in ids if i not in alive}
 
-    def _mark_done(self, claim: Claim, num_samples: int, rate: int) -> bool:
-        now = utcnow()
+    def _mark_done(self, claim: Claim, key: str, num_samples: int) -> tuple[bool, bool]:
         with self.service.session() as s:
-            won = s.execute(
-                update(SegmentRow).where(SegmentRow.id == claim.id, SegmentRow.lease_owner == self.owner, SegmentRow.status == "running")
-                .values(status="done", storage_key=segment_key(claim.job_id, claim.index), num_samples=num_samples,
-                        duration_s=num_samples / rate, done_at=now, lease_owner=None, lease_expires_at=None)
-            ).rowcount
-            if won:
-                s.execute(update(Job).where(Job.id == claim.job_id).values(
-                    segments_done=Job.segments_done + 1, audio_seconds=Job.audio_seconds + num_samples / rate))
+            won, complete = store.mark_segment_done(s, claim.id, claim.job_id, self.owner, key, num_samples, self.engine.sample_rate)
             s.commit()
-        return bool(won)
+        return won, complete
 
-    def _release(self, ids: list[int]) -> None:
+    def _discard_if_orphaned(self, job_id: str, key: str) -> None:
+        """A segment written after its job was cancelled or deleted: remove the file, which nothing
+        would ever read or delete. (If the job still runs, another worker took the lease over and
+        writes the same key: keep it.)"""
         with self.service.session() as s:
-            s.execute(update(SegmentRow).where(SegmentRow.id.in_(ids), SegmentRow.lease_owner == self.owner, SegmentRow.status == "running")
-                      .values(status="pending", lease_owner=None, lease_expires_at=None))
+            status = s.scalar(select(Job.status).where(Job.id == job_id))
+        if status not in store.RUNNABLE:
+            self.service.store.delete(key)
+
+    def _release(self, ids: list[int], *, refund: bool) -> None:
+        with self.service.session() as s:
+            store.release_segments(s, ids, self.owner, refund=refund)
             s.commit()
 
     def _fail(self, job_id: str, message: str) -> None:
-        now = utcnow()
         with self.service.session() as s:
-            won = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(("queued", "running"))).values(
-                status="failed", error=message, finished_at=now, expires_at=now + dt.timedelta(seconds=self.settings.job_result_ttl_s))).rowcount
+            won = store.finish_job(s, job_id, "failed", self.settings.job_result_ttl_s, error=message)
             s.commit()
         if won:
             self._notify(job_id)
@@ -158,12 +159,13 @@ class JobRunner:
                     t.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         transient: BaseException | None = None
+        refund: list[int] = []
         release: list[int] = []
         for claim, result in zip(claims, results):
             if isinstance(result, asyncio.CancelledError):
-                release.append(claim.id)  # its job was cancelled or deleted
+                refund.append(claim.id)  # its job was cancelled or deleted
             elif isinstance(result, (NotReadyError, OSError)):  # database/storage outage: retry later
-                release.append(claim.id)
+                refund.append(claim.id)
                 transient = transient or result
             elif isinstance(result, BaseException):
                 if claim.attempt >= self.settings.job_max_attempts or isinstance(result, FastTTSError):
@@ -171,19 +173,29 @@ class JobRunner:
                     await asyncio.to_thread(self._fail, claim.job_id, f"segment {claim.index} ({claim.text[:40]!r}) failed: {msg}")
                 release.append(claim.id)
                 logger.warning("segment %s/%d failed: %r", claim.job_id, claim.index, result)
+        if refund:
+            await asyncio.to_thread(self._release, refund, refund=True)
         if release:
-            await asyncio.to_thread(self._release, release)
+            await asyncio.to_thread(self._release, release, refund=False)
         if transient is not None:
             raise transient
 
     async def _one(self, claim: Claim) -> None:
-        spec = VoiceSpec.from_dict(claim.voice)
-        reference = await asyncio.to_thread(self.service.store.get, spec.reference_key) if spec.reference_key else None
+        voice = segment_voice(claim.voice, claim.request)
         sampling = JobSpec.from_dict(claim.request).sampling_params()
-        audio = await self.engine.synthesize_segment(Segment(claim.text, spec.to_params(reference), index=claim.index), sampling)
+        audio = await self.engine.synthesize_segment(Segment(claim.text, voice, index=claim.index), sampling)
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-        await asyncio.to_thread(self.service.store.put, segment_key(claim.job_id, claim.index), audio.astype("<f4").tobytes())
-        await asyncio.to_thread(self._mark_done, claim, len(audio), self.engine.sample_rate)
+        key = segment_key(claim.job_id, claim.index)
+        await asyncio.to_thread(self.service.store.put, key, audio.astype("<f4").tobytes())
+        won, complete = await asyncio.to_thread(self._mark_done, claim, key, len(audio))
+        if not won:  # its job stopped (or another worker took the lease over): hand it back, drop the file
+            await asyncio.to_thread(self._release, [claim.id], refund=True)
+            await asyncio.to_thread(self._discard_if_orphaned, claim.job_id, key)
+        elif complete:
+            try:
+                await asyncio.to_thread(self._finish_if_complete, claim.job_id)
+            except Exception:  # the segment is done; the reaper sends the job again to assemble it
+                logger.exception("assembling job %s failed; it will be retried", claim.job_id)
 
     async def _watch(self, tasks: dict[int, asyncio.Task[None]]) -> None:
         """Renew leases; cancel the engine call of segments whose job stopped being runnable."""
@@ -203,23 +215,25 @@ class JobRunner:
     def _finish_if_complete(self, job_id: str) -> None:
         with self.service.session() as s:
             job = s.get(Job, job_id)
-            if job is None or job.status not in ("queued", "running"):
+            if job is None or job.status not in store.RUNNABLE:
                 return
             rows = list(s.scalars(select(SegmentRow).where(SegmentRow.job_id == job_id).order_by(SegmentRow.index)))
         if any(r.status != "done" for r in rows):
             return
-        store = self.service.store
-        pieces = [Piece(r.index, r.chapter, r.text, np.frombuffer(store.get(r.storage_key), dtype="<f4")) for r in rows]
+        files = self.service.store
+        pieces = [Piece(r.index, r.chapter, r.text, np.frombuffer(files.get(r.storage_key), dtype="<f4")) for r in rows]
         rate = job.sample_rate or self.engine.sample_rate
-        result = assemble(job.id, job.kind, job.output_format, rate, pieces, job.request.get("chapters", [""]), store)
-        now = utcnow()
+        result = assemble(job.id, job.kind, job.output_format, rate, pieces, job.request.get("chapters", [""]), files)
         with self.service.session() as s:
-            won = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(("queued", "running"))).values(
-                status="succeeded", result=result, finished_at=now, expires_at=now + dt.timedelta(seconds=self.settings.job_result_ttl_s))).rowcount
+            won = store.finish_job(s, job_id, "succeeded", self.settings.job_result_ttl_s, result=result)
             s.commit()
+            status = s.scalar(select(Job.status).where(Job.id == job_id))
         if won:
             logger.info("job %s succeeded: %d segments, %.1f s of audio", job_id, len(rows), sum(r.duration_s or 0 for r in rows))
             self._notify(job_id)
+        elif status != "succeeded":  # cancelled or deleted while assembling: nothing will read these
+            for key in result.values():
+                files.delete(key)
 
     def _notify(self, job_id: str) -> None:
         job = self.service.get(job_id)
@@ -232,4 +246,3 @@ class JobRunner:
         with self.service.session() as s:
             s.execute(update(Job).where(Job.id == job_id).values(webhook_status=status))
             s.commit()
-

@@ -27,7 +27,8 @@ from fasttts.config import Settings
 from fasttts.db import FINAL_STATUSES, Job, Segment, prepare_schema, utcnow
 from fasttts.engine.base import TTSEngine
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError, UnsupportedFeatureError
-from fasttts.jobs.plan import check_job_chars, plan_job
+from fasttts.jobs import store
+from fasttts.jobs.plan import PlannedSegment, check_job_chars, pin_job_voices, plan_job
 from fasttts.jobs.spec import JobSpec
 from fasttts.net import check_url
 from fasttts.text.chapters import detect_chapters
@@ -81,11 +82,14 @@ class JobService:
         self._maintenance: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self) -> None:
-        """Prepare the schema, start the dispatcher's runner (if local) and the maintenance loop."""
+    async def start(self, *, maintain: bool = True) -> None:
+        """Prepare the schema, start the dispatcher's runner (if local) and, with ``maintain``, the
+        maintenance loop (reaper + expiry). The API processes maintain; Celery workers do not
+        (:mod:`fasttts.services`), so the reaper runs in exactly one kind of process."""
         await asyncio.to_thread(prepare_schema, self.settings.resolved_database_url, migrate=self.settings.auto_migrate)
         await self.dispatcher.start(self, self.engine)
-        self._maintenance = asyncio.create_task(self._maintain())
+        if maintain:
+            self._maintenance = asyncio.create_task(self._maintain())
 
     async def stop(self) -> None:
         if self._maintenance is not None:
@@ -116,7 +120,7 @@ class JobService:
             raise JobsUnavailableError(f"database unavailable: {type(e.orig or e).__name__}") from e
 
     # ------------------------------------------------------------------ submit
-    def submit(
+    async def submit(
         self,
         spec: JobSpec,
         *,
@@ -130,32 +134,46 @@ class JobService:
     ) -> tuple[Job, bool]:
         """Create a job (or return the one already made for this key/id); returns ``(job, created)``.
 
-        Audiobooks read their chapters from ``book`` (plain text, Markdown or EPUB bytes) or, when
-        no file is given, from ``spec.text``."""
+        Every voice the job can use is resolved first (:func:`pin_job_voices`: an unknown voice is
+        a 404 now, a clone job's reference is encoded here, once, and not stored), so the stored
+        job is self-contained. Audiobooks read their chapters from ``book`` (plain text, Markdown or
+        EPUB bytes) or, when no file is given, from ``spec.text``. Runs on the engine's event loop;
+        the blocking parts go to threads."""
         if job_id is not None and not JOB_ID_RE.match(job_id):
             raise InvalidRequestError("job id must be 1-64 characters of letters, digits, '_', '.', '-'", param="id")
-        self.check_request(spec, webhook_url)
-        existing = self._find_existing(job_id, idempotency_key)
+        await asyncio.to_thread(self.check_request, spec, webhook_url)
+        existing = await asyncio.to_thread(self._find_existing, job_id, idempotency_key)
         if existing is not None:
             return existing, False
-        assert self.engine is not None, "submitting jobs needs an engine to split the text"
+        engine = self.engine
+        assert engine is not None, "submitting jobs needs an engine to split the text"
         if spec.kind == "clone":
-            if not self.engine.capabilities.clone:
-                raise UnsupportedFeatureError(f"{self.engine.model_type} cannot clone from reference audio", param="reference_audio")
+            if not engine.capabilities.clone:
+                raise UnsupportedFeatureError(f"{engine.model_type} cannot clone from reference audio", param="reference_audio")
             if not reference_audio:
                 raise InvalidRequestError("a clone job needs reference audio", param="reference_audio")
+        await asyncio.to_thread(self._check_can_accept)
+        await pin_job_voices(engine, spec, reference_audio)
+
+        def plan() -> tuple[list[PlannedSegment], list[str]]:
+            chapters = None
+            if spec.kind == "audiobook":
+                found = detect_chapters(book if book is not None else spec.text, filename=filename, content_type=content_type)
+                chapters = [(c.title, c.text) for c in found]
+                check_job_chars(sum(len(text) for _, text in chapters), self.settings.max_job_chars, "file" if book is not None else "text")
+            return plan_job(engine, spec, chapters)
+
+        planned, titles = await asyncio.to_thread(plan)
+        return await asyncio.to_thread(self._store_job, job_id or f"job_{uuid.uuid4().hex}", spec, planned, titles, idempotency_key, webhook_url)
+
+    def _check_can_accept(self) -> None:
+        """Refuse now (503) rather than accept a job nobody can queue or store."""
         self.dispatcher.check()
-        self.store.check()  # refuse now (503) rather than accept a job nobody can store
-        job_id = job_id or f"job_{uuid.uuid4().hex}"
-        if reference_audio:
-            spec.voice.reference_key = job_prefix(job_id) + "input/reference"
-            self.store.put(spec.voice.reference_key, reference_audio)
-        chapters = None
-        if spec.kind == "audiobook":
-            found = detect_chapters(book if book is not None else spec.text, filename=filename, content_type=content_type)
-            chapters = [(c.title, c.text) for c in found]
-            check_job_chars(sum(len(text) for _, text in chapters), self.settings.max_job_chars, "file" if book is not None else "text")
-        planned, titles = plan_job(self.engine, spec, chapters)
+        self.store.check()
+
+    def _store_job(self, job_id: str, spec: JobSpec, planned: list[PlannedSegment], titles: list[str],
+                   idempotency_key: str | None, webhook_url: str | None) -> tuple[Job, bool]:
+        assert self.engine is not None
         request = spec.to_dict() | {"chapters": titles}
         job = Job(
             id=job_id, idempotency_key=idempotency_key, kind=spec.kind, status="queued", request=request,
@@ -180,8 +198,8 @@ class JobService:
 
     def check_request(self, spec: JobSpec, webhook_url: str | None) -> None:
         """The checks that need neither engine nor storage: the size of the text and the webhook
-        URL's policy (which may resolve its host: blocking). ``submit`` starts with them; the API
-        runs them before it pins voices, which costs synthesis."""
+        URL's policy (which may resolve its host: blocking). ``submit`` starts with them, before it
+        pins voices, which costs synthesis."""
         check_job_chars(len(spec.text), self.settings.max_job_chars, "text")
         if webhook_url is not None:
             check_url(webhook_url, allow_private=self.settings.allow_private_urls, param="webhook_url")
@@ -213,7 +231,7 @@ class JobService:
     def progress(self, job: Job) -> Progress:
         total = max(job.segments_total, 1)
         eta: float | None = None
-        if job.status in ("queued", "running") and job.started_at and job.segments_done:
+        if job.status in store.RUNNABLE and job.started_at and job.segments_done:
             elapsed = (utcnow() - job.started_at).total_seconds()
             eta = elapsed / job.segments_done * (job.segments_total - job.segments_done)
         elif job.status == "succeeded":
@@ -227,12 +245,8 @@ class JobService:
     # ------------------------------------------------------------------ control
     def cancel(self, job_id: str) -> Job:
         """Stop a queued or running job; workers notice between segments and abort the one in flight."""
-        now = utcnow()
         with self.session() as s:
-            s.execute(
-                update(Job).where(Job.id == job_id, Job.status.in_(("queued", "running")))
-                .values(status="cancelled", finished_at=now, expires_at=now + dt.timedelta(seconds=self.settings.job_result_ttl_s))
-            )
+            store.finish_job(s, job_id, "cancelled", self.settings.job_result_ttl_s)
             s.commit()
         return self.get(job_id)
 
@@ -258,13 +272,10 @@ class JobService:
         now = utcnow()
         stale_before = now - dt.timedelta(seconds=self.settings.segment_lease_s)
         with self.session() as s:
-            requeued = s.execute(
-                update(Segment).where(Segment.status == "running", Segment.lease_expires_at < now)
-                .values(status="pending", lease_owner=None, lease_expires_at=None)
-            ).rowcount
+            requeued = store.requeue_expired(s, now)
             s.commit()
             live = exists().where(Segment.job_id == Job.id, Segment.status == "running")
-            jobs = list(s.scalars(select(Job.id).where(Job.status.in_(("queued", "running")), Job.updated_at < stale_before, ~live)))
+            jobs = list(s.scalars(select(Job.id).where(Job.status.in_(store.RUNNABLE), Job.updated_at < stale_before, ~live)))
             # Touch them so the next reap waits another lease period before dispatching again.
             if jobs:
                 s.execute(update(Job).where(Job.id.in_(jobs)).values(updated_at=now))

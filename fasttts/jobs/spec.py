@@ -1,7 +1,10 @@
 """What a job asks for, as a plain JSON-able object stored in ``jobs.request``.
 
-The request is stored whole so any worker can re-run any segment later; uploaded bytes (clone
-reference audio) go to object storage and only their key is kept here.
+The request is stored whole so any worker can re-run any segment later, and it is self-contained:
+every voice the job uses is resolved at submit into ``pinned_voices`` as the state that conditions
+it (:func:`fasttts.jobs.plan.pin_job_voices`; a clone job's reference audio is encoded there, once,
+and not kept). Segments carry only their voice's labels; the state is looked up here by
+:func:`~fasttts.jobs.plan.voice_key`, so a row holds each voice's tokens once, never audio.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from fasttts.params import RESPONSE_FORMATS, SamplingParams, SplitParams, VoiceP
 
 @dataclass
 class VoiceSpec:
-    """A voice without bytes: a name or creation labels, or a stored reference (by key)."""
+    """A voice as labels (name or creation labels, pitch, speed); no bytes, no state."""
 
     name: str | None = None
     gender: str | None = None
@@ -25,20 +28,17 @@ class VoiceSpec:
     tempo: float | None = None
     """A speed factor (OpenAI ``speed``), as :attr:`fasttts.params.VoiceParams.tempo`."""
     instructions: str | None = None
-    reference_key: str | None = None
     reference_text: str | None = None
-    state: dict[str, Any] | None = None
-    """A created voice pinned at submit (:func:`fasttts.jobs.plan.pin_job_voices`), so every
-    worker speaks with the same one."""
+    """Clone jobs: the transcript of the reference audio uploaded with the job."""
 
     def __post_init__(self) -> None:
         VoiceParams(name=self.name, gender=self.gender, pitch=self.pitch, speed=self.speed, tempo=self.tempo)  # validates labels
 
-    def to_params(self, reference_audio: bytes | None = None) -> VoiceParams:
+    def to_params(self, *, reference_audio: bytes | None = None, state: dict[str, Any] | None = None) -> VoiceParams:
         return VoiceParams(
             name=None if reference_audio else self.name, gender=self.gender, pitch=self.pitch, speed=self.speed,
             tempo=self.tempo, instructions=self.instructions, reference_audio=reference_audio, reference_text=self.reference_text,
-            state=self.state,
+            state=state,
         )
 
     @classmethod
@@ -64,7 +64,9 @@ class JobSpec:
     chapter_voices: dict[str, str] = field(default_factory=dict)
     """``audiobook``: chapter number (1-based, as a string) → voice name."""
     pinned_voices: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Created voices made once at submit (:func:`fasttts.jobs.plan.pin_job_voices`): voice key → state."""
+    """Every voice of the job resolved at submit (:func:`fasttts.jobs.plan.pin_job_voices`):
+    :func:`~fasttts.jobs.plan.voice_key` → the state that conditions it (models whose voices need
+    no state, such as Piper's, have no entries)."""
 
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:

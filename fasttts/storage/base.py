@@ -61,5 +61,7 @@ def result_key(job_id: str, name: str) -> str:
     return f"{job_prefix(job_id)}result/{name}"
 
 
-def voice_key(name: str) -> str:
-    return f"voices/{name}/reference"
+def voice_key(name: str, version: str) -> str:
+    """A stored voice's reference audio; ``version`` is unique per creation, so a voice deleted and
+    created again (perhaps on another API replica) never shares a key with its predecessor."""
+    return f"voices/{name}/{version}/reference"

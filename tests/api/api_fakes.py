@@ -62,9 +62,22 @@ class FakeEngine(TTSEngine):
     def list_voices(self) -> list[str]:
         return [*self.BUILTIN, *sorted(v for v in self.voices if v not in self.BUILTIN)]
 
+    async def pin_voice(self, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any] | None:
+        """Counts encodes (``add_voice_calls``) and created voices made (``freeze_calls``)."""
+        if voice.state is not None:
+            return voice.state
+        if voice.reference_audio is not None:
+            self.add_voice_calls += 1
+            return {"freq": 300.0 + len(voice.reference_audio) % 200, "text": voice.reference_text}
+        if voice.gender is not None:
+            self.freeze_calls += 1
+            return {"freq": self.BUILTIN[voice.gender] * 1.5, "text": None}
+        await self._resolve_voice(voice)
+        return self.voices.get(voice.name or self.default_voice)
+
     async def add_voice(self, name: str, reference_audio: bytes, reference_text: str | None = None) -> dict[str, Any]:
-        self.add_voice_calls += 1
-        state = {"freq": 300.0 + len(reference_audio) % 200, "text": reference_text}
+        state = await self.pin_voice(VoiceParams(reference_audio=reference_audio, reference_text=reference_text))
+        assert state is not None
         self.voices[name] = state
         return state
 
@@ -76,8 +89,8 @@ class FakeEngine(TTSEngine):
             raise NotFoundError(f"voice '{name}' not found", param="voice")
 
     async def freeze_voice(self, name: str, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any]:
-        self.freeze_calls += 1
-        state = {"freq": self.BUILTIN[voice.gender or "female"] * 1.5, "text": None}
+        state = await self.pin_voice(VoiceParams(gender=voice.gender or "female"), seed=seed)
+        assert state is not None
         self.voices[name] = state
         return state
 
@@ -92,6 +105,8 @@ class FakeEngine(TTSEngine):
 
     async def _resolve_voice(self, voice: VoiceParams) -> FakeVoice:
         self.requested_voices.append(voice)
+        if voice.state is not None:
+            return FakeVoice(voice.state["freq"], voice.pitch, voice.speed)
         if voice.reference_audio is not None:
             return FakeVoice(400.0, voice.pitch, voice.speed)
         name = voice.name or voice.gender or self.default_voice

@@ -45,8 +45,9 @@ async def test_names_validated(fake_client, name):
 
 async def test_duplicates_and_bad_audio(fake_client):
     assert (await _create(fake_client, "bob")).status_code == 201
-    assert (await _create(fake_client, "bob")).json()["error"]["param"] == "name"
-    assert (await _create(fake_client, "female")).status_code == 422  # a built-in name
+    again = await _create(fake_client, "bob")
+    assert again.status_code == 409 and again.json()["error"]["param"] == "name" and "'bob'" in again.json()["error"]["message"]
+    assert (await _create(fake_client, "female")).status_code == 409  # a built-in name
     assert (await _create(fake_client, "carol", b"garbage" * 100)).status_code == 415
     assert (await fake_client.post("/v1/audio/voices", data={"name": "dave"})).status_code == 422
 

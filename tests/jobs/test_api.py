@@ -18,6 +18,7 @@ from api.errors import install_error_handlers
 from api.routes import jobs as jobs_routes
 from fasttts.engine.base import TTSEngine
 from fasttts.jobs import JobService, JobSpec, build_job_service
+from fasttts.jobs.plan import segment_voice
 from fasttts.models.registry import AutoEngine
 from fasttts.params import GENDERS
 from workers.dispatch import CeleryDispatcher
@@ -114,13 +115,16 @@ async def test_multipart_markdown_audiobook_with_chapter_voice(tmp_path, spark) 
             assert r.status_code == 202, r.text
             body = await poll(c, r.json()["id"])
         segments = await asyncio.to_thread(service.segments, body["id"])
+        request = (await asyncio.to_thread(service.get, body["id"])).request
     finally:
         await service.stop()
     assert body["status"] == "succeeded" and body["chapters"] == ["One", "Two", "Three"]
     assert {"book.m4b", "chapters/001.mp3", "chapters/002.mp3", "chapters/003.mp3", "subtitles.srt", "subtitles.vtt"} <= set(body["results"])
-    # the second chapter is spoken by its own voice, pinned once as a male created voice; the others by the default
+    # the second chapter is spoken by its own voice, pinned once (in the job) as a male created voice; the others by the default
     assert sorted({(s.chapter, s.voice["name"]) for s in segments}) == [(0, "female"), (1, "male"), (2, "female")]
-    assert {s.chapter: s.voice["state"]["gender"] for s in segments} == {0: GENDERS.index("female"), 1: GENDERS.index("male"), 2: GENDERS.index("female")}
+    states = {s.chapter: segment_voice(s.voice, request).state for s in segments}
+    assert {c: state["gender"] for c, state in states.items()} == {0: GENDERS.index("female"), 1: GENDERS.index("male"), 2: GENDERS.index("female")}
+    assert len(request["pinned_voices"]) == 2
 
 
 async def test_broker_and_database_outages_answer_503(tmp_path, piper) -> None:

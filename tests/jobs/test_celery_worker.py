@@ -56,8 +56,9 @@ def settings_from(env: dict[str, str]) -> Settings:
 async def test_sigkilled_worker_loses_nothing_and_repeats_only_inflight(worker_env, piper, tmp_path) -> None:
     settings = settings_from(worker_env)
     service = build_job_service(settings, piper, CeleryDispatcher(settings))
+    await service.start()  # as the API does: its reaper sends back the job whose worker died with its message
     text = " ".join(f"This is sentence number {i} of the long job." for i in range(16))
-    job, _ = await asyncio.to_thread(service.submit, JobSpec(kind="speak", text=text, output_format="wav", split={"length_threshold": 10, "window_size": 10}))
+    job, _ = await service.submit(JobSpec(kind="speak", text=text, output_format="wav", split={"length_threshold": 10, "window_size": 10}))
     total = job.segments_total
     assert total >= 8
     log = tmp_path / "worker.log"
@@ -83,6 +84,8 @@ async def test_sigkilled_worker_loses_nothing_and_repeats_only_inflight(worker_e
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
+        await service.stop()
+        await service.stop()
     assert job.status == "succeeded", job.error
     segs = await asyncio.to_thread(service.segments, job.id)
     # every segment synthesised exactly once, except those the killed worker held in flight

@@ -30,7 +30,7 @@ def decode(data: bytes) -> tuple[np.ndarray, int]:
 
 
 async def test_speak_job_runs_every_segment_once_and_merges(embedded: JobService, piper) -> None:
-    job, created = await asyncio.to_thread(embedded.submit, JobSpec(kind="speak", text=TEXT, split=SPLIT, output_format="wav"))
+    job, created = await embedded.submit(JobSpec(kind="speak", text=TEXT, split=SPLIT, output_format="wav"))
     assert created and job.status == "queued" and job.segments_total >= 3
     job = await wait_final(embedded, job.id)
     assert job.status == "succeeded", job.error
@@ -53,10 +53,10 @@ async def test_speak_job_runs_every_segment_once_and_merges(embedded: JobService
 
 async def test_idempotent_resubmission_returns_the_same_job(jobs: JobService) -> None:
     spec = lambda: JobSpec(kind="speak", text="Hello there.")  # noqa: E731
-    a, created_a = await asyncio.to_thread(jobs.submit, spec(), idempotency_key="key-1")
-    b, created_b = await asyncio.to_thread(jobs.submit, spec(), idempotency_key="key-1")
-    c, created_c = await asyncio.to_thread(jobs.submit, spec(), job_id="my-job")
-    d, created_d = await asyncio.to_thread(jobs.submit, spec(), job_id="my-job")
+    a, created_a = await jobs.submit(spec(), idempotency_key="key-1")
+    b, created_b = await jobs.submit(spec(), idempotency_key="key-1")
+    c, created_c = await jobs.submit(spec(), job_id="my-job")
+    d, created_d = await jobs.submit(spec(), job_id="my-job")
     assert (created_a, created_b, created_c, created_d) == (True, False, True, False)
     assert a.id == b.id and c.id == d.id == "my-job"
     listed, total = await asyncio.to_thread(lambda: jobs.list(limit=1000))
@@ -70,6 +70,6 @@ async def test_bad_requests_fail_at_submit(embedded: JobService) -> None:
     with pytest.raises(InvalidRequestError, match="temperature"):
         JobSpec(kind="speak", text="x", sampling={"temperature": 99})
     with pytest.raises(UnsupportedFeatureError, match="clone"):
-        await asyncio.to_thread(embedded.submit, JobSpec(kind="clone", text="x"), reference_audio=b"RIFF")
+        await embedded.submit(JobSpec(kind="clone", text="x"), reference_audio=b"RIFF")
     with pytest.raises(InvalidRequestError, match="job id"):
-        await asyncio.to_thread(embedded.submit, JobSpec(kind="speak", text="x"), job_id="../etc")
+        await embedded.submit(JobSpec(kind="speak", text="x"), job_id="../etc")

@@ -53,7 +53,7 @@ def duration_s(data: bytes) -> float:
 
 async def test_epub_audiobook_gives_audio_chapters_m4b_and_subtitles(jobs, piper) -> None:
     spec = JobSpec(kind="audiobook", output_format="mp3", split={"length_threshold": 12, "window_size": 12})
-    job, _ = await asyncio.to_thread(jobs.submit, spec, book=make_epub(), filename="town.epub")
+    job, _ = await jobs.submit(spec, book=make_epub(), filename="town.epub")
     job = await wait_final(jobs, job.id)
     assert job.status == "succeeded", job.error
     segs = await asyncio.to_thread(jobs.segments, job.id)
@@ -80,7 +80,7 @@ async def test_epub_audiobook_gives_audio_chapters_m4b_and_subtitles(jobs, piper
 
 async def test_cancel_stops_a_running_job_promptly(jobs) -> None:
     long_text = " ".join(f"Sentence number {i} is spoken here." for i in range(60))
-    job, _ = await asyncio.to_thread(jobs.submit, JobSpec(kind="speak", text=long_text, split={"length_threshold": 8, "window_size": 8}))
+    job, _ = await jobs.submit(JobSpec(kind="speak", text=long_text, split={"length_threshold": 8, "window_size": 8}))
     while (await asyncio.to_thread(jobs.get, job.id)).segments_done == 0:  # noqa: ASYNC110 - the database has no event to await
         await asyncio.sleep(0.05)
     await asyncio.to_thread(jobs.cancel, job.id)
@@ -93,7 +93,7 @@ async def test_cancel_stops_a_running_job_promptly(jobs) -> None:
 
 
 async def test_delete_removes_job_and_audio(jobs) -> None:
-    job, _ = await asyncio.to_thread(jobs.submit, JobSpec(kind="speak", text="Delete me soon."))
+    job, _ = await jobs.submit(JobSpec(kind="speak", text="Delete me soon."))
     job = await wait_final(jobs, job.id)
     segs = await asyncio.to_thread(jobs.segments, job.id)
     keys = [segment_key(job.id, seg.index) for seg in segs] + list(job.result.values())
@@ -108,9 +108,9 @@ async def test_delete_removes_job_and_audio(jobs) -> None:
 @pytest.mark.parametrize("kind", ["embedded", "services"])
 async def test_results_expire_after_ttl(kind, tmp_path, piper, request) -> None:
     service = build_job_service(deployment_settings(kind, tmp_path, request, job_result_ttl_s=1), piper)
-    await service.start()
+    await service.start(maintain=False)  # this test expires, not the maintenance loop
     try:
-        job, _ = await asyncio.to_thread(service.submit, JobSpec(kind="speak", text="Short lived."))
+        job, _ = await service.submit(JobSpec(kind="speak", text="Short lived."))
         job = await wait_final(service, job.id)
         assert job.status == "succeeded" and service.store.exists(job.result["audio.mp3"])
         assert await asyncio.to_thread(service.expire) == 0  # not yet

@@ -54,7 +54,7 @@ async def private_ok(request: pytest.FixtureRequest, tmp_path, piper) -> AsyncIt
 
 async def test_webhook_is_signed_with_hmac(private_ok, receiver) -> None:
     url, got = receiver
-    job, _ = await asyncio.to_thread(private_ok.submit, JobSpec(kind="speak", text="Call me back."), webhook_url=url)
+    job, _ = await private_ok.submit(JobSpec(kind="speak", text="Call me back."), webhook_url=url)
     job = await wait_final(private_ok, job.id)
     for _ in range(50):  # the runner records the delivery just after the receiver answered
         if (await asyncio.to_thread(private_ok.get, job.id)).webhook_status:
@@ -84,7 +84,7 @@ async def test_webhook_urls_are_refused_at_submit(embedded, receiver, hook: str,
 
 async def test_library_submit_checks_the_webhook_too(embedded) -> None:
     with pytest.raises(InvalidRequestError, match="only http") as caught:
-        await asyncio.to_thread(embedded.submit, JobSpec(kind="speak", text="Hi."), webhook_url="file:///etc/passwd")
+        await embedded.submit(JobSpec(kind="speak", text="Hi."), webhook_url="file:///etc/passwd")
     assert caught.value.param == "webhook_url"
 
 

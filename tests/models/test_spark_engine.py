@@ -303,8 +303,8 @@ async def test_a_created_voice_keeps_its_first_segment_voice_across_a_long_text(
 
 async def test_a_job_pins_its_created_voice_so_every_worker_speaks_with_it(engine, monkeypatch):
     from fasttts.engine.base import Segment
-    from fasttts.jobs import JobSpec, VoiceSpec, pin_job_voices
-    from fasttts.jobs.plan import plan_job
+    from fasttts.jobs import JobSpec, pin_job_voices
+    from fasttts.jobs.plan import plan_job, segment_voice
 
     text = " ".join(f"Sentence number {i} is here." for i in range(6))
 
@@ -316,9 +316,10 @@ async def test_a_job_pins_its_created_voice_so_every_worker_speaks_with_it(engin
     await pin_job_voices(engine, job)
     planned, _ = plan_job(engine, job)
     assert len(planned) >= 3
-    state = planned[0].voice["state"]
+    request = json.loads(json.dumps(job.to_dict()))  # through the database's JSON
+    (state,) = request["pinned_voices"].values()
     assert state["kind"] == "frozen" and len(state["global_ids"]) == NUM_GLOBAL
-    assert all(p.voice["state"] == state for p in planned)
+    assert all("state" not in p.voice and segment_voice(p.voice, request).state == state for p in planned)  # tokens once, in the job
 
     prompts: list[list[int]] = []
     generate = engine.backend.generate
@@ -329,7 +330,7 @@ async def test_a_job_pins_its_created_voice_so_every_worker_speaks_with_it(engin
 
     monkeypatch.setattr(engine.backend, "generate", recording)
     for p in reversed(planned[:2]):  # segments run alone, in any order, as workers run them
-        voice = VoiceSpec.from_dict(json.loads(json.dumps(p.voice))).to_params()  # through the database's JSON
+        voice = segment_voice(json.loads(json.dumps(p.voice)), request)
         assert len(await engine.synthesize_segment(Segment(p.text, voice, index=p.index), sampling(max_tokens=50))) > 0
     v = engine.vocab
     pinned = [v.start_global, *(v.global0 + g for g in state["global_ids"]), v.end_global]
@@ -340,9 +341,12 @@ async def test_a_job_pins_its_created_voice_so_every_worker_speaks_with_it(engin
         await pin_job_voices(engine, s)
     assert seeded[0].pinned_voices == seeded[1].pinned_voices != job.pinned_voices  # a seed fixes the voice
     stored = JobSpec(kind="speak", text=text, voice={"name": "narrator-fixed"})
-    await engine.freeze_voice("narrator-fixed", VoiceParams(gender="male"))
+    frozen = await engine.freeze_voice("narrator-fixed", VoiceParams(gender="male"))
     await pin_job_voices(engine, stored)
-    assert stored.pinned_voices == {}  # a stored voice is fixed already
+    engine.remove_voice("narrator-fixed")  # deleted after submit: the job keeps the voice's tokens
+    assert list(stored.pinned_voices.values()) == [frozen]
+    with pytest.raises(NotFoundError, match="narrator-fixed"):  # an unknown voice fails the submit, naming it
+        await pin_job_voices(engine, JobSpec(kind="speak", text=text, voice={"name": "narrator-fixed"}))
 
 
 async def test_segments_run_together_whole_or_streamed_and_agree(engine):

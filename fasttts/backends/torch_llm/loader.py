@@ -4,7 +4,8 @@ Reads ``model.safetensors`` or the sharded ``model-XXXXX-of-YYYYY.safetensors`` 
 ``model.safetensors.index.json``, exactly as released. Every checkpoint tensor must match a model
 parameter by name and shape and every parameter must be present; otherwise
 :class:`~fasttts.errors.ModelLoadError` names each offender. The model is built on the meta device
-and filled one tensor at a time, so a 2 GB checkpoint is never held twice in memory.
+and filled by plain reads straight into its parameters (no memory map: see
+:func:`~fasttts.checkpoint.read_safetensors_into`), so the weights are never held twice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from safetensors import safe_open
 from fasttts import devices
 from fasttts.backends.torch_llm.cpu_linear import ACTIVATION_DTYPE, largest_linear, pack_linears, plan_for
 from fasttts.backends.torch_llm.model import CausalLM, LLMConfig
-from fasttts.checkpoint import check_tensors
+from fasttts.checkpoint import check_tensors, read_safetensors_into
 from fasttts.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -104,15 +105,7 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
         plan = plan_for(weight_format, *shape, torch.get_num_threads())
     torch_dtype = ACTIVATION_DTYPE.get(weight_format) or _DTYPES[weight_format]  # int8 models compute in bfloat16
     model = model.to(dtype=torch_dtype).to_empty(device=dev)
-    params = model.state_dict()
-    by_file: dict[Path, list[str]] = {}
-    for name in expected:
-        by_file.setdefault(files[name], []).append(name)
-    with torch.no_grad():
-        for path, names in by_file.items():
-            with safe_open(str(path), framework="pt") as f:
-                for name in names:  # one tensor in memory at a time
-                    params[name].copy_(f.get_tensor(name).to(torch_dtype))
+    _read_weights(model, files)
     if plan is not None:
         pack_linears(model.model, dev, weight_format, plan)  # decoder layers; the LM head is sliced per step
         if plan.slower_than_float32:
@@ -122,3 +115,14 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
                 plan.describe() if plan is not None else f"{weight_format} weights", " (chosen by --torch_dtype auto)" if dtype == "auto" else "")
     return model.eval()
 
+
+def _read_weights(model: CausalLM, files: dict[str, Path]) -> None:
+    """Fill every parameter from its file, read straight into it (at most one tensor staged). A
+    function of its own so no reference to the plain weights outlives it: pack_linears then frees
+    each one as it packs it."""
+    params = model.state_dict()
+    by_file: dict[Path, dict[str, torch.Tensor]] = {}
+    for name, tensor in params.items():
+        by_file.setdefault(files[name], {})[name] = tensor
+    for path, targets in by_file.items():
+        read_safetensors_into(path, targets)

@@ -246,10 +246,11 @@ class MegaEngine(TTSEngine):
 
     async def pin_voice(self, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any] | None:
         """A cloned reference (audio + latent) as a voice state, so a job's segments reuse one
-        alignment instead of each re-running the aligner; named and stored voices are fixed already."""
+        alignment instead of each re-running the aligner; a stored voice as its state, so a job
+        carries it to workers that do not know it (and keeps it if it is deleted)."""
         if voice.state is None and voice.reference_audio is not None:
             return (await self._preprocess(voice.reference_audio, voice.reference_latent, voice.reference_text)).to_state()
-        return None
+        return (await self._resolve_voice(voice)).to_state()
 
     def _prompt_state(self, voice: MegaVoice) -> DurationState:
         """``make_dur_prompt``: the duration LM run over the reference's phones and codes."""

@@ -764,10 +764,11 @@ def checkpoint_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def fold_weight_norm(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """weight = g * v / ||v||, the norm taken over every dim but 0 (torch's ``weight_norm``)."""
+def fold_weight_norm(g: torch.Tensor, v: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+    """weight = g * v / ||v||, the norm taken over every dim but 0 (torch's ``weight_norm``);
+    ``inplace`` writes it over ``v``."""
     norm = v.flatten(1).norm(dim=1).view(-1, *([1] * (v.dim() - 1)))
-    return v * (g / norm)
+    return v.mul_(g / norm) if inplace else v * (g / norm)
 
 
 def _check_and_fold(
@@ -782,7 +783,9 @@ def _check_and_fold(
             continue
         if name.endswith(".weight_g"):
             module = name[: -len(".weight_g")]
-            folded[f"{module}.weight"] = fold_weight_norm(t.float(), state[f"{module}.weight_v"].float())
+            v = state[f"{module}.weight_v"]
+            # into v's own storage when it is float32 already: no second copy of the codec while loading
+            folded[f"{module}.weight"] = fold_weight_norm(t.float(), v.float(), inplace=v.dtype == torch.float32)
         else:
             folded[name] = t
     return folded

@@ -188,12 +188,10 @@ class SparkEngine(TTSEngine):
         return frozen.to_state()
 
     async def pin_voice(self, voice: VoiceParams, *, seed: int | None = None) -> dict[str, Any] | None:
-        if voice.state is not None or voice.reference_audio is not None:
-            return None
         resolved = await self._resolve_voice(voice)
-        if resolved.kind != "create":
-            return None
-        return (await self._freeze(resolved, random.randrange(2**31) if seed is None else seed)).to_state()
+        if resolved.kind == "create":
+            resolved = await self._freeze(resolved, random.randrange(2**31) if seed is None else seed)
+        return resolved.to_state()
 
     async def _freeze(self, created: SparkVoice, seed: int | None) -> SparkVoice:
         """The frozen voice that one create-mode generation of :data:`FREEZE_TEXT` writes."""
