@@ -44,7 +44,7 @@ __all__ = ["LlamaCppBackend", "find_gguf", "gguf_file_type"]
 logger = logging.getLogger(__name__)
 
 _PREFERENCE = ("Q4_K_M", "Q8_0", "F16", "BF16", "F32")  # fastest on CPU first
-_DTYPE_QUANT = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
+_DTYPE_QUANT = {"float16": "F16", "bfloat16": "BF16", "float32": "F32", "int8": "Q8_0"}  # int8: the 8-bit GGUF
 
 
 def _import_llama_cpp() -> Any:
