@@ -44,7 +44,7 @@ __all__ = ["LlamaCppBackend", "find_gguf", "gguf_file_type"]
 logger = logging.getLogger(__name__)
 
 _PREFERENCE = ("Q4_K_M", "Q8_0", "F16", "BF16", "F32")  # fastest on CPU first
-_DTYPE_QUANT = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
+_DTYPE_QUANT = {"float16": "F16", "bfloat16": "BF16", "float32": "F32", "int8": "Q8_0"}  # int8: the 8-bit GGUF
 
 
 def _import_llama_cpp() -> Any:
@@ -247,11 +247,7 @@ class _Engine(EngineThread):
         seq.generated.append(token)
         self.stats.sampled_tokens += 1
         out.append((seq, token))
-        done = (
-            token in req.stop_ids
-            or len(seq.generated) >= seq.limit
-            or (req.constraint is not None and req.constraint.is_complete(seq.generated))
-        )
+        done = token in req.stop_ids or len(seq.generated) >= seq.limit or (req.constraint is not None and req.constraint.is_complete(seq.generated))
         if done:
             out.append((seq, END))
             self.stats.finished += 1
@@ -287,8 +283,12 @@ class LlamaCppBackend(EngineThreadBackend):
             return
         seed = request.seed if request.seed is not None else self._seeds.getrandbits(63)
         sampler = NumpySampler(
-            temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
-            repetition_penalty=request.repetition_penalty, seed=seed, prompt_ids=request.prompt_ids,
+            temperature=request.temperature,
+            top_k=request.top_k,
+            top_p=request.top_p,
+            repetition_penalty=request.repetition_penalty,
+            seed=seed,
+            prompt_ids=request.prompt_ids,
         )
         async with contextlib.aclosing(stream(engine, _Seq(request=request, sampler=sampler, limit=limit))) as tokens:
             async for token in tokens:

@@ -34,20 +34,23 @@ def param_of(body: dict) -> str | None:
     return body.get("param")
 
 
-@pytest.mark.parametrize(("path", "raw", "field"), [
-    ("/speak", '{"name": "female", "text": "\\ud800 hi"}', "text"),
-    ("/multi_speak", '{"text": "<role:female> a \\udfff b"}', "text"),
-    ("/v1/audio/speech", '{"model": "tts-1", "input": "\\ud800", "voice": "alloy"}', "input"),
-    ("/speak", '{"name": "female", "text": "hi", "temperature": NaN}', "temperature"),
-    ("/speak", '{"name": "female", "text": "hi", "top_p": Infinity}', "top_p"),
-    ("/multi_speak", '{"text": "<role:female> hi", "repetition_penalty": -Infinity}', "repetition_penalty"),
-    ("/v1/speak", '{"name": "female", "text": "hi", "temperature": NaN}', "temperature"),
-    ("/v1/audio/speech", '{"model": "tts-1", "input": "hi", "voice": "alloy", "speed": NaN}', "speed"),
-    ("/speak", '{"name": "female", "text": "hi\\u0000there"}', "text"),
-    ("/v1/audio/speech", '{"model": "tts-1", "input": "a\\u0007b", "voice": "alloy"}', "input"),
-    ("/speak", '{"name": "female", "text": "hi", "seed": 9223372036854775808}', "seed"),
-    ("/v1/audio/speech", '{"model": "tts-1", "input": "hi", "voice": "alloy", "seed": 18446744073709551616}', "seed"),
-])
+@pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [
+        ("/speak", '{"name": "female", "text": "\\ud800 hi"}', "text"),
+        ("/multi_speak", '{"text": "<role:female> a \\udfff b"}', "text"),
+        ("/v1/audio/speech", '{"model": "tts-1", "input": "\\ud800", "voice": "alloy"}', "input"),
+        ("/speak", '{"name": "female", "text": "hi", "temperature": NaN}', "temperature"),
+        ("/speak", '{"name": "female", "text": "hi", "top_p": Infinity}', "top_p"),
+        ("/multi_speak", '{"text": "<role:female> hi", "repetition_penalty": -Infinity}', "repetition_penalty"),
+        ("/v1/speak", '{"name": "female", "text": "hi", "temperature": NaN}', "temperature"),
+        ("/v1/audio/speech", '{"model": "tts-1", "input": "hi", "voice": "alloy", "speed": NaN}', "speed"),
+        ("/speak", '{"name": "female", "text": "hi\\u0000there"}', "text"),
+        ("/v1/audio/speech", '{"model": "tts-1", "input": "a\\u0007b", "voice": "alloy"}', "input"),
+        ("/speak", '{"name": "female", "text": "hi", "seed": 9223372036854775808}', "seed"),
+        ("/v1/audio/speech", '{"model": "tts-1", "input": "hi", "voice": "alloy", "seed": 18446744073709551616}', "seed"),
+    ],
+)
 async def test_json_bodies_python_accepts_but_json_cannot_carry(fake_client, path, raw, field):
     r = await fake_client.post(path, content=raw, headers=JSON)
     assert r.status_code == 422, r.text
