@@ -123,6 +123,12 @@ def create_app(settings: Settings | None = None, engine: TTSEngine | None = None
 
     app.add_middleware(BodyLimitMiddleware, max_upload_bytes=settings.max_upload_bytes, max_json_bytes=settings.max_json_bytes)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"], expose_headers=["X-Request-ID", "X-Sample-Rate", "Content-Disposition"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "X-Sample-Rate", "Content-Disposition"],
+        )
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, backoff=app.state.backoff)
     return app

@@ -12,7 +12,7 @@ from fasttts.errors import CapacityError
 class Slot:
     """One admitted request; :meth:`release` is idempotent so every exit path may call it."""
 
-    def __init__(self, limiter: "ConcurrencyLimiter") -> None:
+    def __init__(self, limiter: ConcurrencyLimiter) -> None:
         self._limiter = limiter
         self._held = True
 

@@ -78,7 +78,9 @@ def openai_error_body(message: str, type_: str, param: str | None = None, code: 
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def error_response(request: Request, status: int, message: str, *, type_: str, param: str | None, code: str | None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    request: Request, status: int, message: str, *, type_: str, param: str | None, code: str | None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     if is_openai_path(request):
         body = openai_error_body(message, type_, param, code)
     else:

@@ -61,7 +61,11 @@ async def _run_as_job(request: Request, spec: JobSpec, reference_audio: bytes | 
     data = await asyncio.to_thread(service.store.get, job.result[f"audio.{spec.output_format}"])
     if spec.output_format != fmt:
         data = await asyncio.to_thread(_transcode, data, model_rate, fmt, rate)
-    headers = {"Content-Disposition": f'attachment; filename="{filename}.{fmt}"', "X-Job-ID": job.id, "X-Sample-Rate": str(delivered_rate(fmt, rate or model_rate))}
+    headers = {
+        "Content-Disposition": f'attachment; filename="{filename}.{fmt}"',
+        "X-Job-ID": job.id,
+        "X-Sample-Rate": str(delivered_rate(fmt, rate or model_rate)),
+    }
     return Response(data, media_type=CONTENT_TYPES[fmt], headers=headers)
 
 
@@ -70,5 +74,11 @@ def _transcode(wav: bytes, model_rate: int, fmt: str, rate: int | None) -> bytes
 
 
 def job_spec(kind: str, text: str, fmt: str, *, voice: dict[str, Any], sampling: dict[str, Any], split: dict[str, Any]) -> JobSpec:
-    return JobSpec(kind=kind, text=text, output_format=fmt, voice=voice,  # type: ignore[arg-type]
-                   sampling={k: v for k, v in sampling.items() if v is not None}, split=split)
+    return JobSpec(
+        kind=kind,
+        text=text,
+        output_format=fmt,
+        voice=voice,  # type: ignore[arg-type]
+        sampling={k: v for k, v in sampling.items() if v is not None},
+        split=split,
+    )

@@ -40,6 +40,26 @@ def parse_settings(argv: list[str] | None) -> tuple[Settings, argparse.Namespace
     return settings_from_args(args), args
 
 
+MALLOC_ARENAS = 2
+"""glibc malloc arenas the server process may use (glibc's default is 8 per core)."""
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas, before the server starts its threads. Each thread otherwise gets
+    an arena of its own, and the server's thread pools (Starlette's, asyncio's, the engine's and
+    the codecs') spread the short-lived audio buffers of every request over many arenas that each
+    keep their freed pages: resident memory crept up over thousands of requests (issue #16). No-op
+    (False) where the C library is not glibc."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_arena_max = -8  # glibc's malloc.h
+    return bool(libc.mallopt(m_arena_max, arenas))
+
+
 def serve(argv: list[str] | None = None) -> int:
     """Entry point of ``fasttts serve`` and ``python server.py``."""
     import uvicorn
@@ -49,5 +69,6 @@ def serve(argv: list[str] | None = None) -> int:
 
     settings, args = parse_settings(argv)
     configure_logging(args.log_level, args.log_format)
+    limit_malloc_arenas()
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False, timeout_graceful_shutdown=10)
     return 0

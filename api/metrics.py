@@ -51,9 +51,17 @@ class Metrics:
     def __init__(self, engine: Callable[[], TTSEngine | None], in_flight: Callable[[], int]) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("fasttts_http_requests", "HTTP requests by route and status.", ["method", "route", "status"], registry=self.registry)
-        self.latency = Histogram("fasttts_http_request_duration_seconds", "Time until the response body is complete.", ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.latency = Histogram(
+            "fasttts_http_request_duration_seconds", "Time until the response body is complete.", ["route"], buckets=LATENCY_BUCKETS, registry=self.registry
+        )
         self.audio_seconds = Counter("fasttts_audio_seconds", "Seconds of audio sent to clients.", ["route"], registry=self.registry)
-        self.first_audio = Histogram("fasttts_time_to_first_audio_seconds", "Time from request start to the first audio chunk.", ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.first_audio = Histogram(
+            "fasttts_time_to_first_audio_seconds",
+            "Time from request start to the first audio chunk.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_EngineCollector(engine, in_flight))
 
     def render(self) -> bytes:

@@ -95,7 +95,14 @@ class RequestContextMiddleware:
             scope["path"],
             status,
             elapsed * 1000,
-            extra={"request_id": request_id, "method": method, "path": scope["path"], "route": route, "status": status, "duration_ms": round(elapsed * 1000, 1)},
+            extra={
+                "request_id": request_id,
+                "method": method,
+                "path": scope["path"],
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 1),
+            },
         )
 
 

@@ -46,7 +46,9 @@ async def read_latent_upload(upload: UploadFile | None, engine: TTSEngine, setti
             raise UnsupportedFeatureError(f"latent_file: the {engine.model_type} model takes no reference latent", param="latent_file")
         return None
     if not given:
-        raise UnsupportedFeatureError(f"latent_file: the {engine.model_type} model needs the reference's .npy latent (its release has no encoder)", param="latent_file")
+        raise UnsupportedFeatureError(
+            f"latent_file: the {engine.model_type} model needs the reference's .npy latent (its release has no encoder)", param="latent_file"
+        )
     assert upload is not None
     return await read_upload(upload, settings, param="latent_file")
 
@@ -74,8 +76,15 @@ async def resolve_reference(value: str, settings: Settings, *, param: str = "ref
 
 async def fetch_url(url: str, settings: Settings, *, param: str = "reference_audio") -> bytes:
     """GET ``url`` under the outbound-URL policy of :mod:`fasttts.net`, within ``fetch_deadline_s``."""
-    reply = await net.request("GET", url, allow_private=settings.allow_private_urls, param=param, deadline_s=settings.fetch_deadline_s,
-                              max_bytes=settings.max_upload_bytes, max_redirects=MAX_REDIRECTS)
+    reply = await net.request(
+        "GET",
+        url,
+        allow_private=settings.allow_private_urls,
+        param=param,
+        deadline_s=settings.fetch_deadline_s,
+        max_bytes=settings.max_upload_bytes,
+        max_redirects=MAX_REDIRECTS,
+    )
     if reply.status != 200:
         raise InvalidRequestError(f"{param}: fetching the URL gave HTTP {reply.status}", param=param)
     return reply.body

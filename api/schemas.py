@@ -46,8 +46,17 @@ class SamplingFields(BaseModel):
     diffusion_steps: DiffusionSteps = Field(None, description="MegaTTS3: flow-matching steps (default 32).")
 
     def sampling(self) -> SamplingParams:
-        return SamplingParams(self.temperature, self.top_k, self.top_p, self.repetition_penalty, self.max_tokens, self.seed,
-                              self.text_weight, self.speaker_weight, self.diffusion_steps)
+        return SamplingParams(
+            self.temperature,
+            self.top_k,
+            self.top_p,
+            self.repetition_penalty,
+            self.max_tokens,
+            self.seed,
+            self.text_weight,
+            self.speaker_weight,
+            self.diffusion_steps,
+        )
 
     def split(self) -> SplitParams:
         return SplitParams(self.length_threshold, self.window_size)
@@ -61,10 +70,27 @@ class OutputFields(BaseModel):
 class SpeakRequest(SamplingFields, OutputFields):
     """``POST /speak``: synthesis with a stored or built-in voice (role)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "name": "female", "text": "Text to synthesize", "pitch": "moderate", "speed": "moderate", "temperature": 0.9,
-        "top_k": 50, "top_p": 0.95, "repetition_penalty": 1.0, "max_tokens": 4096, "length_threshold": 50,
-        "window_size": 50, "stream": False, "response_format": "mp3"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "female",
+                    "text": "Text to synthesize",
+                    "pitch": "moderate",
+                    "speed": "moderate",
+                    "temperature": 0.9,
+                    "top_k": 50,
+                    "top_p": 0.95,
+                    "repetition_penalty": 1.0,
+                    "max_tokens": 4096,
+                    "length_threshold": 50,
+                    "window_size": 50,
+                    "stream": False,
+                    "response_format": "mp3",
+                }
+            ]
+        }
+    )
 
     name: str = Field(..., min_length=1, max_length=128, description="Voice (role) name; see GET /audio_roles.")
     text: str = Field(..., min_length=1, description="Text to synthesize.")
@@ -75,10 +101,24 @@ class SpeakRequest(SamplingFields, OutputFields):
 class MultiSpeakRequest(SamplingFields, OutputFields):
     """``POST /multi_speak``: a dialogue script, each turn prefixed ``<role:name>``."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "text": "<role:female> Hello! <role:male> I'm good, thank you!", "temperature": 0.8, "top_k": 50, "top_p": 0.95,
-        "repetition_penalty": 1.0, "max_tokens": 4096, "length_threshold": 50, "window_size": 50, "stream": True,
-        "response_format": "wav"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "text": "<role:female> Hello! <role:male> I'm good, thank you!",
+                    "temperature": 0.8,
+                    "top_k": 50,
+                    "top_p": 0.95,
+                    "repetition_penalty": 1.0,
+                    "max_tokens": 4096,
+                    "length_threshold": 50,
+                    "window_size": 50,
+                    "stream": True,
+                    "response_format": "wav",
+                }
+            ]
+        }
+    )
 
     text: str = Field(..., min_length=1, description="Script: '<role:NAME> text <role:OTHER> text ...'.")
 

@@ -33,6 +33,7 @@ from fasttts.errors import FastTTSError
 
 logger = logging.getLogger("fasttts.api")
 
+
 class AudioSource:
     """One admitted synthesis request's audio chunks (see the module docstring)."""
 
@@ -46,7 +47,7 @@ class AudioSource:
         self.sample_rate = sample_rate
         self.samples = 0
 
-    async def start(self) -> "AudioSource":
+    async def start(self) -> AudioSource:
         try:
             async for chunk in self._chunks:
                 if len(chunk):

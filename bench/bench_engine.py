@@ -17,7 +17,8 @@ import statistics
 import time
 from pathlib import Path
 
-from stamp import commit, machine  # noqa: E402 - bench/ is on sys.path when a script runs
+from stamp import commit, machine
+
 from fasttts import AutoEngine, SamplingParams
 
 TEXTS = {
@@ -28,8 +29,6 @@ TEXTS = {
         "of Victory Mansions, though not quickly enough to prevent a swirl of gritty dust from entering along with him."
     ),
 }
-
-
 
 
 async def one(engine, text: str, sampling: SamplingParams, stream: bool) -> tuple[float, float]:

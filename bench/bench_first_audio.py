@@ -55,8 +55,18 @@ async def run(args: argparse.Namespace) -> None:
         times = [await first_audio(engine, name, sampling.with_seed(i)) for i in range(args.repeats)]
         p50 = statistics.median(times)
         print(f"{kind:8s} voice: first audio after {tokens:3d} LLM tokens, {p50:6.2f} s (median of {len(times)})", flush=True)
-        row = dict(kind=kind, tokens_before_audio=tokens, ttfa_p50_s=p50, ttfa_s=times, backend=args.backend, weights=weights,
-                   loadavg_1m=os.getloadavg()[0], machine=machine(), commit=commit(), time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        row = dict(
+            kind=kind,
+            tokens_before_audio=tokens,
+            ttfa_p50_s=p50,
+            ttfa_s=times,
+            backend=args.backend,
+            weights=weights,
+            loadavg_1m=os.getloadavg()[0],
+            machine=machine(),
+            commit=commit(),
+            time=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
         with out.open("a") as f:
             f.write(json.dumps(row) + "\n")
     await engine.shutdown()

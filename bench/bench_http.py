@@ -31,8 +31,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_engine import TEXTS  # noqa: E402
-from stamp import commit, machine  # noqa: E402
+from bench_engine import TEXTS
+from stamp import commit, machine
 
 
 class Server:
@@ -122,7 +122,9 @@ async def run(args: argparse.Namespace) -> None:
     out_file = Path(args.results)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}  commit: {commit()}")
-    print(f"{'server':26} {'text':5} {'mode':6} {'N':>3} {'wall s':>7} {'audio s':>8} {'RTF':>6} {'TTFA p50':>9} {'p95':>7} {'tok/s':>7} {'peak MB':>8} {'health p99/max ms':>18}")
+    print(
+        f"{'server':26} {'text':5} {'mode':6} {'N':>3} {'wall s':>7} {'audio s':>8} {'RTF':>6} {'TTFA p50':>9} {'p95':>7} {'tok/s':>7} {'peak MB':>8} {'health p99/max ms':>18}"
+    )
     timeout = httpx.Timeout(args.timeout)
     async with httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=256)) as client:
         for url in urls:
@@ -167,8 +169,12 @@ def main() -> None:
     parser.add_argument("--model_path", default=None, help="without --url: start `fasttts serve` on this model")
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--data_dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "fasttts-bench"))
-    parser.add_argument("--codec_batch_size", type=int, help="the started server's --batch_size (default: the server's, 1; "
-                        "batching the codec pays on a GPU, on a CPU it only makes every item wait for the whole batch)")
+    parser.add_argument(
+        "--codec_batch_size",
+        type=int,
+        help="the started server's --batch_size (default: the server's, 1; "
+        "batching the codec pays on a GPU, on a CPU it only makes every item wait for the whole batch)",
+    )
     parser.add_argument("--model", default="tts-1")
     parser.add_argument("--voice", default="alloy")
     parser.add_argument("--api_key", default=None)

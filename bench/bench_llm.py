@@ -21,14 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from stamp import append_rows, commit, machine  # noqa: E402 - bench/ is on sys.path when a script runs
+from stamp import append_rows, commit, machine
+
 from fasttts.backends.base import GenerationRequest, TokenConstraint
 from fasttts.backends.registry import BackendConfig, create_backend
 
-PRESETS = {"spark-tiny": ("qwen2", "SPARK_QWEN2_TINY"), "spark-full": ("qwen2", "SPARK_QWEN2_FULL"),
-           "orpheus-tiny": ("llama", "ORPHEUS_LLAMA_TINY"), "orpheus-full": ("llama", "ORPHEUS_LLAMA_FULL")}
-
-
+PRESETS = {
+    "spark-tiny": ("qwen2", "SPARK_QWEN2_TINY"),
+    "spark-full": ("qwen2", "SPARK_QWEN2_FULL"),
+    "orpheus-tiny": ("llama", "ORPHEUS_LLAMA_TINY"),
+    "orpheus-full": ("llama", "ORPHEUS_LLAMA_FULL"),
+}
 
 
 def grammar(name: str, model_dir: Path, prompt_len: int) -> tuple[list[int], TokenConstraint | None]:
@@ -55,8 +58,7 @@ async def one(backend, prompt: list[int], constraint: TokenConstraint | None, ma
     """Returns (tokens, time to first token, total time)."""
     t0 = time.perf_counter()
     first, n = 0.0, 0
-    request = GenerationRequest(prompt_ids=prompt, max_tokens=max_tokens, temperature=0.8, top_k=50, top_p=0.95, seed=seed,
-                                constraint=constraint)
+    request = GenerationRequest(prompt_ids=prompt, max_tokens=max_tokens, temperature=0.8, top_k=50, top_p=0.95, seed=seed, constraint=constraint)
     async for _ in backend.generate(request):
         n += 1
         first = first or time.perf_counter() - t0
@@ -75,9 +77,12 @@ def _steps(backend: object) -> tuple[int, int] | None:
 async def run(args: argparse.Namespace, model_dir: Path) -> list[dict]:
     prompt, constraint = grammar(args.grammar, model_dir, args.prompt_len)
     output_ids = constraint.vocabulary() if constraint is not None and not args.full_head else None
-    backend = create_backend(args.backend, BackendConfig(model_dir=str(model_dir), device=args.device, dtype=args.dtype,
-                                                         attn_implementation=args.attn, batch_size=max(args.batch),
-                                                         output_ids=output_ids))
+    backend = create_backend(
+        args.backend,
+        BackendConfig(
+            model_dir=str(model_dir), device=args.device, dtype=args.dtype, attn_implementation=args.attn, batch_size=max(args.batch), output_ids=output_ids
+        ),
+    )
     await backend.start()
     await one(backend, prompt, constraint, 8, 0)  # warm-up
     results = []
@@ -87,17 +92,30 @@ async def run(args: argparse.Namespace, model_dir: Path) -> list[dict]:
         outs = await asyncio.gather(*(one(backend, prompt, constraint, args.max_tokens, seed=i) for i in range(n)))
         wall = time.perf_counter() - t0
         tokens = sum(o[0] for o in outs)
-        row = {"backend": args.backend, "model_dir": str(model_dir), "grammar": args.grammar, "cut_head": output_ids is not None,
-               "batch": n, "tokens": tokens,
-               "tokens_per_s": tokens / wall, "per_request_tokens_per_s": statistics.mean(o[0] / o[2] for o in outs),
-               "ttft_p50_s": statistics.median(o[1] for o in outs), "device": args.device, "dtype": args.dtype,
-               "machine": machine(), "commit": commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        row = {
+            "backend": args.backend,
+            "model_dir": str(model_dir),
+            "grammar": args.grammar,
+            "cut_head": output_ids is not None,
+            "batch": n,
+            "tokens": tokens,
+            "tokens_per_s": tokens / wall,
+            "per_request_tokens_per_s": statistics.mean(o[0] / o[2] for o in outs),
+            "ttft_p50_s": statistics.median(o[1] for o in outs),
+            "device": args.device,
+            "dtype": args.dtype,
+            "machine": machine(),
+            "commit": commit(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         if steps0:
             steps1 = _steps(backend)
             steps, toks = steps1[0] - steps0[0], steps1[1] - steps0[1]
             row["mean_decode_batch"] = toks / steps if steps else 0.0
-        print(f"batch {n:4d}: {row['tokens_per_s']:9.1f} tok/s total, {row['per_request_tokens_per_s']:8.1f} tok/s per request, "
-              f"TTFT p50 {row['ttft_p50_s'] * 1000:7.1f} ms, mean decode batch {row.get('mean_decode_batch', float('nan')):.2f}")
+        print(
+            f"batch {n:4d}: {row['tokens_per_s']:9.1f} tok/s total, {row['per_request_tokens_per_s']:8.1f} tok/s per request, "
+            f"TTFT p50 {row['ttft_p50_s'] * 1000:7.1f} ms, mean decode batch {row.get('mean_decode_batch', float('nan')):.2f}"
+        )
         results.append(row)
     await backend.shutdown()
     return results
@@ -114,8 +132,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--attn", default="sdpa")
-    parser.add_argument("--grammar", choices=("none", "spark", "orpheus"), default="none",
-                        help="decode as synthesis does: this model's prompt layout, output grammar and output vocabulary")
+    parser.add_argument(
+        "--grammar",
+        choices=("none", "spark", "orpheus"),
+        default="none",
+        help="decode as synthesis does: this model's prompt layout, output grammar and output vocabulary",
+    )
     parser.add_argument("--full_head", action="store_true", help="with --grammar: keep the whole LM head (no output_ids)")
     args = parser.parse_args()
     if (args.model_dir is None) == (args.preset is None):

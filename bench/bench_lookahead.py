@@ -33,8 +33,15 @@ async def deviation(codec: SparkCodec, globals_: np.ndarray, tokens: list[int], 
     async def decode(part):
         return codec.detokenize(globals_, np.asarray(part))
 
-    chunker = ChunkedDecoder(decode, hop=codec.hop, first_chunk=STREAM_FIRST_CHUNK, max_chunk=STREAM_MAX_CHUNK, left_context=left_context,
-                             lookahead=lookahead, crossfade=min(STREAM_CROSSFADE, lookahead * codec.hop))
+    chunker = ChunkedDecoder(
+        decode,
+        hop=codec.hop,
+        first_chunk=STREAM_FIRST_CHUNK,
+        max_chunk=STREAM_MAX_CHUNK,
+        left_context=left_context,
+        lookahead=lookahead,
+        crossfade=min(STREAM_CROSSFADE, lookahead * codec.hop),
+    )
     pieces = await chunker.push(tokens)
     pieces += await chunker.flush()
     stream = np.concatenate(pieces)

@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 import torch
+from stamp import commit, machine
 
-from stamp import commit, machine  # noqa: E402 - bench/ is on sys.path when a script runs
 from fasttts.models.megatts3.engine import MegaEngine
 from fasttts.models.megatts3.pipeline import DiTItem, decode_audio, dit_inputs, sample_batch
 from fasttts.models.megatts3.random_model import write_random_mega, write_random_voice
-from fasttts.params import SamplingParams, VoiceParams
+from fasttts.params import VoiceParams
 
 
 class _Rows(dict):
@@ -37,7 +37,7 @@ class _Rows(dict):
         print(f"{key:55s} {value:9.3f}", flush=True)
 
 
-def _timed(fn, *args):  # noqa: ANN001, ANN202
+def _timed(fn, *args):
     start = time.perf_counter()
     out = fn(*args)
     return out, time.perf_counter() - start
@@ -72,7 +72,7 @@ async def main() -> None:
     from fasttts.models.megatts3.g2p import PhoneConstraint
 
     class Fixed(PhoneConstraint):  # exactly --g2p_tokens phones: the EOS is held back
-        def allowed(self, generated):  # noqa: ANN001, ANN202
+        def allowed(self, generated):
             lo, hi = self._ranges[0]
             return ((lo, hi),)
 
@@ -102,7 +102,9 @@ async def main() -> None:
     out = Path(__file__).parent / "results" / "mega.jsonl"
     out.parent.mkdir(exist_ok=True)
     with out.open("a") as f:
-        f.write(json.dumps({"machine": machine(), "commit": commit(), "size": args.size if not args.model_path else "release", "steps": args.steps, **rows}) + "\n")
+        f.write(
+            json.dumps({"machine": machine(), "commit": commit(), "size": args.size if not args.model_path else "release", "steps": args.steps, **rows}) + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from stamp import commit, machine  # noqa: E402 - bench/ is on sys.path when a script runs
+from stamp import commit, machine
 
 MB = 1 << 20
 DTYPES = {"spark": ("float32", "bfloat16", "float16"), "orpheus": ("float32", "bfloat16", "float16")}
@@ -72,6 +72,7 @@ def tensor_bytes() -> int:
 async def measure(family: str, model_dir: str, dtype: str, tokens: int, text: str) -> dict:
     import torch
     import transformers  # noqa: F401 - Spark's wav2vec2 encoder
+
     import fasttts.backends.torch_backend  # noqa: F401
     from fasttts.models.registry import AutoEngine
     from fasttts.params import SamplingParams
@@ -97,11 +98,20 @@ async def measure(family: str, model_dir: str, dtype: str, tokens: int, text: st
     decode_peak = _status("VmHWM")
     await engine.shutdown()
     row = {
-        "family": family, "dtype": dtype, "tokens": tokens, "audio_s": round(samples / engine.sample_rate, 2),
-        "baseline_mb": round(baseline / MB), "weights_mb": round(weights / MB), "load_peak_mb": round(load_peak / MB),
-        "kv_mb": round(kv / MB), "decode_peak_mb": round(decode_peak / MB),
-        "load_ratio": round(load_peak / (baseline + weights), 3), "decode_ratio": round(decode_peak / (baseline + weights + kv), 3),
-        "tokenizer": _tokenizer_kind(engine), "machine": machine(), "commit": commit(),
+        "family": family,
+        "dtype": dtype,
+        "tokens": tokens,
+        "audio_s": round(samples / engine.sample_rate, 2),
+        "baseline_mb": round(baseline / MB),
+        "weights_mb": round(weights / MB),
+        "load_peak_mb": round(load_peak / MB),
+        "kv_mb": round(kv / MB),
+        "decode_peak_mb": round(decode_peak / MB),
+        "load_ratio": round(load_peak / (baseline + weights), 3),
+        "decode_ratio": round(decode_peak / (baseline + weights + kv), 3),
+        "tokenizer": _tokenizer_kind(engine),
+        "machine": machine(),
+        "commit": commit(),
     }
     return row
 
@@ -123,8 +133,23 @@ def main() -> None:
     tokens = args.tokens or (240 if args.family == "spark" else 140)
     if args.all:
         for dtype in DTYPES[args.family]:
-            subprocess.run([sys.executable, __file__, "--family", args.family, "--model_dir", args.model_dir, "--dtype", dtype,
-                            "--tokens", str(tokens), "--text", args.text], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--family",
+                    args.family,
+                    "--model_dir",
+                    args.model_dir,
+                    "--dtype",
+                    dtype,
+                    "--tokens",
+                    str(tokens),
+                    "--text",
+                    args.text,
+                ],
+                check=True,
+            )
         return
     row = asyncio.run(measure(args.family, args.model_dir, args.dtype, tokens, args.text))
     print(json.dumps(row))

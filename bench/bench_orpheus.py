@@ -23,17 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from stamp import commit, machine
 
-from stamp import commit, machine  # noqa: E402 - bench/ is on sys.path when a script runs
 from fasttts.models.orpheus.engine import OrpheusEngine
-from fasttts.models.orpheus.random_model import write_random_orpheus
-from fasttts.models.orpheus.random_model import SNAC_24KHZ, SNAC_TINY, write_random_snac
+from fasttts.models.orpheus.random_model import SNAC_24KHZ, SNAC_TINY, write_random_orpheus, write_random_snac
 from fasttts.models.orpheus.snac_codec import DecodeItem, SnacCodec
 from fasttts.params import SamplingParams
 
 TEXT = "Hey there <laugh> I finally finished the book you lent me, and honestly, the ending surprised me."
-
-
 
 
 def bench_codec(snac_dir: Path, n: int, device: str, repeats: int = 3) -> dict:
@@ -74,8 +71,12 @@ async def bench_engine(engine: OrpheusEngine, n: int, max_tokens: int) -> dict:
     audio = sum(r[0] for r in results)
     ttfa = sorted(r[1] for r in results)
     return {
-        "concurrency": n, "audio_s": round(audio, 2), "wall_s": round(wall, 2), "rtf": round(wall / audio, 3),
-        "ttfa_p50_s": round(statistics.median(ttfa), 3), "ttfa_p95_s": round(ttfa[min(len(ttfa) - 1, int(0.95 * len(ttfa)))], 3),
+        "concurrency": n,
+        "audio_s": round(audio, 2),
+        "wall_s": round(wall, 2),
+        "rtf": round(wall / audio, 3),
+        "ttfa_p50_s": round(statistics.median(ttfa), 3),
+        "ttfa_p95_s": round(ttfa[min(len(ttfa) - 1, int(0.95 * len(ttfa)))], 3),
         "snac_batch_occupancy": round((batcher.items_run - i0) / max(1, batcher.batches_run - b0), 2),
     }
 
@@ -104,8 +105,15 @@ async def main() -> None:
         finally:
             await engine.shutdown()
 
-    stamp = {"machine": machine(), "commit": commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "backend": args.backend,
-             "model": str(args.model_path or f"random-{args.size}"), "snac": args.snac, "device": device}
+    stamp = {
+        "machine": machine(),
+        "commit": commit(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "backend": args.backend,
+        "model": str(args.model_path or f"random-{args.size}"),
+        "snac": args.snac,
+        "device": device,
+    }
     out = Path(__file__).parent / "results" / "orpheus.jsonl"
     out.parent.mkdir(exist_ok=True)
     with out.open("a") as f:
@@ -113,8 +121,10 @@ async def main() -> None:
             print(f"SNAC ({args.snac}) {row['windows']} windows: serial {row['serial_s']} s, batched {row['batched_s']} s, x{row['speedup']}")
             f.write(json.dumps({**stamp, "part": "codec", **row}) + "\n")
         for row in engine_rows:
-            print(f"engine N={row['concurrency']}: RTF {row['rtf']}, TTFA p50 {row['ttfa_p50_s']} s / p95 {row['ttfa_p95_s']} s, "
-                  f"SNAC batch occupancy {row['snac_batch_occupancy']}")
+            print(
+                f"engine N={row['concurrency']}: RTF {row['rtf']}, TTFA p50 {row['ttfa_p50_s']} s / p95 {row['ttfa_p95_s']} s, "
+                f"SNAC batch occupancy {row['snac_batch_occupancy']}"
+            )
             f.write(json.dumps({**stamp, "part": "engine", **row}) + "\n")
 
 

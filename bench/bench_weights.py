@@ -62,8 +62,9 @@ async def bench_format(fmt: str, model_dir: Path, batches: list[int], tokens: in
     prompt, constraint = grammar("spark", model_dir, 64)
     output_ids = constraint.vocabulary()
     head_rows = max(hi - lo for lo, hi in output_ids)  # the semantic range: the slice nearly every step reads
-    backend = create_backend("torch", BackendConfig(model_dir=str(model_dir), device="cpu", dtype=fmt, attn_implementation="sdpa",
-                                                    batch_size=max(batches), output_ids=output_ids))
+    backend = create_backend(
+        "torch", BackendConfig(model_dir=str(model_dir), device="cpu", dtype=fmt, attn_implementation="sdpa", batch_size=max(batches), output_ids=output_ids)
+    )
     t0 = time.perf_counter()
     await backend.start()
     load_s = time.perf_counter() - t0
@@ -79,11 +80,24 @@ async def bench_format(fmt: str, model_dir: Path, batches: list[int], tokens: in
         outs = await asyncio.gather(*(one(backend, prompt, constraint, tokens, seed=i) for i in range(n)))
         wall = time.perf_counter() - t0
         made = sum(o[0] for o in outs)
-        row = {"format": backend.weight_format, "batch": n, "tokens": made, "tokens_per_s": made / wall,
-               "bytes_per_token": per_token, "bandwidth_gb_s": bandwidth / 1e9, "limit_tokens_per_s": limit,
-               "ratio_to_limit": (made / wall) / limit if n == 1 else None, "load_s": load_s, "loadavg_1m": os.getloadavg()[0],
-               "kernel": plan.kernel, "threads": torch.get_num_threads(), "activations": str(ACTIVATION_DTYPE[fmt]).removeprefix("torch."),
-               "machine": machine(), "commit": commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        row = {
+            "format": backend.weight_format,
+            "batch": n,
+            "tokens": made,
+            "tokens_per_s": made / wall,
+            "bytes_per_token": per_token,
+            "bandwidth_gb_s": bandwidth / 1e9,
+            "limit_tokens_per_s": limit,
+            "ratio_to_limit": (made / wall) / limit if n == 1 else None,
+            "load_s": load_s,
+            "loadavg_1m": os.getloadavg()[0],
+            "kernel": plan.kernel,
+            "threads": torch.get_num_threads(),
+            "activations": str(ACTIVATION_DTYPE[fmt]).removeprefix("torch."),
+            "machine": machine(),
+            "commit": commit(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         ratio = f", {row['ratio_to_limit']:.0%} of the {limit:.1f} tok/s limit" if n == 1 else ""
         print(f"{fmt:9s} batch {n:3d}: {row['tokens_per_s']:7.1f} tok/s{ratio}  (load avg {row['loadavg_1m']:.1f})", flush=True)
         rows.append(row)

@@ -10,7 +10,9 @@ from pathlib import Path
 
 def machine() -> str:
     """CPU model and core count, plus the GPU when torch sees one."""
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.processor())
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor()
+    )
     try:
         import torch
 
@@ -24,7 +26,7 @@ def machine() -> str:
 def commit() -> str:
     try:
         return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
-    except Exception:  # noqa: BLE001 - outside a checkout
+    except Exception:
         return "unknown"
 
 

@@ -34,8 +34,8 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from fasttts.config import Settings
-    from fasttts.models.registry import AutoEngine
     from fasttts.engine.base import Capabilities, TTSEngine
+    from fasttts.models.registry import AutoEngine
     from fasttts.params import SamplingParams, SplitParams, VoiceParams
 
 

@@ -22,19 +22,25 @@ def check_tensors(expected: Mapping[str, Shape], found: Mapping[str, Shape], *, 
     shaped tensor of ``found`` (checkpoint name → shape) against ``expected`` (model name → shape)."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(n for n in set(found) - set(expected) if not ignore(n))
-    wrong = sorted(
-        f"{n} (checkpoint {list(found[n])}, model {list(expected[n])})"
-        for n in set(expected) & set(found)
-        if tuple(found[n]) != tuple(expected[n])
-    )
-    problems = [f"{label}: {', '.join(names)}" for label, names in (("missing tensors", missing), ("unexpected tensors", unexpected), ("wrong shapes", wrong)) if names]
+    wrong = sorted(f"{n} (checkpoint {list(found[n])}, model {list(expected[n])})" for n in set(expected) & set(found) if tuple(found[n]) != tuple(expected[n]))
+    problems = [
+        f"{label}: {', '.join(names)}" for label, names in (("missing tensors", missing), ("unexpected tensors", unexpected), ("wrong shapes", wrong)) if names
+    ]
     if problems:
         raise ModelLoadError(f"{where} does not match its config; " + "; ".join(problems))
 
 
 _SAFETENSORS_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
 }
 
 

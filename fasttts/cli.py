@@ -105,7 +105,9 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
         for segment in segments:  # models whose first and final segments differ need the count
             segment.extra["count"] = len(segments)
         pieces = []
-        with Progress(TextColumn("[bold]synthesizing"), BarColumn(), TextColumn("{task.completed}/{task.total} segments"), TimeElapsedColumn(), disable=len(segments) < 2) as progress:
+        with Progress(
+            TextColumn("[bold]synthesizing"), BarColumn(), TextColumn("{task.completed}/{task.total} segments"), TimeElapsedColumn(), disable=len(segments) < 2
+        ) as progress:
             task = progress.add_task("tts", total=len(segments))
             for segment in segments:
                 pieces.append(await engine.synthesize_segment(segment, sampling))
@@ -121,7 +123,7 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
     return 0
 
 
-def _voice(args: argparse.Namespace, reference: bytes | None = None):  # noqa: ANN202
+def _voice(args: argparse.Namespace, reference: bytes | None = None):
     from fasttts.params import VoiceParams
 
     if reference is not None:
@@ -130,7 +132,7 @@ def _voice(args: argparse.Namespace, reference: bytes | None = None):  # noqa: A
     return VoiceParams(name=args.name, gender=args.gender, pitch=args.pitch, speed=args.speed)
 
 
-def _join(pieces: list, sample_rate: int, crossfade_s: float):  # noqa: ANN202
+def _join(pieces: list, sample_rate: int, crossfade_s: float):
     """Segments were synthesised one by one (for the progress bar); join them with the same
     crossfade the engine uses between segments."""
     import numpy as np
@@ -148,8 +150,7 @@ def _random_model(argv: list[str]) -> int:
     parser.add_argument("directory")
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--gguf", nargs="*", metavar="QUANT", default=None,
-                        help="also write the LLM as GGUF for llama-cpp (F16, Q8_0, Q4_K_M; default Q4_K_M)")
+    parser.add_argument("--gguf", nargs="*", metavar="QUANT", default=None, help="also write the LLM as GGUF for llama-cpp (F16, Q8_0, Q4_K_M; default Q4_K_M)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # which tokenizer was written, and why
     out = Path(args.directory)

@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     llm_attn_implementation: AttnImpl = "eager"
     max_length: int = Field(32768, ge=16, description="Max LLM context length.")
     llm_gpu_memory_utilization: float = Field(0.6, gt=0, le=1)
-    torch_dtype: DType = Field("auto", description="LLM weights; int8: weight-only, per-channel scales (torch backend on CPU); auto: the fastest exact one measured at load.")
+    torch_dtype: DType = Field(
+        "auto", description="LLM weights; int8: weight-only, per-channel scales (torch backend on CPU); auto: the fastest exact one measured at load."
+    )
     cache_implementation: str | None = None
     seed: int = 0
     batch_size: int = Field(1, ge=1, description="Max batch size for the codec stages.")
@@ -48,14 +50,21 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = 8000
     api_key: str | None = None
-    open_list_routes: bool = Field(False, description="With --api_key: leave GET /v1/models, /v1/audio/models, /v1/audio/voices and /audio_roles open (Open WebUI lists without the key); synthesis still needs it.")
+    open_list_routes: bool = Field(
+        False,
+        description="With --api_key: leave GET /v1/models, /v1/audio/models, /v1/audio/voices and /audio_roles open (Open WebUI lists without the key); synthesis still needs it.",
+    )
     model_name: str = Field("fasttts", description="Model id reported by /v1/models.")
     fix_voice: bool = Field(False, description="Freeze created voices (female/male) so they sound the same on every request.")
     max_concurrency: int = Field(64, ge=1, description="Synthesis requests in flight before 429.")
     cors_origins: list[str] = Field(default_factory=list)
     max_input_chars: int = Field(4096, ge=1)
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest uploaded file (a multipart body may exceed it by 1 MiB of other fields).")
-    max_json_bytes: int = Field(32 * 1024 * 1024, ge=1, description="Largest request body that is not a multipart upload (JSON): refused on its Content-Length before it is read, and while it streams. Room for a base64 reference at the default upload cap.")
+    max_json_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1,
+        description="Largest request body that is not a multipart upload (JSON): refused on its Content-Length before it is read, and while it streams. Room for a base64 reference at the default upload cap.",
+    )
     max_job_chars: int = Field(1_000_000, ge=1, description="Most characters of text one job may have (a book's, after its markup is stripped): 413 beyond it.")
     max_reference_seconds: float = Field(60.0, gt=0)
     allow_private_urls: bool = Field(False, description="Allow reference-audio and webhook URLs that resolve to private/loopback addresses.")

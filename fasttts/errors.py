@@ -66,8 +66,5 @@ class MissingExtraError(FastTTSError):
     """An optional backend was chosen whose extra is not installed."""
 
     def __init__(self, package: str, extra: str) -> None:
-        super().__init__(
-            f"the '{extra}' backend needs the package '{package}'; install it with: "
-            f"pip install -e '.[{extra}]'"
-        )
+        super().__init__(f"the '{extra}' backend needs the package '{package}'; install it with: pip install -e '.[{extra}]'")
         self.extra = extra

@@ -25,8 +25,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -118,8 +118,18 @@ async def _target(url: str, allow_private: bool, param: str) -> _Target:
     return _Target(pinned, {"Host": netloc_host}, {"sni_hostname": host} if parts.scheme.lower() == "https" else {})
 
 
-async def _exchange(client: httpx.AsyncClient, method: str, url: str, *, allow_private: bool, param: str,
-                    max_bytes: int | None, content: bytes | None, headers: dict[str, str], max_redirects: int) -> Reply:
+async def _exchange(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    allow_private: bool,
+    param: str,
+    max_bytes: int | None,
+    content: bytes | None,
+    headers: dict[str, str],
+    max_redirects: int,
+) -> Reply:
     for _ in range(max_redirects + 1):
         target = await _target(url, allow_private, param)
         async with client.stream(method, target.url, content=content, headers=headers | target.headers, extensions=target.extensions) as response:
@@ -161,8 +171,17 @@ async def request(
     3xx is returned like any other status."""
     try:
         async with asyncio.timeout(deadline_s), httpx.AsyncClient(timeout=deadline_s, follow_redirects=False) as client:
-            return await _exchange(client, method, url, allow_private=allow_private, param=param, max_bytes=max_bytes,
-                                   content=content, headers=headers or {}, max_redirects=max_redirects)
+            return await _exchange(
+                client,
+                method,
+                url,
+                allow_private=allow_private,
+                param=param,
+                max_bytes=max_bytes,
+                content=content,
+                headers=headers or {},
+                max_redirects=max_redirects,
+            )
     except TimeoutError:
         raise UnreachableURLError(f"{param}: no complete answer from the URL within {deadline_s:g} s", param=param) from None
     except httpx.HTTPError as exc:

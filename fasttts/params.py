@@ -37,6 +37,7 @@ def matching_level(tempo: float) -> str | None:
     """The speed level whose tempo is ``tempo`` (within :data:`LEVEL_MATCH`), if any."""
     return next((level for level, t in LEVEL_TEMPO.items() if abs(tempo / t - 1.0) <= LEVEL_MATCH), None)
 
+
 BackendName = Literal["torch", "vllm", "sglang", "llama-cpp", "mlx-lm"]
 BACKEND_NAMES: tuple[str, ...] = get_args(BackendName)
 """The LLM backends by name (:data:`fasttts.backends.registry.BACKENDS` maps each to its class)."""
@@ -139,15 +140,12 @@ class SamplingParams:
     def __post_init__(self) -> None:
         _check_limits(self)
 
-    def with_defaults(self, defaults: "SamplingParams") -> "SamplingParams":
+    def with_defaults(self, defaults: SamplingParams) -> SamplingParams:
         """Fill every ``None`` field from ``defaults`` (the model's reference settings)."""
-        values = {
-            name: getattr(self, name) if getattr(self, name) is not None else getattr(defaults, name)
-            for name in self.__dataclass_fields__
-        }
+        values = {name: getattr(self, name) if getattr(self, name) is not None else getattr(defaults, name) for name in self.__dataclass_fields__}
         return SamplingParams(**values)
 
-    def with_seed(self, seed: int | None) -> "SamplingParams":
+    def with_seed(self, seed: int | None) -> SamplingParams:
         return replace(self, seed=seed)
 
 

@@ -49,8 +49,7 @@ class Services:
             await self.engine.shutdown()
 
 
-async def open_services(settings: Settings, dispatcher: Dispatcher | None, *, engine: TTSEngine | None = None,
-                        sync_voices: bool, maintain: bool) -> Services:
+async def open_services(settings: Settings, dispatcher: Dispatcher | None, *, engine: TTSEngine | None = None, sync_voices: bool, maintain: bool) -> Services:
     """Build and start everything one process serves with: the schema checked (or migrated), the
     engine loaded with every stored voice, then started, the job service started."""
     await asyncio.to_thread(prepare_schema, settings.resolved_database_url, migrate=settings.auto_migrate)

@@ -85,9 +85,17 @@ def _info(row: Voice) -> VoiceInfo:
     return VoiceInfo(row.name, row.kind, row.reference_text, row.audio_key is not None, row.created_at)
 
 
-
 class VoiceService:
-    def __init__(self, engine: TTSEngine, sessions: sessionmaker[Session], store: ObjectStore, *, role_dir: Path | None = None, fix_voice: bool = False, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        engine: TTSEngine,
+        sessions: sessionmaker[Session],
+        store: ObjectStore,
+        *,
+        role_dir: Path | None = None,
+        fix_voice: bool = False,
+        seed: int | None = None,
+    ) -> None:
         self.engine = engine
         self._sessions = sessions
         self._store = store
@@ -231,8 +239,9 @@ class VoiceService:
         if name in self.engine.list_voices() and name not in self._seen:
             raise ConflictError(f"name: '{name}' is a built-in voice", param="name")
 
-    async def _store_voice(self, name: str, kind: str, state: dict[str, Any], audio: bytes | None, reference_text: str | None,
-                           *, replace: bool = False) -> VoiceInfo:
+    async def _store_voice(
+        self, name: str, kind: str, state: dict[str, Any], audio: bytes | None, reference_text: str | None, *, replace: bool = False
+    ) -> VoiceInfo:
         """Write the voice (row, then its audio under a fresh key) and load it into the engine.
         Without ``replace`` an existing name is a :class:`ConflictError`."""
         row = await asyncio.to_thread(self._write, name, kind, state, audio, reference_text, replace)

@@ -15,5 +15,11 @@ bash scripts/check_extras.sh
 # the GPU check's CPU mode: every step but the CUDA ones, on tiny models
 bash scripts/gpu_check.sh --cpu "$(mktemp -d)"
 
+# the static checks (CONTRIBUTING.md): lint, format, types, import layers
+ruff check .
+ruff format --check .
+mypy
+lint-imports
+
 # every extra is installed here, so a test skipped for a failing import fails instead (tests/conftest.py)
 FASTTTS_REQUIRE_EXTRAS=1 python3 -m pytest -q -p no:cacheprovider "$@"

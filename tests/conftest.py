@@ -45,13 +45,13 @@ def _fail_hidden_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # noqa: ANN201 - a hook wrapper
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     outcome = yield
     _fail_hidden_skip(outcome.get_result())
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_make_collect_report(collector: pytest.Collector):  # noqa: ANN201 - a hook wrapper
+def pytest_make_collect_report(collector: pytest.Collector):
     outcome = yield  # a module-level skip (``pytest.importorskip``) is a collect report
     _fail_hidden_skip(outcome.get_result())
 

@@ -102,15 +102,40 @@ def hostile() -> dict[str, bytes]:
 
 
 DECODABLE = {
-    "wav-8ch", "wav-16ch", "flac-7.1", "flac-octagonal", "aac-7.1", "opus-7.1", "wav-f32-8ch", "wav-u8",
-    "wav-s24-6ch", "wav-f64", "wav-alaw-8ch", "wav-mulaw",
+    "wav-8ch",
+    "wav-16ch",
+    "flac-7.1",
+    "flac-octagonal",
+    "aac-7.1",
+    "opus-7.1",
+    "wav-f32-8ch",
+    "wav-u8",
+    "wav-s24-6ch",
+    "wav-f64",
+    "wav-alaw-8ch",
+    "wav-mulaw",
 }
 """Cases that are real audio within the limits: they decode (downmixed to mono)."""
 
 REFUSED = {
-    "wav-17ch", "wav-255ch", "wav-65535ch", "wav-0ch", "wav-f16", "wav-0bit", "wav-unknown-format",
-    "wav-extensible-short", "wav-rate-0", "wav-rate-1", "wav-rate-4G", "wav-rate-2G-8ch", "wav-no-frames",
-    "wav-header-only", "wav-fmt-size-0", "riff-only", "truncated-fmt", "garbage-after-riff",
+    "wav-17ch",
+    "wav-255ch",
+    "wav-65535ch",
+    "wav-0ch",
+    "wav-f16",
+    "wav-0bit",
+    "wav-unknown-format",
+    "wav-extensible-short",
+    "wav-rate-0",
+    "wav-rate-1",
+    "wav-rate-4G",
+    "wav-rate-2G-8ch",
+    "wav-no-frames",
+    "wav-header-only",
+    "wav-fmt-size-0",
+    "riff-only",
+    "truncated-fmt",
+    "garbage-after-riff",
 }
 """Cases that must be refused. The rest (sizes and alignments that lie) FFmpeg reads leniently:
 either outcome is fine as long as it is a clean one."""

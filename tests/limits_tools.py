@@ -61,7 +61,7 @@ def _patch_size(data: bytearray, name: bytes, size: int) -> None:
     for signature, size_at, name_at in ((b"PK\x03\x04", 22, 30), (b"PK\x01\x02", 24, 46)):
         header = data.find(signature)
         while header != -1:
-            if data[header + name_at:header + name_at + len(name)] == name:
+            if data[header + name_at : header + name_at + len(name)] == name:
                 struct.pack_into("<I", data, header + size_at, size)
                 break
             header = data.find(signature, header + 4)
@@ -134,7 +134,7 @@ class TrickleServer:
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/slow"
 
-    def __enter__(self) -> "TrickleServer":
+    def __enter__(self) -> TrickleServer:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

@@ -63,7 +63,7 @@ class SeaweedS3:
     proc: subprocess.Popen[bytes]
     dir: Path
 
-    def client(self):  # noqa: ANN201 - boto3 client
+    def client(self):
         import boto3
 
         return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")

@@ -45,12 +45,23 @@ def echo_server():
     server.server_close()
 
 
-@pytest.mark.parametrize(("url", "problem"), [
-    ("file:///etc/passwd", "only http"), ("ftp://example.com/x", "only http"), ("gopher://127.0.0.1:6379/_", "only http"),
-    ("http://[::1", "not a valid URL"), ("http://127.0.0.1:99999/x", "not a valid URL"), ("http:///nohost", "no host"),
-    ("http://127.0.0.1/x", "non-public"), ("http://localhost:6379/", "non-public"), ("http://[::1]:80/", "non-public"),
-    ("http://10.1.2.3/", "non-public"), ("http://169.254.169.254/latest/meta-data/", "non-public"), ("http://0x7f000001/", "non-public"),
-])
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("file:///etc/passwd", "only http"),
+        ("ftp://example.com/x", "only http"),
+        ("gopher://127.0.0.1:6379/_", "only http"),
+        ("http://[::1", "not a valid URL"),
+        ("http://127.0.0.1:99999/x", "not a valid URL"),
+        ("http:///nohost", "no host"),
+        ("http://127.0.0.1/x", "non-public"),
+        ("http://localhost:6379/", "non-public"),
+        ("http://[::1]:80/", "non-public"),
+        ("http://10.1.2.3/", "non-public"),
+        ("http://169.254.169.254/latest/meta-data/", "non-public"),
+        ("http://0x7f000001/", "non-public"),
+    ],
+)
 async def test_the_policy_refuses_naming_the_field(url: str, problem: str) -> None:
     with pytest.raises(InvalidRequestError, match=problem) as at_check:
         await asyncio.to_thread(net.check_url, url, allow_private=False, param="webhook_url")
@@ -83,8 +94,7 @@ async def test_the_connection_goes_to_the_checked_address(echo_server, monkeypat
     real_is_global = ipaddress.IPv4Address.is_global
     monkeypatch.setattr(ipaddress.IPv4Address, "is_global", property(lambda a: str(a) == STAND_IN or real_is_global.fget(a)))
     monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
-    reply = await net.request("POST", f"http://hooks.example:{port}/h", allow_private=False, param="webhook_url",
-                              deadline_s=5, max_bytes=None, content=b"{}")
+    reply = await net.request("POST", f"http://hooks.example:{port}/h", allow_private=False, param="webhook_url", deadline_s=5, max_bytes=None, content=b"{}")
     assert reply.status == 200
     assert lookups == ["hooks.example"] and hosts == [f"hooks.example:{port}"]
 

@@ -28,7 +28,7 @@ def test_http_schemas_take_enums_and_ranges_from_params(schema):
     assert props["response_format"]["enum"] == list(RESPONSE_FORMATS)
     assert props["pitch"]["anyOf"][0]["enum"] == list(LEVELS)
     for name in (*SAMPLING, "length_threshold", "window_size"):
-        bounds = next((part for part in props[name].get("anyOf", [props[name]]) if part.get("type") in ("number", "integer")))
+        bounds = next(part for part in props[name].get("anyOf", [props[name]]) if part.get("type") in ("number", "integer"))
         limit = LIMITS[name]
         assert bounds.get("exclusiveMinimum" if limit.low_open else "minimum") == limit.low, name
         assert bounds.get("maximum") == limit.high, name

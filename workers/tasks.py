@@ -16,4 +16,4 @@ def run_job(self: Task, job_id: str) -> None:
     try:
         runtime.run(runtime.runner.run_job(job_id))
     except NotReadyError as e:
-        raise self.retry(exc=e, countdown=min(60, 2 ** min(self.request.retries, 6)))
+        raise self.retry(exc=e, countdown=min(60, 2 ** min(self.request.retries, 6))) from e

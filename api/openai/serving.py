@@ -16,7 +16,18 @@ from starlette.concurrency import run_in_threadpool
 
 from api.disconnect import unless_disconnected
 from api.job_routing import job_spec, run_as_job, should_route
-from api.openai.protocol import OPENAI_MODELS, OPENAI_PCM_RATE, OPENAI_VOICES, AudioModel, AudioModelList, ModelCard, ModelList, OpenAISpeechRequest, VoiceInfo, VoiceList
+from api.openai.protocol import (
+    OPENAI_MODELS,
+    OPENAI_PCM_RATE,
+    OPENAI_VOICES,
+    AudioModel,
+    AudioModelList,
+    ModelCard,
+    ModelList,
+    OpenAISpeechRequest,
+    VoiceInfo,
+    VoiceList,
+)
 from api.schemas import SamplingFields
 from api.streaming import sse_response
 from api.synthesis import check_pitch, check_text, respond, start_source
@@ -26,9 +37,18 @@ from fasttts.errors import NotFoundError
 
 DEFAULT_VOICE_MAP: dict[str, tuple[str, ...]] = {
     # OpenAI name -> our candidates, first one the model has wins (Orpheus names, then Spark genders)
-    "alloy": ("tara", "female"), "ash": ("leo", "male"), "ballad": ("dan", "male"), "coral": ("leah", "female"),
-    "echo": ("zac", "male"), "fable": ("jess", "female"), "nova": ("mia", "female"), "onyx": ("leo", "male"),
-    "sage": ("zoe", "female"), "shimmer": ("leah", "female"), "verse": ("dan", "male"), "marin": ("tara", "female"),
+    "alloy": ("tara", "female"),
+    "ash": ("leo", "male"),
+    "ballad": ("dan", "male"),
+    "coral": ("leah", "female"),
+    "echo": ("zac", "male"),
+    "fable": ("jess", "female"),
+    "nova": ("mia", "female"),
+    "onyx": ("leo", "male"),
+    "sage": ("zoe", "female"),
+    "shimmer": ("leah", "female"),
+    "verse": ("dan", "male"),
+    "marin": ("tara", "female"),
     "cedar": ("zac", "male"),
 }
 """Voices not in the model fall back to its default voice, so every OpenAI name always speaks."""
@@ -103,7 +123,10 @@ async def create_speech(request: Request, body: OpenAISpeechRequest, engine: TTS
         spec = job_spec("speak", text, body.response_format, voice=voice_spec, sampling=fields.model_dump(include=_SAMPLING), split=fields.split().__dict__)
         return await run_as_job(request, spec, rate=output_rate(body))
     return await respond(
-        request, engine, stream=body.stream, fmt=body.response_format,
+        request,
+        engine,
+        stream=body.stream,
+        fmt=body.response_format,
         streaming=lambda: engine.speak_stream(text, voice, **kwargs),
         whole=lambda: engine.speak(text, voice, **kwargs),
         rate=output_rate(body),

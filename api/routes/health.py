@@ -25,7 +25,11 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="Readiness: the model is loaded and the database, storage and broker answer (503 naming what is lost; no auth)", responses={503: {"description": "not ready"}})
+@router.get(
+    "/ready",
+    summary="Readiness: the model is loaded and the database, storage and broker answer (503 naming what is lost; no auth)",
+    responses={503: {"description": "not ready"}},
+)
 async def ready(request: Request) -> JSONResponse:
     state = request.app.state
     engine = getattr(state, "engine", None)
@@ -37,8 +41,16 @@ async def ready(request: Request) -> JSONResponse:
         return JSONResponse({"status": "unavailable", "lost": lost}, status_code=503, headers={"Retry-After": str(state.backoff.failed())})
     backend = getattr(engine, "backend", None)  # the engine's LLM backend, for model families that have one
     weights = backend.weight_format if isinstance(backend, LLMBackend) else None
-    return JSONResponse({"status": "ready", "model_type": engine.model_type, "model": state.settings.model_name, "sample_rate": engine.sample_rate,
-                         "active": engine.num_active, "llm_weights": weights})
+    return JSONResponse(
+        {
+            "status": "ready",
+            "model_type": engine.model_type,
+            "model": state.settings.model_name,
+            "sample_rate": engine.sample_rate,
+            "active": engine.num_active,
+            "llm_weights": weights,
+        }
+    )
 
 
 async def _lost_dependencies(jobs: JobService) -> dict[str, str]:

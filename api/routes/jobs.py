@@ -159,19 +159,44 @@ SCHEMAS = (JobCreate,)
 OpenAPI components itself; :func:`api.app.create_app` adds them, and the ``$ref`` above resolves."""
 
 
-@router.post("", status_code=202, response_model=JobOut, summary="Submit a job",
-             openapi_extra={"requestBody": {"content": {
-                 "application/json": {"schema": {"$ref": "#/components/schemas/JobCreate"}},
-                 "multipart/form-data": {"schema": {"type": "object", "properties": {
-                     "request": {"type": "string", "description": "JobCreate as JSON"},
-                     "file": {"type": "string", "format": "binary"},
-                     "reference_audio": {"type": "string", "format": "binary"}}}}}}})
-async def create_job(request: Request, response: Response, settings: SettingsDep,
-                     idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> JobOut:
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    summary="Submit a job",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/JobCreate"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "request": {"type": "string", "description": "JobCreate as JSON"},
+                            "file": {"type": "string", "format": "binary"},
+                            "reference_audio": {"type": "string", "format": "binary"},
+                        },
+                    }
+                },
+            }
+        }
+    },
+)
+async def create_job(
+    request: Request, response: Response, settings: SettingsDep, idempotency_key: Annotated[str | None, Header(max_length=255)] = None
+) -> JobOut:
     service = _service(request)
     body, extra = await _parse(request, settings)
-    spec = JobSpec(kind=body.kind, text=body.text, voice=body.voice.model_dump(), output_format=body.output_format,
-                   sampling=body.sampling, split=body.split, default_voice=body.default_voice, chapter_voices=body.chapter_voices)
+    spec = JobSpec(
+        kind=body.kind,
+        text=body.text,
+        voice=body.voice.model_dump(),
+        output_format=body.output_format,
+        sampling=body.sampling,
+        split=body.split,
+        default_voice=body.default_voice,
+        chapter_voices=body.chapter_voices,
+    )
     if (voices := getattr(request.app.state, "voices", None)) is not None:
         await voices.refresh(tolerate_outage=True)  # voices another replica created, changed or deleted
     job, created = await service.submit(spec, job_id=body.id, idempotency_key=idempotency_key, webhook_url=body.webhook_url, **extra)
@@ -183,8 +208,12 @@ async def create_job(request: Request, response: Response, settings: SettingsDep
 
 
 @router.get("", response_model=JobList, summary="List jobs")
-async def list_jobs(request: Request, status: Literal[JOB_STATUSES] | None = None,  # type: ignore[valid-type]
-                    limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> JobList:
+async def list_jobs(
+    request: Request,
+    status: Literal[JOB_STATUSES] | None = None,  # type: ignore[valid-type]
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> JobList:
     service = _service(request)
     jobs, total = await asyncio.to_thread(service.list, status=status, limit=limit, offset=offset)
     return JobList(data=[_out(request, service, j) for j in jobs], total=total, limit=limit, offset=offset)
@@ -209,8 +238,7 @@ async def delete_job(request: Request, job_id: JobIdPath) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/{job_id}/result/{name:path}", summary="Download a result (local store; S3 redirects to a presigned URL)",
-            response_class=Response)
+@router.get("/{job_id}/result/{name:path}", summary="Download a result (local store; S3 redirects to a presigned URL)", response_class=Response)
 async def get_result(request: Request, job_id: JobIdPath, name: str) -> Response:
     service = _service(request)
     job = await asyncio.to_thread(service.get, job_id)

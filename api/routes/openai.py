@@ -21,7 +21,12 @@ router = APIRouter(prefix="/v1", dependencies=[APIKey], tags=["openai"], respons
     "/audio/speech",
     response_class=Response,
     summary="OpenAI-compatible text to speech",
-    responses={200: {"description": "Audio bytes (stream_format=audio) or text/event-stream (stream_format=sse).", "content": {"audio/mpeg": {}, "text/event-stream": {}}}},
+    responses={
+        200: {
+            "description": "Audio bytes (stream_format=audio) or text/event-stream (stream_format=sse).",
+            "content": {"audio/mpeg": {}, "text/event-stream": {}},
+        }
+    },
 )
 async def create_speech(request: Request, body: OpenAISpeechRequest, engine: EngineDep, settings: SettingsDep) -> Response:
     return await serving.create_speech(request, body, engine, settings)

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import numpy as np
-
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
@@ -39,8 +38,11 @@ from fasttts.params import VoiceParams
 
 router = APIRouter(dependencies=[APIKey], tags=["speech"])
 
+
 def _sampling(fields: SamplingFields) -> dict[str, object]:
-    return fields.model_dump(include={"temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "seed", "text_weight", "speaker_weight", "diffusion_steps"})
+    return fields.model_dump(
+        include={"temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "seed", "text_weight", "speaker_weight", "diffusion_steps"}
+    )
 
 
 async def _collect(chunks: AsyncIterator[np.ndarray]) -> np.ndarray:
@@ -52,7 +54,12 @@ def _split(fields: SamplingFields) -> dict[str, object]:
     return fields.model_dump(include={"length_threshold", "window_size"})
 
 
-AUDIO_RESPONSES = {200: {"description": "Audio in the requested format (a complete file, or chunked when stream=true).", "content": {"audio/mpeg": {}, "audio/wav": {}, "audio/flac": {}, "audio/ogg": {}, "audio/aac": {}, "audio/pcm": {}}}}
+AUDIO_RESPONSES = {
+    200: {
+        "description": "Audio in the requested format (a complete file, or chunked when stream=true).",
+        "content": {"audio/mpeg": {}, "audio/wav": {}, "audio/flac": {}, "audio/ogg": {}, "audio/aac": {}, "audio/pcm": {}},
+    }
+}
 
 
 @router.post("/clone_voice", response_class=Response, responses=AUDIO_RESPONSES, summary="Clone a voice from reference audio and speak text with it")
@@ -85,8 +92,19 @@ async def clone_voice(
     if not engine.capabilities.clone:
         raise UnsupportedFeatureError(f"reference_audio: the {engine.model_type} model cannot clone voices", param="reference_audio")
     pitch = check_pitch(engine, pitch)
-    fields = SamplingFields(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, max_tokens=max_tokens, length_threshold=length_threshold, window_size=window_size, seed=seed,
-                            text_weight=text_weight, speaker_weight=speaker_weight, diffusion_steps=diffusion_steps)
+    fields = SamplingFields(
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        max_tokens=max_tokens,
+        length_threshold=length_threshold,
+        window_size=window_size,
+        seed=seed,
+        text_weight=text_weight,
+        speaker_weight=speaker_weight,
+        diffusion_steps=diffusion_steps,
+    )
     # before the reference is read: the minimum does not depend on its bytes
     engine.check_max_tokens([VoiceParams(reference_audio=b"", reference_text=reference_text)], fields.sampling())
     if reference_audio_file is not None and reference_audio_file.filename:
@@ -103,20 +121,35 @@ async def clone_voice(
         state = await engine.pin_voice(VoiceParams(reference_audio=audio, reference_text=reference_text, reference_latent=latent))
         voice = VoiceParams(state=state)
         if should_route(request, stream=stream, text=text):
-            return await run_as_job(request, job_spec("speak", text, response_format, voice={"state": state}, sampling=_sampling(fields), split=_split(fields)), filename="clone")
+            return await run_as_job(
+                request, job_spec("speak", text, response_format, voice={"state": state}, sampling=_sampling(fields), split=_split(fields)), filename="clone"
+            )
         segments = engine.segments(text, voice, fields.split())
         return await respond(
-            request, engine, stream=stream, fmt=response_format,
+            request,
+            engine,
+            stream=stream,
+            fmt=response_format,
             streaming=lambda: engine.synthesize_segments(segments, fields.sampling(), stream=True),
             whole=lambda: _collect(engine.synthesize_segments(segments, fields.sampling())),
             filename="clone",
         )
     if should_route(request, stream=stream, text=text):
-        spec = job_spec("clone", text, response_format, voice={"pitch": pitch, "speed": speed, "reference_text": reference_text}, sampling=_sampling(fields), split=_split(fields))
+        spec = job_spec(
+            "clone",
+            text,
+            response_format,
+            voice={"pitch": pitch, "speed": speed, "reference_text": reference_text},
+            sampling=_sampling(fields),
+            split=_split(fields),
+        )
         return await run_as_job(request, spec, reference_audio=audio, filename="clone")
     kwargs = dict(pitch=pitch, speed=speed, sampling=fields.sampling(), split=fields.split())
     return await respond(
-        request, engine, stream=stream, fmt=response_format,
+        request,
+        engine,
+        stream=stream,
+        fmt=response_format,
         streaming=lambda: engine.clone_stream(text, audio, reference_text, **kwargs),
         whole=lambda: engine.clone(text, audio, reference_text, **kwargs),
         filename="clone",
@@ -128,11 +161,16 @@ async def speak(request: Request, body: SpeakRequest, engine: EngineDep, setting
     check_text(body.text, settings)
     pitch, speed = check_pitch(engine, body.pitch), body.speed
     if should_route(request, stream=body.stream, text=body.text):
-        spec = job_spec("speak", body.text, body.response_format, voice={"name": body.name, "pitch": pitch, "speed": speed}, sampling=_sampling(body), split=_split(body))
+        spec = job_spec(
+            "speak", body.text, body.response_format, voice={"name": body.name, "pitch": pitch, "speed": speed}, sampling=_sampling(body), split=_split(body)
+        )
         return await run_as_job(request, spec)
     kwargs = dict(pitch=pitch, speed=speed, sampling=body.sampling(), split=body.split())
     return await respond(
-        request, engine, stream=body.stream, fmt=body.response_format,
+        request,
+        engine,
+        stream=body.stream,
+        fmt=body.response_format,
         streaming=lambda: engine.speak_stream(body.text, body.name, **kwargs),
         whole=lambda: engine.speak(body.text, body.name, **kwargs),
     )
@@ -146,7 +184,10 @@ async def multi_speak(request: Request, body: MultiSpeakRequest, engine: EngineD
         return await run_as_job(request, spec, filename="dialogue")
     kwargs = dict(sampling=body.sampling(), split=body.split())
     return await respond(
-        request, engine, stream=body.stream, fmt=body.response_format,
+        request,
+        engine,
+        stream=body.stream,
+        fmt=body.response_format,
         streaming=lambda: engine.multi_speak_stream(body.text, **kwargs),
         whole=lambda: engine.multi_speak(body.text, **kwargs),
         filename="dialogue",

@@ -43,7 +43,9 @@ def _out(info: VoiceInfo) -> VoiceOut:
     return VoiceOut(id=info.name, name=info.name, kind=info.kind, reference_text=info.reference_text, has_audio=info.has_audio, created_at=info.created_at)  # type: ignore[arg-type]
 
 
-@router.post("", response_model=VoiceOut, status_code=201, summary="Create a stored voice: clone reference audio, or freeze a created voice (gender/pitch/speed)")
+@router.post(
+    "", response_model=VoiceOut, status_code=201, summary="Create a stored voice: clone reference audio, or freeze a created voice (gender/pitch/speed)"
+)
 async def create_voice(
     engine: EngineDep,
     settings: SettingsDep,
@@ -69,7 +71,9 @@ async def create_voice(
     elif gender is not None:
         return _out(await voices.freeze(name, VoiceParams(gender=gender, pitch=pitch, speed=speed), seed))
     else:
-        raise InvalidRequestError("reference_audio: upload reference_audio_file, give reference_audio, or give gender to freeze a created voice", param="reference_audio")
+        raise InvalidRequestError(
+            "reference_audio: upload reference_audio_file, give reference_audio, or give gender to freeze a created voice", param="reference_audio"
+        )
     await check_audio(audio, settings, engine.sample_rate, param=param)
     latent = await read_latent_upload(latent_file, engine, settings)
     return _out(await voices.create(name, audio, reference_text, latent=latent))
@@ -90,7 +94,12 @@ async def get_voice(name: NamePath, engine: EngineDep, voices: VoicesDep) -> Voi
         raise NotFoundError(f"voice '{name}' not found", param="voice") from None
 
 
-@router.get("/{name}/audio", response_class=Response, summary="The stored reference audio of a cloned voice", responses={200: {"content": {"application/octet-stream": {}}}})
+@router.get(
+    "/{name}/audio",
+    response_class=Response,
+    summary="The stored reference audio of a cloned voice",
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
 async def get_voice_audio(name: NamePath, voices: VoicesDep) -> Response:
     data = await voices.reference_audio(name)
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)  # names may hold quotes or non-ASCII: keep the header valid

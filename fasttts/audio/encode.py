@@ -76,9 +76,7 @@ class _CodecSpec:
 
 _PYAV_FORMATS: dict[str, _CodecSpec] = {
     # LAME quality 5 (of 0 best .. 9 fastest) keeps speech clean at a fraction of q0's cost.
-    "mp3": _CodecSpec(
-        "mp3", "libmp3lame", 64_000, (24_000, 44_100, 48_000), codec_options={"compression_level": "5"}
-    ),
+    "mp3": _CodecSpec("mp3", "libmp3lame", 64_000, (24_000, 44_100, 48_000), codec_options={"compression_level": "5"}),
     # 100 ms Ogg pages: early first bytes without paying a page header per 20 ms packet.
     "opus": _CodecSpec("ogg", "libopus", 48_000, (48_000,), streaming_options={"page_duration": "100000"}),
     "aac": _CodecSpec("adts", "aac", 64_000, (48_000,), codec_options={"aac_coder": "fast"}),
@@ -96,9 +94,19 @@ def wav_header(data_size: int, sample_rate: int) -> bytes:
     riff_size = WAV_STREAMING_SIZE if data_size == WAV_STREAMING_SIZE else 36 + data_size
     return struct.pack(
         "<4sI4s4sIHHIIHH4sI",
-        b"RIFF", riff_size, b"WAVE",
-        b"fmt ", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16,
-        b"data", data_size,
+        b"RIFF",
+        riff_size,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        1,
+        sample_rate,
+        sample_rate * 2,
+        2,
+        16,
+        b"data",
+        data_size,
     )  # fmt fields: PCM, 1 channel, rate, byte rate, block align, bits per sample
 
 
@@ -190,9 +198,7 @@ class _PyAVWriter:
         self._sink: _StreamSink | io.BytesIO = _StreamSink() if streaming else io.BytesIO()
         options = {"flush_packets": "1", **spec.streaming_options} if streaming else {}
         self._container = av.open(self._sink, "w", format=spec.muxer, options=options)
-        self._stream = self._container.add_stream(
-            spec.codec, rate=self.output_rate, layout="mono", options=dict(spec.codec_options)
-        )
+        self._stream = self._container.add_stream(spec.codec, rate=self.output_rate, layout="mono", options=dict(spec.codec_options))
         formats = [f.name for f in codec.audio_formats or ()]
         self._format = next((f for f in ("fltp", "flt", "s16", "s16p") if f in formats), "s16")
         self._stream.codec_context.format = self._format

@@ -21,9 +21,7 @@ import numpy as np
 from fasttts.audio.resample import resample
 from fasttts.errors import AudioDecodeError, PayloadTooLargeError
 
-ALLOWED_DEMUXERS = (
-    "wav,w64,aiff,au,caf,flac,mp3,aac,ogg,mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,asf"
-)
+ALLOWED_DEMUXERS = "wav,w64,aiff,au,caf,flac,mp3,aac,ogg,mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,asf"
 """FFmpeg demuxers load_audio accepts: every common audio container, nothing that follows links."""
 
 DURATION_SLACK_S = 0.05
@@ -59,15 +57,11 @@ def load_audio(
     source, size = _open_source(data)
     with source:
         if max_bytes is not None and size > max_bytes:
-            raise PayloadTooLargeError(
-                f"audio is {size} bytes, over the limit of {max_bytes} bytes", param="audio"
-            )
+            raise PayloadTooLargeError(f"audio is {size} bytes, over the limit of {max_bytes} bytes", param="audio")
         if size == 0:
             raise AudioDecodeError("audio is empty (0 bytes)", param="audio")
         try:
-            with av.open(
-                source, "r", options={"format_whitelist": ALLOWED_DEMUXERS}, metadata_errors="ignore"
-            ) as container:
+            with av.open(source, "r", options={"format_whitelist": ALLOWED_DEMUXERS}, metadata_errors="ignore") as container:
                 audio, rate = _decode(container, max_seconds)
         except (av.FFmpegError, OSError, ValueError, EOFError) as exc:
             raise AudioDecodeError(
@@ -84,7 +78,7 @@ def _open_source(data: bytes | str | Path) -> tuple[BinaryIO, int]:
         raw = bytes(data)
         return io.BytesIO(raw), len(raw)
     try:
-        file = open(os.fspath(data), "rb")  # noqa: SIM115 - closed by load_audio's with-block
+        file = open(os.fspath(data), "rb")
     except OSError as exc:
         raise AudioDecodeError(f"cannot read audio file {data}: {exc.strerror}", param="audio") from exc
     return file, os.fstat(file.fileno()).st_size
@@ -110,9 +104,7 @@ def _decode(container: av.container.InputContainer, max_seconds: float | None) -
     stream = container.streams.audio[0]
     declared = _declared_seconds(container, stream)
     if max_seconds is not None and declared is not None and declared > max_seconds + DURATION_SLACK_S:
-        raise PayloadTooLargeError(
-            f"audio is {declared:.2f} s long; the limit is {max_seconds:g} s", param="audio"
-        )
+        raise PayloadTooLargeError(f"audio is {declared:.2f} s long; the limit is {max_seconds:g} s", param="audio")
 
     _check_stream(stream)
     # Packed float keeps the layout and rate and puts every channel in one plane: PyAV's
@@ -130,9 +122,7 @@ def _decode(container: av.container.InputContainer, max_seconds: float | None) -
             pieces.append(interleaved.mean(axis=1, dtype=np.float32))
             samples, rate = samples + interleaved.shape[0], packed.sample_rate
             if max_seconds is not None and samples / rate > max_seconds + DURATION_SLACK_S:
-                raise PayloadTooLargeError(
-                    f"audio is longer than the limit of {max_seconds:g} s", param="audio"
-                )
+                raise PayloadTooLargeError(f"audio is longer than the limit of {max_seconds:g} s", param="audio")
 
     for packet in container.demux(stream):
         for frame in packet.decode():
@@ -148,12 +138,10 @@ def _decode(container: av.container.InputContainer, max_seconds: float | None) -
     decoded = samples / rate
     if declared is not None and decoded < TRUNCATED_FRACTION * declared - DURATION_SLACK_S:
         raise AudioDecodeError(
-            f"the {container.format.name} file looks truncated: it declares {declared:.2f} s "
-            f"of audio but only {decoded:.2f} s could be decoded",
+            f"the {container.format.name} file looks truncated: it declares {declared:.2f} s of audio but only {decoded:.2f} s could be decoded",
             param="audio",
         )
     return np.concatenate(pieces), rate
-
 
 
 def _check_shape(channels: int, rate: int, where: str) -> None:

@@ -15,7 +15,6 @@ from typing import BinaryIO
 import av
 import numpy as np
 
-
 AAC_BIT_RATE = 64_000
 """Plenty for speech in mono AAC-LC."""
 

@@ -33,11 +33,7 @@ class StreamResampler:
     def __init__(self, from_rate: int, to_rate: int) -> None:
         self.from_rate = from_rate
         self.to_rate = to_rate
-        self._stream = (
-            soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality=QUALITY)
-            if from_rate != to_rate
-            else None
-        )
+        self._stream = soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality=QUALITY) if from_rate != to_rate else None
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Resample the next chunk; returns what is ready (possibly empty)."""

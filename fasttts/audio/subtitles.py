@@ -41,9 +41,7 @@ def write_subtitles(segments: list[tuple[float, float, str]], fmt: str) -> str:
     Segments with no text are skipped; cues are numbered from 1 in the order given.
     """
     if fmt not in SUBTITLE_FORMATS:
-        raise InvalidRequestError(
-            f"unsupported subtitle format {fmt!r}; choose srt or vtt", param="subtitle_format"
-        )
+        raise InvalidRequestError(f"unsupported subtitle format {fmt!r}; choose srt or vtt", param="subtitle_format")
     cues: list[str] = []
     for start, end, text in segments:
         if start < 0 or end < start:

@@ -38,7 +38,7 @@ def allowed_mask(ranges: Ranges | None, vocab_size: int) -> np.ndarray | None:
         return None
     mask = np.zeros(vocab_size, dtype=bool)
     for lo, hi in ranges:
-        mask[max(lo, 0):min(hi, vocab_size)] = True
+        mask[max(lo, 0) : min(hi, vocab_size)] = True
     return mask
 
 

@@ -132,7 +132,7 @@ class EngineThread(abc.ABC):
     def _run(self) -> None:
         try:
             self.setup()
-        except BaseException as exc:  # noqa: BLE001 - handed to start()
+        except BaseException as exc:
             self._error = exc
             return
         finally:
@@ -234,4 +234,3 @@ async def stream(engine: EngineThread, req: ThreadRequest) -> AsyncIterator[int]
             yield item
     finally:
         engine.cancel(req)
-

@@ -247,11 +247,7 @@ class _Engine(EngineThread):
         seq.generated.append(token)
         self.stats.sampled_tokens += 1
         out.append((seq, token))
-        done = (
-            token in req.stop_ids
-            or len(seq.generated) >= seq.limit
-            or (req.constraint is not None and req.constraint.is_complete(seq.generated))
-        )
+        done = token in req.stop_ids or len(seq.generated) >= seq.limit or (req.constraint is not None and req.constraint.is_complete(seq.generated))
         if done:
             out.append((seq, END))
             self.stats.finished += 1
@@ -287,8 +283,12 @@ class LlamaCppBackend(EngineThreadBackend):
             return
         seed = request.seed if request.seed is not None else self._seeds.getrandbits(63)
         sampler = NumpySampler(
-            temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
-            repetition_penalty=request.repetition_penalty, seed=seed, prompt_ids=request.prompt_ids,
+            temperature=request.temperature,
+            top_k=request.top_k,
+            top_p=request.top_p,
+            repetition_penalty=request.repetition_penalty,
+            seed=seed,
+            prompt_ids=request.prompt_ids,
         )
         async with contextlib.aclosing(stream(engine, _Seq(request=request, sampler=sampler, limit=limit))) as tokens:
             async for token in tokens:

@@ -182,8 +182,10 @@ class _Engine(EngineThread):
             req.generated.append(token)
             out.append((req, token))
             r = req.request
-            if token in r.stop_ids or len(req.generated) >= min(r.max_tokens, self.max_length - len(r.prompt_ids)) or (
-                r.constraint is not None and r.constraint.is_complete(req.generated)
+            if (
+                token in r.stop_ids
+                or len(req.generated) >= min(r.max_tokens, self.max_length - len(r.prompt_ids))
+                or (r.constraint is not None and r.constraint.is_complete(req.generated))
             ):
                 out.append((req, END))
                 self.retire(req)

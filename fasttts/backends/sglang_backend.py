@@ -119,10 +119,17 @@ class SGLangBackend(LLMBackend):
     def engine_args(self) -> dict[str, Any]:
         cfg = self.config
         return dict(
-            model_path=cfg.model_dir, skip_tokenizer_init=True, incremental_streaming_output=True,
-            mem_fraction_static=cfg.gpu_memory_utilization, context_length=cfg.max_length,
-            max_running_requests=cfg.batch_size, dtype=cfg.dtype, device="cuda" if cfg.device == "auto" else cfg.device,
-            random_seed=cfg.seed, enable_custom_logit_processor=True, log_level="error",
+            model_path=cfg.model_dir,
+            skip_tokenizer_init=True,
+            incremental_streaming_output=True,
+            mem_fraction_static=cfg.gpu_memory_utilization,
+            context_length=cfg.max_length,
+            max_running_requests=cfg.batch_size,
+            dtype=cfg.dtype,
+            device="cuda" if cfg.device == "auto" else cfg.device,
+            random_seed=cfg.seed,
+            enable_custom_logit_processor=True,
+            log_level="error",
         )
 
     async def start(self) -> None:

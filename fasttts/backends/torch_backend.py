@@ -70,8 +70,11 @@ class TorchBackend(EngineThreadBackend):
             return
         seed = request.seed if request.seed is not None else self._seeds.getrandbits(63)
         sampling = SamplingState(
-            temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
-            repetition_penalty=request.repetition_penalty, generator=torch.Generator().manual_seed(seed),
+            temperature=request.temperature,
+            top_k=request.top_k,
+            top_p=request.top_p,
+            repetition_penalty=request.repetition_penalty,
+            generator=torch.Generator().manual_seed(seed),
         )
         async with contextlib.aclosing(stream(scheduler, Sequence(request=request, sampling=sampling))) as tokens:
             async for token in tokens:

@@ -94,9 +94,16 @@ class ConstraintLogitsProcessor(LogitsProcessor):  # type: ignore[misc, valid-ty
 def sampling_kwargs(request: GenerationRequest) -> dict[str, Any]:
     """``SamplingParams`` keyword arguments for ``request`` (output kind excepted)."""
     kwargs: dict[str, Any] = dict(
-        n=1, max_tokens=request.max_tokens, temperature=request.temperature, top_k=request.top_k,
-        top_p=request.top_p, repetition_penalty=request.repetition_penalty, seed=request.seed,
-        stop_token_ids=sorted(request.stop_ids), ignore_eos=True, detokenize=False,
+        n=1,
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        top_k=request.top_k,
+        top_p=request.top_p,
+        repetition_penalty=request.repetition_penalty,
+        seed=request.seed,
+        stop_token_ids=sorted(request.stop_ids),
+        ignore_eos=True,
+        detokenize=False,
     )
     if request.constraint is not None:
         kwargs["extra_args"] = {_EXTRA_KEY: pickle.dumps(request.constraint)}
@@ -128,9 +135,15 @@ class VLLMBackend(LLMBackend):
     def engine_args(self) -> dict[str, Any]:
         cfg = self.config
         return dict(
-            model=cfg.model_dir, skip_tokenizer_init=True, dtype=cfg.dtype, max_model_len=cfg.max_length,
-            max_num_seqs=cfg.batch_size, gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed,
-            logits_processors=[ConstraintLogitsProcessor], **self.engine_kwargs,
+            model=cfg.model_dir,
+            skip_tokenizer_init=True,
+            dtype=cfg.dtype,
+            max_model_len=cfg.max_length,
+            max_num_seqs=cfg.batch_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            seed=cfg.seed,
+            logits_processors=[ConstraintLogitsProcessor],
+            **self.engine_kwargs,
         )
 
     async def start(self) -> None:

@@ -5,7 +5,22 @@ from fasttts.db.models import FINAL_STATUSES, JOB_KINDS, JOB_STATUSES, Base, Job
 from fasttts.db.session import create_db_engine, engine_from_settings, normalize_url, session_factory
 
 __all__ = [
-    "Base", "Job", "Segment", "Voice", "JOB_KINDS", "JOB_STATUSES", "FINAL_STATUSES", "utcnow",
-    "create_db_engine", "engine_from_settings", "session_factory", "normalize_url",
-    "SchemaError", "check_schema", "current_revision", "head_revision", "prepare_schema", "upgrade_to_head",
+    "FINAL_STATUSES",
+    "JOB_KINDS",
+    "JOB_STATUSES",
+    "Base",
+    "Job",
+    "SchemaError",
+    "Segment",
+    "Voice",
+    "check_schema",
+    "create_db_engine",
+    "current_revision",
+    "engine_from_settings",
+    "head_revision",
+    "normalize_url",
+    "prepare_schema",
+    "session_factory",
+    "upgrade_to_head",
+    "utcnow",
 ]

@@ -81,7 +81,7 @@ class Job(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
 
-    segments: Mapped[list["Segment"]] = relationship(back_populates="job", cascade="all, delete-orphan", passive_deletes=True, order_by="Segment.index")
+    segments: Mapped[list[Segment]] = relationship(back_populates="job", cascade="all, delete-orphan", passive_deletes=True, order_by="Segment.index")
 
 
 class Segment(Base):

@@ -190,8 +190,8 @@ class TTSEngine(abc.ABC):
         need = max((self.min_tokens(v) for v in distinct), default=1)
         if max_tokens < need:
             raise UnsupportedFeatureError(  # 400: what this model cannot do with the request's value
-                f"max_tokens: {max_tokens} is too small; {self.model_type} needs at least {need} tokens to produce any audio"
-                " in this voice", param="max_tokens")
+                f"max_tokens: {max_tokens} is too small; {self.model_type} needs at least {need} tokens to produce any audio in this voice", param="max_tokens"
+            )
 
     def _first_segment_writes_voice(self, voice: Any) -> bool:
         """Whether the request's first segment spoken in ``voice`` (as :meth:`_resolve_voice`
@@ -253,7 +253,9 @@ class TTSEngine(abc.ABC):
     ) -> AsyncIterator[np.ndarray]:
         """Synthesize ``text``, yielding audio chunks as soon as they are ready. ``speed`` is a
         level, ``tempo`` a factor (OpenAI ``speed``); any model meets either (:meth:`speed_plan`)."""
-        voice = VoiceParams(name=name if name or gender else self.default_voice, gender=gender, pitch=pitch, speed=speed, instructions=instructions, tempo=tempo)
+        voice = VoiceParams(
+            name=name if name or gender else self.default_voice, gender=gender, pitch=pitch, speed=speed, instructions=instructions, tempo=tempo
+        )
         async for chunk in self._run(self.segments(text, voice, split), sampling, stream=_stream):
             yield chunk
 
@@ -377,7 +379,9 @@ class TTSEngine(abc.ABC):
         finally:
             self.stats.active -= 1
 
-    async def _segment_chunks(self, segments: list[Segment], voices: dict[int, tuple[Any, float | None]], sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray | None]:
+    async def _segment_chunks(
+        self, segments: list[Segment], voices: dict[int, tuple[Any, float | None]], sampling: SamplingParams, *, stream: bool
+    ) -> AsyncIterator[np.ndarray | None]:
         """Every segment's audio chunks in order, each segment ended by ``None``.
 
         Segments within :data:`SEGMENT_CONCURRENCY` of the one being delivered run at once, so the

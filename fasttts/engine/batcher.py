@@ -108,7 +108,7 @@ class MicroBatcher(Generic[Item, Result]):
             for pending in batch:  # isolate the bad item: rerun each alone
                 try:
                     (result,) = await loop.run_in_executor(self._executor, self._fn, [pending.item])
-                except Exception as exc:  # noqa: BLE001 - handed to that caller
+                except Exception as exc:
                     _settle(pending, exc=exc)
                 else:
                     _settle(pending, result=result)

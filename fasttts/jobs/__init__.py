@@ -18,6 +18,7 @@ from fasttts.jobs.service import Dispatcher, JobService, JobsUnavailableError, P
 from fasttts.jobs.spec import JobSpec, VoiceSpec
 from fasttts.storage import store_from_settings
 
+
 def build_job_service(settings: Settings, engine: TTSEngine | None, dispatcher: Dispatcher | None = None) -> JobService:
     """Wire database, object store and dispatcher from ``settings`` (nothing is contacted yet).
 
@@ -33,6 +34,14 @@ def build_job_service(settings: Settings, engine: TTSEngine | None, dispatcher: 
 
 
 __all__ = [
-    "JobService", "JobRunner", "JobSpec", "VoiceSpec", "Progress", "Dispatcher", "JobsUnavailableError",
-    "InProcessDispatcher", "build_job_service", "pin_job_voices",
+    "Dispatcher",
+    "InProcessDispatcher",
+    "JobRunner",
+    "JobService",
+    "JobSpec",
+    "JobsUnavailableError",
+    "Progress",
+    "VoiceSpec",
+    "build_job_service",
+    "pin_job_voices",
 ]

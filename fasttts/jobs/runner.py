@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import case, select, update
 
-from fasttts.db import Job, Segment as SegmentRow, utcnow
+from fasttts.db import Job, utcnow
+from fasttts.db import Segment as SegmentRow
 from fasttts.engine.base import Segment, TTSEngine
 from fasttts.errors import FastTTSError, NotReadyError
 from fasttts.jobs import store
@@ -239,10 +240,20 @@ class JobRunner:
         job = self.service.get(job_id)
         if not job.webhook_url:
             return
-        payload = {"id": job.id, "status": job.status, "error": job.error, "results": sorted((job.result or {}).keys()),
-                   "finished_at": job.finished_at.isoformat() if job.finished_at else None}
-        status = deliver(job.webhook_url, payload, secret=self.settings.webhook_secret,
-                         allow_private=self.settings.allow_private_urls, deadline_s=self.settings.webhook_deadline_s)
+        payload = {
+            "id": job.id,
+            "status": job.status,
+            "error": job.error,
+            "results": sorted((job.result or {}).keys()),
+            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        }
+        status = deliver(
+            job.webhook_url,
+            payload,
+            secret=self.settings.webhook_secret,
+            allow_private=self.settings.allow_private_urls,
+            deadline_s=self.settings.webhook_deadline_s,
+        )
         with self.service.session() as s:
             s.execute(update(Job).where(Job.id == job_id).values(webhook_status=status))
             s.commit()

@@ -31,8 +31,8 @@ from fasttts.jobs import store
 from fasttts.jobs.plan import PlannedSegment, check_job_chars, pin_job_voices, plan_job
 from fasttts.jobs.spec import JobSpec
 from fasttts.net import check_url
-from fasttts.text.chapters import detect_chapters
 from fasttts.storage import ObjectStore, StorageUnavailableError, job_prefix
+from fasttts.text.chapters import detect_chapters
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Dispatcher(Protocol):
 
     def enqueue(self, job_id: str) -> None: ...
 
-    async def start(self, service: "JobService", engine: TTSEngine | None) -> None:
+    async def start(self, service: JobService, engine: TTSEngine | None) -> None:
         """Start whatever runs jobs locally (the in-process runner); Celery needs nothing here."""
         ...
 
@@ -171,13 +171,20 @@ class JobService:
         self.dispatcher.check()
         self.store.check()
 
-    def _store_job(self, job_id: str, spec: JobSpec, planned: list[PlannedSegment], titles: list[str],
-                   idempotency_key: str | None, webhook_url: str | None) -> tuple[Job, bool]:
+    def _store_job(
+        self, job_id: str, spec: JobSpec, planned: list[PlannedSegment], titles: list[str], idempotency_key: str | None, webhook_url: str | None
+    ) -> tuple[Job, bool]:
         assert self.engine is not None
         request = spec.to_dict() | {"chapters": titles}
         job = Job(
-            id=job_id, idempotency_key=idempotency_key, kind=spec.kind, status="queued", request=request,
-            output_format=spec.output_format, sample_rate=self.engine.sample_rate, segments_total=len(planned),
+            id=job_id,
+            idempotency_key=idempotency_key,
+            kind=spec.kind,
+            status="queued",
+            request=request,
+            output_format=spec.output_format,
+            sample_rate=self.engine.sample_rate,
+            segments_total=len(planned),
             webhook_url=webhook_url,
         )
         job.segments = [Segment(index=p.index, chapter=p.chapter, text=p.text, voice=p.voice) for p in planned]
@@ -326,9 +333,16 @@ class JobService:
         """A JSON-able view of a job (the API adds result links)."""
         p = self.progress(job)
         return {
-            "id": job.id, "kind": job.kind, "status": job.status, "output_format": job.output_format,
-            "progress": p.__dict__, "error": job.error,
-            "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at, "expires_at": job.expires_at,
+            "id": job.id,
+            "kind": job.kind,
+            "status": job.status,
+            "output_format": job.output_format,
+            "progress": p.__dict__,
+            "error": job.error,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+            "expires_at": job.expires_at,
             "chapters": (job.request or {}).get("chapters", []) if job.kind == "audiobook" else [],
             "results": sorted((job.result or {}).keys()),
         }

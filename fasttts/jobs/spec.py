@@ -36,13 +36,19 @@ class VoiceSpec:
 
     def to_params(self, *, reference_audio: bytes | None = None, state: dict[str, Any] | None = None) -> VoiceParams:
         return VoiceParams(
-            name=None if reference_audio else self.name, gender=self.gender, pitch=self.pitch, speed=self.speed,
-            tempo=self.tempo, instructions=self.instructions, reference_audio=reference_audio, reference_text=self.reference_text,
+            name=None if reference_audio else self.name,
+            gender=self.gender,
+            pitch=self.pitch,
+            speed=self.speed,
+            tempo=self.tempo,
+            instructions=self.instructions,
+            reference_audio=reference_audio,
+            reference_text=self.reference_text,
             state=state,
         )
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "VoiceSpec":
+    def from_dict(cls, d: dict[str, Any]) -> VoiceSpec:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -94,6 +100,6 @@ class JobSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "JobSpec":
+    def from_dict(cls, d: dict[str, Any]) -> JobSpec:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})

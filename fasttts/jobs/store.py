@@ -33,9 +33,11 @@ def claimable(now: dt.datetime) -> ColumnElement[bool]:
 
 def claim_segment(s: Session, segment_id: int, job_id: str, owner: str, now: dt.datetime, lease: dt.timedelta) -> bool:
     """Lease a segment to ``owner`` (counting the attempt) and mark its job running."""
-    won = _changed(s,
-        update(Segment).where(Segment.id == segment_id, claimable(now))
-        .values(status="running", lease_owner=owner, lease_expires_at=now + lease, attempt=Segment.attempt + 1)
+    won = _changed(
+        s,
+        update(Segment)
+        .where(Segment.id == segment_id, claimable(now))
+        .values(status="running", lease_owner=owner, lease_expires_at=now + lease, attempt=Segment.attempt + 1),
     )
     if won:
         s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(status="running", started_at=now))
@@ -43,8 +45,7 @@ def claim_segment(s: Session, segment_id: int, job_id: str, owner: str, now: dt.
 
 
 def renew_leases(s: Session, ids: list[int], owner: str, until: dt.datetime) -> None:
-    s.execute(update(Segment).where(Segment.id.in_(ids), Segment.lease_owner == owner, Segment.status == "running")
-              .values(lease_expires_at=until))
+    s.execute(update(Segment).where(Segment.id.in_(ids), Segment.lease_owner == owner, Segment.status == "running").values(lease_expires_at=until))
 
 
 def runnable_segments(s: Session, ids: list[int]) -> set[int]:
@@ -57,10 +58,13 @@ def mark_segment_done(s: Session, segment_id: int, job_id: str, owner: str, key:
     """Record a finished segment if ``owner`` still holds it and its job is still runnable (a
     cancelled or deleted job takes no more work). Returns (recorded, the job is now complete)."""
     runnable = select(Job.id).where(Job.id == job_id, Job.status.in_(RUNNABLE)).exists()
-    won = _changed(s,
-        update(Segment).where(Segment.id == segment_id, Segment.lease_owner == owner, Segment.status == "running", runnable)
-        .values(status="done", storage_key=key, num_samples=num_samples, duration_s=num_samples / rate, done_at=utcnow(),
-                lease_owner=None, lease_expires_at=None)
+    won = _changed(
+        s,
+        update(Segment)
+        .where(Segment.id == segment_id, Segment.lease_owner == owner, Segment.status == "running", runnable)
+        .values(
+            status="done", storage_key=key, num_samples=num_samples, duration_s=num_samples / rate, done_at=utcnow(), lease_owner=None, lease_expires_at=None
+        ),
     )
     if not won:
         return False, False
@@ -81,9 +85,8 @@ def release_segments(s: Session, ids: list[int], owner: str, *, refund: bool) ->
 def requeue_expired(s: Session, now: dt.datetime) -> int:
     """Put segments whose lease ran out (their worker died) back to pending; the attempt stays
     counted, so a segment that kills its worker every time fails its job at the limit."""
-    return _changed(s,
-        update(Segment).where(Segment.status == "running", Segment.lease_expires_at < now)
-        .values(status="pending", lease_owner=None, lease_expires_at=None)
+    return _changed(
+        s, update(Segment).where(Segment.status == "running", Segment.lease_expires_at < now).values(status="pending", lease_owner=None, lease_expires_at=None)
     )
 
 
@@ -91,7 +94,11 @@ def finish_job(s: Session, job_id: str, status: str, ttl_s: float, **values: Any
     """The one "finish a job" update: a runnable job becomes ``status`` (succeeded, failed,
     cancelled) with its finish and expiry times; False if it was no longer runnable."""
     now = utcnow()
-    return bool(_changed(s,
-        update(Job).where(Job.id == job_id, Job.status.in_(RUNNABLE))
-        .values(status=status, finished_at=now, expires_at=now + dt.timedelta(seconds=ttl_s), **values)
-    ))
+    return bool(
+        _changed(
+            s,
+            update(Job)
+            .where(Job.id == job_id, Job.status.in_(RUNNABLE))
+            .values(status=status, finished_at=now, expires_at=now + dt.timedelta(seconds=ttl_s), **values),
+        )
+    )

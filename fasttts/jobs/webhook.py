@@ -50,8 +50,9 @@ def deliver(url: str, payload: dict[str, Any], *, secret: str | None, allow_priv
         if secret:
             headers[SIGNATURE_HEADER] = sign(secret, ts, body)
         try:
-            reply = asyncio.run(net.request("POST", url, allow_private=allow_private, param="webhook_url", deadline_s=deadline_s,
-                                            max_bytes=None, content=body, headers=headers))
+            reply = asyncio.run(
+                net.request("POST", url, allow_private=allow_private, param="webhook_url", deadline_s=deadline_s, max_bytes=None, content=body, headers=headers)
+            )
             if reply.status < 300:
                 return f"delivered {reply.status}"
             last = f"http {reply.status}"

@@ -162,8 +162,7 @@ def _pre_tokenizer_from_json(path: Path) -> str | None:
 def _convert(model_dir: Path, out: Path, outtype: str, converter: Path) -> None:
     root = str(Path(__file__).resolve().parents[2])  # so the subprocess imports this fasttts
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-c", "from fasttts.models.gguf import _converter_main; _converter_main()",
-           str(converter), str(model_dir), str(out), outtype]
+    cmd = [sys.executable, "-c", "from fasttts.models.gguf import _converter_main; _converter_main()", str(converter), str(model_dir), str(out), outtype]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not out.is_file():
         raise ModelLoadError(f"GGUF conversion of {model_dir} failed:\n{proc.stderr[-4000:]}")

@@ -30,35 +30,87 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 
 from fasttts.errors import ModelLoadError
 from fasttts.models.release_tokenizers import (
-    LLAMA3_PATTERN, QWEN2_PATTERN, QWEN25_SPECIAL_TOKENS, RANK_FILES, add_tokens_in_order, rank_file, release_bpe,
+    LLAMA3_PATTERN,
+    QWEN2_PATTERN,
+    QWEN25_SPECIAL_TOKENS,
+    RANK_FILES,
+    add_tokens_in_order,
+    rank_file,
+    release_bpe,
 )
 
 __all__ = [
-    "MEGA_G2P_ADDED_TOKENS", "ORPHEUS_LLAMA_FULL", "ORPHEUS_LLAMA_TINY", "SPARK_QWEN2_FULL", "SPARK_QWEN2_TINY",
-    "build_tokenizer", "default_special_tokens", "load_tokenizer", "token_id", "write_g2p_tokenizer",
-    "write_random_llm", "write_tokenizer",
+    "MEGA_G2P_ADDED_TOKENS",
+    "ORPHEUS_LLAMA_FULL",
+    "ORPHEUS_LLAMA_TINY",
+    "SPARK_QWEN2_FULL",
+    "SPARK_QWEN2_TINY",
+    "build_tokenizer",
+    "default_special_tokens",
+    "load_tokenizer",
+    "token_id",
+    "write_g2p_tokenizer",
+    "write_random_llm",
+    "write_tokenizer",
 ]
 
 log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- size presets
 SPARK_QWEN2_FULL: dict[str, Any] = dict(  # Qwen2.5-0.5B as used by Spark-TTS-0.5B
-    hidden=896, layers=24, heads=14, kv_heads=2, intermediate=4864, vocab_size=166000,
-    max_position=32768, rope_theta=1_000_000.0, rope_scaling=None, tie_word_embeddings=True, rms_norm_eps=1e-6,
+    hidden=896,
+    layers=24,
+    heads=14,
+    kv_heads=2,
+    intermediate=4864,
+    vocab_size=166000,
+    max_position=32768,
+    rope_theta=1_000_000.0,
+    rope_scaling=None,
+    tie_word_embeddings=True,
+    rms_norm_eps=1e-6,
 )
 SPARK_QWEN2_TINY: dict[str, Any] = dict(
-    hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab_size=None,  # None: tokenizer size, rounded up
-    max_position=4096, rope_theta=1_000_000.0, rope_scaling=None, tie_word_embeddings=True, rms_norm_eps=1e-6,
+    hidden=64,
+    layers=2,
+    heads=4,
+    kv_heads=2,
+    intermediate=128,
+    vocab_size=None,  # None: tokenizer size, rounded up
+    max_position=4096,
+    rope_theta=1_000_000.0,
+    rope_scaling=None,
+    tie_word_embeddings=True,
+    rms_norm_eps=1e-6,
 )
 _LLAMA3_ROPE = dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=8192)
 ORPHEUS_LLAMA_FULL: dict[str, Any] = dict(  # Llama-3.2-3B shape, orpheus-3b-0.1-ft vocabulary
-    hidden=3072, layers=28, heads=24, kv_heads=8, head_dim=128, intermediate=8192, vocab_size=156940,
-    max_position=131072, rope_theta=500_000.0, rope_scaling=_LLAMA3_ROPE, tie_word_embeddings=True, rms_norm_eps=1e-5,
+    hidden=3072,
+    layers=28,
+    heads=24,
+    kv_heads=8,
+    head_dim=128,
+    intermediate=8192,
+    vocab_size=156940,
+    max_position=131072,
+    rope_theta=500_000.0,
+    rope_scaling=_LLAMA3_ROPE,
+    tie_word_embeddings=True,
+    rms_norm_eps=1e-5,
 )
 ORPHEUS_LLAMA_TINY: dict[str, Any] = dict(  # small original context so llama3 scaling touches every band
-    hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16, intermediate=128, vocab_size=None,
-    max_position=4096, rope_theta=500_000.0, rope_scaling={**_LLAMA3_ROPE, "original_max_position_embeddings": 256},
-    tie_word_embeddings=True, rms_norm_eps=1e-5,
+    hidden=64,
+    layers=2,
+    heads=4,
+    kv_heads=2,
+    head_dim=16,
+    intermediate=128,
+    vocab_size=None,
+    max_position=4096,
+    rope_theta=500_000.0,
+    rope_scaling={**_LLAMA3_ROPE, "original_max_position_embeddings": 256},
+    tie_word_embeddings=True,
+    rms_norm_eps=1e-5,
 )
 
 # ----------------------------------------------------------------------------- tokenizer
@@ -86,7 +138,8 @@ def default_special_tokens(arch: str, *, release: bool = False) -> dict[str, Any
         return {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "additional_special_tokens": ["<|im_start|>", "<|im_end|>"]}
     if arch == "llama":
         return {
-            "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
+            "bos_token": "<|begin_of_text|>",
+            "eos_token": "<|eot_id|>",
             "additional_special_tokens": ["<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
         }
     raise ValueError(f"arch must be qwen2 or llama, not {arch!r}")
@@ -104,10 +157,12 @@ def _small_bpe(arch: str, bpe_vocab: int) -> Tokenizer:
     tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False, ignore_merges=arch == "llama"))
     if arch == "qwen2":
         tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_PATTERN if arch == "qwen2" else LLAMA3_PATTERN), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PATTERN if arch == "qwen2" else LLAMA3_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=bpe_vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(_CORPUS, trainer=trainer)
@@ -115,8 +170,13 @@ def _small_bpe(arch: str, bpe_vocab: int) -> Tokenizer:
 
 
 def build_tokenizer(
-    arch: str, special_tokens: dict[str, Any], added_tokens: Sequence[str], *,
-    bpe_vocab: int = 400, release: bool = False, added_special: bool = False,
+    arch: str,
+    special_tokens: dict[str, Any],
+    added_tokens: Sequence[str],
+    *,
+    bpe_vocab: int = 400,
+    release: bool = False,
+    added_special: bool = False,
 ) -> Tokenizer:
     """The family's BPE, then ``special_tokens``, then ``added_tokens`` (special if ``added_special``).
 
@@ -128,8 +188,11 @@ def build_tokenizer(
     if tok is not None:
         log.info("tokenizer: the release's %s BPE from %s", arch, rank_file(arch))
     elif release:
-        log.warning("tokenizer: %s is not installed (pip install -e '.[bench]'), so this model gets a small "
-                    "%d-token BPE and its token ids differ from the release's", RANK_FILES[arch][2], bpe_vocab)
+        log.warning(
+            "tokenizer: %s is not installed (pip install -e '.[bench]'), so this model gets a small %d-token BPE and its token ids differ from the release's",
+            RANK_FILES[arch][2],
+            bpe_vocab,
+        )
     else:
         log.info("tokenizer: a small %d-token %s BPE (ids differ from the release's)", bpe_vocab, arch)
     if tok is None:
@@ -149,8 +212,15 @@ def build_tokenizer(
 
 
 def write_tokenizer(
-    out_dir: str | Path, *, arch: str, added_tokens: Sequence[str] = (), special_tokens: dict[str, Any] | None = None,
-    release: bool = False, added_special: bool = False, bpe_vocab: int = 400, max_position: int = 32768,
+    out_dir: str | Path,
+    *,
+    arch: str,
+    added_tokens: Sequence[str] = (),
+    special_tokens: dict[str, Any] | None = None,
+    release: bool = False,
+    added_special: bool = False,
+    bpe_vocab: int = 400,
+    max_position: int = 32768,
 ) -> Tokenizer:
     """Write only the tokenizer files of an LLM directory (what a test of the tokenizer needs:
     writing the weights of a full-size model takes minutes) and return the tokenizer."""
@@ -166,16 +236,14 @@ def write_g2p_tokenizer(out_dir: str | Path, *, release: bool = True) -> Tokeniz
     """MegaTTS3's ``g2p/`` tokenizer files: Qwen2's BPE, Qwen2.5's 22 tokens, then
     :data:`MEGA_G2P_ADDED_TOKENS` (with ``release`` and ``dashscope`` installed, at the release's
     ids; otherwise the small BPE, so only lookups by string hold)."""
-    return write_tokenizer(out_dir, arch="qwen2", added_tokens=MEGA_G2P_ADDED_TOKENS, added_special=True,
-                           special_tokens=QWEN25_SPECIAL_TOKENS, release=release)
+    return write_tokenizer(out_dir, arch="qwen2", added_tokens=MEGA_G2P_ADDED_TOKENS, added_special=True, special_tokens=QWEN25_SPECIAL_TOKENS, release=release)
 
 
 def _write_tokenizer_files(out: Path, tok: Tokenizer, arch: str, special_tokens: dict[str, Any], max_position: int) -> None:
     tok.save(str(out / "tokenizer.json"))
     added = tok.get_added_tokens_decoder()  # id -> AddedToken
     decoder = {
-        str(i): {"content": t.content, "lstrip": t.lstrip, "normalized": t.normalized, "rstrip": t.rstrip,
-                 "single_word": t.single_word, "special": t.special}
+        str(i): {"content": t.content, "lstrip": t.lstrip, "normalized": t.normalized, "rstrip": t.rstrip, "single_word": t.single_word, "special": t.special}
         for i, t in sorted(added.items())
     }
     roles = {k: special_tokens.get(k) for k in ("bos_token", "eos_token", "pad_token", "unk_token")}
@@ -183,14 +251,27 @@ def _write_tokenizer_files(out: Path, tok: Tokenizer, arch: str, special_tokens:
     if arch == "qwen2":  # Qwen2 ships vocab.json + merges.txt + added_tokens.json beside tokenizer.json
         tok.model.save(str(out))
         _dump(out / "added_tokens.json", {t.content: i for i, t in sorted(added.items())})
-        config = {"add_bos_token": False, "add_prefix_space": False, "added_tokens_decoder": decoder,
-                  "additional_special_tokens": extra, **roles, "clean_up_tokenization_spaces": False,
-                  "errors": "replace", "model_max_length": max_position, "split_special_tokens": False,
-                  "tokenizer_class": "Qwen2Tokenizer"}
+        config = {
+            "add_bos_token": False,
+            "add_prefix_space": False,
+            "added_tokens_decoder": decoder,
+            "additional_special_tokens": extra,
+            **roles,
+            "clean_up_tokenization_spaces": False,
+            "errors": "replace",
+            "model_max_length": max_position,
+            "split_special_tokens": False,
+            "tokenizer_class": "Qwen2Tokenizer",
+        }
     else:
-        config = {"added_tokens_decoder": decoder, **roles, "clean_up_tokenization_spaces": True,
-                  "model_input_names": ["input_ids", "attention_mask"], "model_max_length": max_position,
-                  "tokenizer_class": "PreTrainedTokenizerFast"}
+        config = {
+            "added_tokens_decoder": decoder,
+            **roles,
+            "clean_up_tokenization_spaces": True,
+            "model_input_names": ["input_ids", "attention_mask"],
+            "model_max_length": max_position,
+            "tokenizer_class": "PreTrainedTokenizerFast",
+        }
     _dump(out / "tokenizer_config.json", config)
     _dump(out / "special_tokens_map.json", {k: v for k, v in {**roles, "additional_special_tokens": extra}.items() if v})
 
@@ -214,19 +295,44 @@ def token_id(tokenizer: Tokenizer, token: str) -> int:
 # ----------------------------------------------------------------------------- weights
 def _hf_config(arch: str, size: dict[str, Any], vocab_size: int, bos_id: int, eos_id: int, dtype: str) -> dict[str, Any]:
     common = {
-        "attention_dropout": 0.0, "bos_token_id": bos_id, "eos_token_id": eos_id, "hidden_act": "silu",
-        "hidden_size": size["hidden"], "initializer_range": 0.02, "intermediate_size": size["intermediate"],
-        "max_position_embeddings": size["max_position"], "num_attention_heads": size["heads"],
-        "num_hidden_layers": size["layers"], "num_key_value_heads": size["kv_heads"], "rms_norm_eps": size["rms_norm_eps"],
-        "rope_scaling": size.get("rope_scaling"), "rope_theta": size["rope_theta"],
-        "tie_word_embeddings": size["tie_word_embeddings"], "torch_dtype": dtype, "transformers_version": "4.57.6",
-        "use_cache": True, "vocab_size": vocab_size,
+        "attention_dropout": 0.0,
+        "bos_token_id": bos_id,
+        "eos_token_id": eos_id,
+        "hidden_act": "silu",
+        "hidden_size": size["hidden"],
+        "initializer_range": 0.02,
+        "intermediate_size": size["intermediate"],
+        "max_position_embeddings": size["max_position"],
+        "num_attention_heads": size["heads"],
+        "num_hidden_layers": size["layers"],
+        "num_key_value_heads": size["kv_heads"],
+        "rms_norm_eps": size["rms_norm_eps"],
+        "rope_scaling": size.get("rope_scaling"),
+        "rope_theta": size["rope_theta"],
+        "tie_word_embeddings": size["tie_word_embeddings"],
+        "torch_dtype": dtype,
+        "transformers_version": "4.57.6",
+        "use_cache": True,
+        "vocab_size": vocab_size,
     }
     if arch == "qwen2":
-        return {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", **common,
-                "max_window_layers": size["layers"], "sliding_window": size["max_position"], "use_sliding_window": False}
-    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", **common, "attention_bias": False,
-            "head_dim": size.get("head_dim") or size["hidden"] // size["heads"], "mlp_bias": False, "pretraining_tp": 1}
+        return {
+            "architectures": ["Qwen2ForCausalLM"],
+            "model_type": "qwen2",
+            **common,
+            "max_window_layers": size["layers"],
+            "sliding_window": size["max_position"],
+            "use_sliding_window": False,
+        }
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        **common,
+        "attention_bias": False,
+        "head_dim": size.get("head_dim") or size["hidden"] // size["heads"],
+        "mlp_bias": False,
+        "pretraining_tp": 1,
+    }
 
 
 def _tensor_shapes(arch: str, size: dict[str, Any], vocab_size: int) -> list[tuple[str, tuple[int, ...]]]:
@@ -242,8 +348,12 @@ def _tensor_shapes(arch: str, size: dict[str, Any], vocab_size: int) -> list[tup
             if arch == "qwen2":
                 shapes.append((f"{p}self_attn.{proj}.bias", (out,)))
         shapes += [
-            (f"{p}self_attn.o_proj.weight", (c, q)), (f"{p}mlp.gate_proj.weight", (i, c)), (f"{p}mlp.up_proj.weight", (i, c)),
-            (f"{p}mlp.down_proj.weight", (c, i)), (f"{p}input_layernorm.weight", (c,)), (f"{p}post_attention_layernorm.weight", (c,)),
+            (f"{p}self_attn.o_proj.weight", (c, q)),
+            (f"{p}mlp.gate_proj.weight", (i, c)),
+            (f"{p}mlp.up_proj.weight", (i, c)),
+            (f"{p}mlp.down_proj.weight", (c, i)),
+            (f"{p}input_layernorm.weight", (c,)),
+            (f"{p}post_attention_layernorm.weight", (c,)),
         ]
     shapes.append(("model.norm.weight", (c,)))
     if not size["tie_word_embeddings"]:
@@ -309,8 +419,16 @@ def write_random_llm(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     special_tokens = special_tokens or default_special_tokens(arch, release=release_tokenizer)
-    tok = write_tokenizer(out_dir, arch=arch, added_tokens=added_tokens, special_tokens=special_tokens, release=release_tokenizer,
-                          added_special=added_special, bpe_vocab=bpe_vocab, max_position=size["max_position"])
+    tok = write_tokenizer(
+        out_dir,
+        arch=arch,
+        added_tokens=added_tokens,
+        special_tokens=special_tokens,
+        release=release_tokenizer,
+        added_special=added_special,
+        bpe_vocab=bpe_vocab,
+        max_position=size["max_position"],
+    )
     n_tok = tok.get_vocab_size(with_added_tokens=True)
     vocab_size = size.get("vocab_size") or -(-n_tok // 64) * 64
     if vocab_size < n_tok:

@@ -24,12 +24,18 @@ import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers.convert_slow_tokenizer import TikTokenConverter, bytes_to_unicode
 
 __all__ = [
-    "LLAMA3_PATTERN", "LLAMA3_SPECIALS", "QWEN2_PATTERN", "QWEN25_ADDED", "QWEN25_SPECIAL_TOKENS",
-    "add_tokens_in_order", "rank_file", "release_bpe",
+    "LLAMA3_PATTERN",
+    "LLAMA3_SPECIALS",
+    "QWEN2_PATTERN",
+    "QWEN25_ADDED",
+    "QWEN25_SPECIAL_TOKENS",
+    "add_tokens_in_order",
+    "rank_file",
+    "release_bpe",
 ]
 
 QWEN2_PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
@@ -42,9 +48,17 @@ RANK_FILES = {
 """arch -> (import name, rank file inside the package, distribution name)."""
 
 LLAMA3_SPECIALS: list[str] = [
-    "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|reserved_special_token_1|>",
-    "<|finetune_right_pad_id|>", "<|reserved_special_token_2|>", "<|start_header_id|>", "<|end_header_id|>",
-    "<|eom_id|>", "<|eot_id|>", "<|python_tag|>",
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|reserved_special_token_0|>",
+    "<|reserved_special_token_1|>",
+    "<|finetune_right_pad_id|>",
+    "<|reserved_special_token_2|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eom_id|>",
+    "<|eot_id|>",
+    "<|python_tag|>",
 ] + [f"<|reserved_special_token_{i}|>" for i in range(3, 248)]
 """Llama 3.1/3.2's 256 special tokens (ids 128000-128255) as the HF text releases Orpheus builds on
 name them (the ``llama-models`` package's own list renames 128005 and 128011 for its vision models)."""
@@ -63,7 +77,8 @@ QWEN25_ADDED: list[tuple[str, bool]] = [
 """Qwen2.5's 22 added tokens (ids 151643-151664) with their ``special`` flag."""
 
 QWEN25_SPECIAL_TOKENS: dict[str, object] = {
-    "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+    "eos_token": "<|endoftext|>",
+    "pad_token": "<|endoftext|>",
     "additional_special_tokens": [t for t, special in QWEN25_ADDED if special and t != "<|endoftext|>"],
 }
 """Qwen2.5 base's ``special_tokens_map.json`` roles (no bos; eos = pad = ``<|endoftext|>``)."""
@@ -98,10 +113,12 @@ def release_bpe(arch: str) -> Tokenizer | None:
     vocab = {to_str(token): rank for token, rank in ranks.items()}
     tok = Tokenizer(models.BPE(vocab, _qwen2_merges(ranks, to_str), unk_token=None, fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     add_tokens_in_order(tok, QWEN25_ADDED)
     return tok
@@ -138,7 +155,7 @@ def _qwen2_merges(ranks: dict[bytes, int], to_str) -> list[tuple[str, str]]:
     for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
         if len(token) < 2:
             continue
-        parts = [token[i:i + 1] for i in range(len(token))]
+        parts = [token[i : i + 1] for i in range(len(token))]
         while len(parts) > 2:
             best, at = rank, -1
             for i in range(len(parts) - 1):
@@ -147,7 +164,7 @@ def _qwen2_merges(ranks: dict[bytes, int], to_str) -> list[tuple[str, str]]:
                     best, at = r, i
             if at < 0:
                 break
-            parts[at:at + 2] = [parts[at] + parts[at + 1]]
+            parts[at : at + 2] = [parts[at] + parts[at + 1]]
         if len(parts) != 2:
             raise ValueError(f"rank file: token {token!r} (rank {rank}) is not a merge of two lower-ranked tokens")
         merges.append((to_str(parts[0]), to_str(parts[1])))

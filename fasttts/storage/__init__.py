@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from fasttts.config import Settings
 from fasttts.storage.base import (
-    ObjectStore, StorageError, StorageUnavailableError, job_prefix, result_key, segment_key, voice_key,
+    ObjectStore,
+    StorageError,
+    StorageUnavailableError,
+    job_prefix,
+    result_key,
+    segment_key,
+    voice_key,
 )
 from fasttts.storage.local import LocalStore
 
@@ -15,14 +21,24 @@ def store_from_settings(settings: Settings) -> ObjectStore:
         from fasttts.storage.s3 import S3Store
 
         return S3Store(
-            settings.s3_bucket, prefix=settings.s3_prefix, endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region, access_key_id=settings.s3_access_key_id,
+            settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
             secret_access_key=settings.s3_secret_access_key,
         )
     return LocalStore(settings.data_dir / "objects")
 
 
 __all__ = [
-    "ObjectStore", "LocalStore", "StorageError", "StorageUnavailableError", "store_from_settings",
-    "job_prefix", "segment_key", "result_key", "voice_key",
+    "LocalStore",
+    "ObjectStore",
+    "StorageError",
+    "StorageUnavailableError",
+    "job_prefix",
+    "result_key",
+    "segment_key",
+    "store_from_settings",
+    "voice_key",
 ]

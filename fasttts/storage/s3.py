@@ -10,7 +10,8 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from fasttts.errors import NotFoundError
 from fasttts.storage.base import StorageError, StorageUnavailableError
@@ -32,12 +33,19 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix
         config = Config(
-            connect_timeout=3, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"},
-            s3={"addressing_style": "path"} if endpoint_url else None, signature_version="s3v4",
+            connect_timeout=3,
+            read_timeout=30,
+            retries={"max_attempts": 2, "mode": "standard"},
+            s3={"addressing_style": "path"} if endpoint_url else None,
+            signature_version="s3v4",
         )
         self.client = boto3.client(
-            "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
-            aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, config=config,
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region or "us-east-1",
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            config=config,
         )
 
     def _k(self, key: str) -> str:
@@ -82,7 +90,7 @@ class S3Store:
         token: dict[str, str] = {}
         while True:
             page = self._call(self.client.list_objects_v2, Prefix=self._k(prefix), **token)
-            keys += [o["Key"][len(self.prefix):] for o in page.get("Contents", [])]
+            keys += [o["Key"][len(self.prefix) :] for o in page.get("Contents", [])]
             if not page.get("IsTruncated"):
                 return keys
             token = {"ContinuationToken": page["NextContinuationToken"]}

@@ -11,8 +11,8 @@ import io
 import posixpath
 import re
 import zipfile
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from fasttts.errors import InvalidRequestError, PayloadTooLargeError
 from fasttts.text.tags import is_speech_tag
@@ -158,8 +158,7 @@ def chapters_from_markdown(md: str, default_title: str = DEFAULT_TITLE) -> list[
 
 
 _BLOCK_TAGS = frozenset(
-    "p div h1 h2 h3 h4 h5 h6 li ul ol blockquote pre section article header footer aside nav "
-    "table tr td th dt dd dl figure figcaption body hr".split()
+    "p div h1 h2 h3 h4 h5 h6 li ul ol blockquote pre section article header footer aside nav table tr td th dt dd dl figure figcaption body hr".split()
 )
 _SKIPPED_TAGS = frozenset("script style head title".split())
 
@@ -240,8 +239,10 @@ def _check_declared_sizes(members: list[zipfile.ZipInfo]) -> None:
         raise PayloadTooLargeError(f"the EPUB unpacks to {declared:,} bytes, more than {EPUB_MAX_BYTES:,}", param="file")
     for m in members:
         if m.file_size > _RATIO_FLOOR and m.file_size > EPUB_MAX_RATIO * max(m.compress_size, 1):
-            raise PayloadTooLargeError(f"EPUB member {m.filename!r} expands {m.file_size // max(m.compress_size, 1)}x "
-                                       f"(more than {EPUB_MAX_RATIO}x): refused as a zip bomb", param="file")
+            raise PayloadTooLargeError(
+                f"EPUB member {m.filename!r} expands {m.file_size // max(m.compress_size, 1)}x (more than {EPUB_MAX_RATIO}x): refused as a zip bomb",
+                param="file",
+            )
 
 
 def chapters_from_epub(data: bytes) -> list[Chapter]:
@@ -307,9 +308,7 @@ def _decode(data: bytes) -> str:
         raise InvalidRequestError("the file is neither an EPUB nor UTF-8 text", param="file") from exc
 
 
-def detect_chapters(
-    data: bytes | str, filename: str | None = None, content_type: str | None = None
-) -> list[Chapter]:
+def detect_chapters(data: bytes | str, filename: str | None = None, content_type: str | None = None) -> list[Chapter]:
     """Read a book in whichever format it is: by extension, then content type, then content.
 
     Raises :class:`~fasttts.errors.InvalidRequestError` for unreadable files and books with no text.
@@ -318,9 +317,7 @@ def detect_chapters(
     media_type = (content_type or "").split(";")[0].strip().lower()
     default_title = posixpath.splitext(posixpath.basename(filename))[0] if filename else DEFAULT_TITLE
 
-    if isinstance(data, bytes) and (
-        extension == ".epub" or media_type == "application/epub+zip" or _is_epub(data)
-    ):
+    if isinstance(data, bytes) and (extension == ".epub" or media_type == "application/epub+zip" or _is_epub(data)):
         chapters = chapters_from_epub(data)
     else:
         text = data if isinstance(data, str) else _decode(data)

@@ -19,12 +19,8 @@ NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
 NEG = r"(?P<neg>(?<![\w-])-)?"
 """A minus sign, only where it cannot be a hyphen between words or a range (3-5)."""
 
-MONTHS = (
-    "January February March April May June July August September October November December"
-).split()
-_MONTH_NUMBERS = {name.lower(): i + 1 for i, name in enumerate(MONTHS)} | {
-    name[:3].lower(): i + 1 for i, name in enumerate(MONTHS)
-} | {"sept": 9}
+MONTHS = ("January February March April May June July August September October November December").split()
+_MONTH_NUMBERS = {name.lower(): i + 1 for i, name in enumerate(MONTHS)} | {name[:3].lower(): i + 1 for i, name in enumerate(MONTHS)} | {"sept": 9}
 _MONTH = r"(?P<month>" + "|".join(sorted((m.capitalize() for m in _MONTH_NUMBERS), key=len, reverse=True)) + r")\b\.?"
 
 _CURRENCIES: dict[str, tuple[str, str, str | None, str | None]] = {
@@ -111,7 +107,7 @@ def _keep_period(expansion: str) -> Replacement:
 
 
 def _saint_or_street(m: re.Match[str]) -> str:
-    """"St. Louis" is a saint, "Main St." a street; anything in between stays as written."""
+    """ "St. Louis" is a saint, "Main St." a street; anything in between stays as written."""
     before, after = m.string[max(0, m.start() - 40) : m.start()], m.string[m.end() : m.end() + 40]
     after_name = re.search(r"\b[A-Z][a-z]+ $", before) is not None
     if after_name and re.match(r"\s*(?:$|[,;\n]|\s+[a-z])", after):
@@ -176,9 +172,7 @@ def _money(m: re.Match[str]) -> str:
     one, many, minor_one, minor_many = _CURRENCIES[m["cur"]]
     number = m["num"]
     integer, _, fraction = number.partition(".")
-    scale = m["scale"] or {"k": "thousand", "K": "thousand", "M": "million", "B": "billion", "bn": "billion"}.get(
-        m["abbr"] or "", ""
-    )
+    scale = m["scale"] or {"k": "thousand", "K": "thousand", "M": "million", "B": "billion", "bn": "billion"}.get(m["abbr"] or "", "")
     if scale:
         return f"{_minus(m)}{_words(number)} {scale} {many}"
     if fraction and minor_one and len(fraction) <= 2:

@@ -125,8 +125,21 @@ def served(tmp_path: Path, *flags: str, ready_timeout_s: float = 180.0) -> Itera
     a crash kills that process, never the test run, and the test can see it died."""
     port = free_port()
     log = tmp_path / f"server-{port}.log"
-    args = [sys.executable, str(REPO / "server.py"), "--host", "127.0.0.1", "--port", str(port),
-            "--data_dir", str(tmp_path / "data"), "--role_dir", str(tmp_path / "roles"), "--log_format", "text", *flags]
+    args = [
+        sys.executable,
+        str(REPO / "server.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data_dir",
+        str(tmp_path / "data"),
+        "--role_dir",
+        str(tmp_path / "roles"),
+        "--log_format",
+        "text",
+        *flags,
+    ]
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with open(log, "ab") as out:
         proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -32,8 +32,11 @@ async def model_engines(tmp_path_factory, tiny_spark_dir, piper_engine):
     from fasttts.models.registry import AutoEngine
 
     orpheus_dir = write_random_orpheus(tmp_path_factory.mktemp("orpheus") / "tiny", size="tiny", seed=3)
-    engines = {"piper": piper_engine, "spark": AutoEngine(Settings(model_path=str(tiny_spark_dir))),
-               "orpheus": AutoEngine(Settings(model_path=str(orpheus_dir), detokenizer_device="cpu", llm_device="cpu"))}
+    engines = {
+        "piper": piper_engine,
+        "spark": AutoEngine(Settings(model_path=str(tiny_spark_dir))),
+        "orpheus": AutoEngine(Settings(model_path=str(orpheus_dir), detokenizer_device="cpu", llm_device="cpu")),
+    }
     yield engines
     for name in ("spark", "orpheus"):
         await engines[name].shutdown()
@@ -66,8 +69,18 @@ async def test_pcm_is_24_khz_on_every_model(model):
     assert model_rate == {"piper": 22050, "spark": 16000, "orpheus": 24000}[name]  # WAV keeps the model's rate, and says so
     expected = n * OPENAI_PCM_RATE / model_rate
     for stream in (False, True):
-        r = await client.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hello there, this is a test.", "voice": "alloy",
-                                                         "response_format": "pcm", "stream": stream, **SEEDED, **CAPS[name]})
+        r = await client.post(
+            "/v1/audio/speech",
+            json={
+                "model": "tts-1",
+                "input": "Hello there, this is a test.",
+                "voice": "alloy",
+                "response_format": "pcm",
+                "stream": stream,
+                **SEEDED,
+                **CAPS[name],
+            },
+        )
         assert r.status_code == 200 and r.headers["x-sample-rate"] == str(OPENAI_PCM_RATE)
         assert abs(len(r.content) / 2 - expected) <= 1, (name, stream, len(r.content) / 2, expected)
     streamed, whole = await speech(client, name, response_format="pcm"), await speech(client, name, response_format="pcm", stream=False)

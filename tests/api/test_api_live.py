@@ -67,7 +67,7 @@ def test_guide_curl_example(settings: Settings, tmp_path: Path):
     ref.write_bytes(tone(1.0))
     with live_server(settings.model_copy(update={"api_key": "YOUR_API_KEY"}), FakeEngine()) as server:
         command = example.replace("http://localhost:8000", server.url).replace("/path/to/ref.wav", str(ref))
-        assert "-F \"reference_audio_file=@" in command and "Bearer YOUR_API_KEY" in command
+        assert '-F "reference_audio_file=@' in command and "Bearer YOUR_API_KEY" in command
         subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True, capture_output=True, timeout=60)
     audio, rate = decode((tmp_path / "output.wav").read_bytes())
     assert rate == 16000 and abs(len(audio) / rate - 0.2) < 0.02  # "Hello, world": 2 words x 0.1 s
@@ -76,7 +76,9 @@ def test_guide_curl_example(settings: Settings, tmp_path: Path):
 def test_client_disconnect_cancels_generation(settings: Settings):
     engine = FakeEngine(chunk_delay=0.2, chunks_per_segment=50)
     with live_server(settings, engine) as server:
-        with httpx.stream("POST", f"{server.url}/speak", json={"name": "female", "text": "a long request", "stream": True, "response_format": "pcm"}, timeout=30) as r:
+        with httpx.stream(
+            "POST", f"{server.url}/speak", json={"name": "female", "text": "a long request", "stream": True, "response_format": "pcm"}, timeout=30
+        ) as r:
             assert r.status_code == 200
             chunks = r.iter_bytes()
             next(chunks)
@@ -91,7 +93,9 @@ def test_client_disconnect_cancels_generation(settings: Settings):
 def test_error_after_streaming_began_cuts_the_body(settings: Settings):
     with live_server(settings, FakeEngine()) as server:
         with pytest.raises(httpx.RemoteProtocolError):
-            with httpx.stream("POST", f"{server.url}/speak", json={"name": "female", "text": "FAILMIDWAY here", "stream": True, "response_format": "wav"}, timeout=30) as r:
+            with httpx.stream(
+                "POST", f"{server.url}/speak", json={"name": "female", "text": "FAILMIDWAY here", "stream": True, "response_format": "wav"}, timeout=30
+            ) as r:
                 assert r.status_code == 200
                 b"".join(r.iter_bytes())
         assert httpx.get(f"{server.url}/health").status_code == 200
@@ -100,8 +104,10 @@ def test_error_after_streaming_began_cuts_the_body(settings: Settings):
 def test_sixteen_concurrent_streams_all_served(settings: Settings):
     engine = FakeEngine(chunk_delay=0.05, chunks_per_segment=8)
     with live_server(settings, engine) as server:
+
         async def main():
             async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+
                 async def one(i: int) -> bytes:
                     body = {"model": "tts-1", "input": f"client number {i} speaking", "voice": "alloy", "response_format": "pcm"}
                     async with client.stream("POST", "/v1/audio/speech", json=body) as r:
@@ -127,13 +133,15 @@ def test_client_disconnect_cancels_a_non_streaming_request(settings: Settings, p
     """A client that gives up on a whole-file request stops the engine work within a second and
     is recorded as 499 (issue #16: such requests ran to the end and were logged 200)."""
     engine = FakeEngine(chunk_delay=0.2, chunks_per_segment=50)  # 10 s of work if nobody stops it
-    body = ({"name": "female", "text": "a long request", "stream": False, "response_format": "wav"} if path == "/speak"
-            else {"model": "tts-1", "input": "a long request", "voice": "alloy", "stream": False, "response_format": "wav"})
+    body = (
+        {"name": "female", "text": "a long request", "stream": False, "response_format": "wav"}
+        if path == "/speak"
+        else {"model": "tts-1", "input": "a long request", "voice": "alloy", "stream": False, "response_format": "wav"}
+    )
     payload = json.dumps(body).encode()
     with live_server(settings, engine) as server:
         with socket.create_connection(("127.0.0.1", server.port)) as conn:
-            conn.sendall(f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+            conn.sendall(f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload)
             assert _wait_until(lambda: engine.num_active == 1, timeout=5.0)  # the engine works on it
         # the client has closed its connection without reading an answer
         assert _wait_until(lambda: engine.num_active == 0, timeout=1.0), "the engine kept working after the client left"

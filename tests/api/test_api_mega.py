@@ -64,7 +64,9 @@ async def test_voice_upload_speak_and_openai(settings: Settings, mega_engine, me
         assert streamed.status_code == 200 and len(decode_pcm(whole.content)) > 0
         np.testing.assert_array_equal(decode_pcm(streamed.content), decode_pcm(whole.content))
         for fmt, stream in (("mp3", False), ("wav", True), ("flac", False)):
-            r = await client.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hi.", "voice": "alice", "response_format": fmt, "stream": stream, **SHORT})
+            r = await client.post(
+                "/v1/audio/speech", json={"model": "tts-1", "input": "Hi.", "voice": "alice", "response_format": fmt, "stream": stream, **SHORT}
+            )
             assert r.status_code == 200, r.text
             audio, rate = decode(r.content)
             assert rate == 24000 and len(audio) > 0
@@ -129,7 +131,9 @@ async def test_job_with_a_mega_voice(settings: Settings, mega_engine, mega_files
     async with running(settings, mega_engine) as client:
         r = await client.post("/v1/audio/voices", data={"name": "dave"}, files=_upload(wav, npy))
         assert r.status_code == 201, r.text
-        r = await client.post("/v1/jobs", json={"kind": "speak", "text": "Hello there. A job speaks.", "voice": {"name": "dave"}, "output_format": "wav", "sampling": SHORT})
+        r = await client.post(
+            "/v1/jobs", json={"kind": "speak", "text": "Hello there. A job speaks.", "voice": {"name": "dave"}, "output_format": "wav", "sampling": SHORT}
+        )
         assert r.status_code == 202, r.text
         job = r.json()
         for _ in range(600):

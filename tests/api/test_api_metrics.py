@@ -15,7 +15,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 def occupancy(text: str) -> dict[str, float]:
     """Batcher name -> mean occupancy, from the Prometheus text."""
     prefix = 'fasttts_batch_occupancy{batcher="'
-    return {line[len(prefix):].split('"', 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)}
+    return {line[len(prefix) :].split('"', 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)}
 
 
 async def test_metrics_on_piper(piper_client):
@@ -26,8 +26,8 @@ async def test_metrics_on_piper(piper_client):
 
 @pytest.mark.slow
 async def test_metrics_on_orpheus(settings: Settings, tmp_path):
-    from fasttts.models.registry import AutoEngine
     from fasttts.models.orpheus.random_model import write_random_orpheus
+    from fasttts.models.registry import AutoEngine
 
     engine = AutoEngine(Settings(model_path=str(write_random_orpheus(tmp_path / "orpheus", size="tiny", seed=1))))
     try:

@@ -18,13 +18,30 @@ from fasttts.params import SamplingParams, SplitParams
 
 FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
 GUIDE_SPEAK = {  # the guide's §4.2 body, with a voice the model has
-    "name": "joe", "text": "Text to synthesize", "pitch": "moderate", "speed": "moderate", "temperature": 0.9,
-    "top_k": 50, "top_p": 0.95, "repetition_penalty": 1.0, "max_tokens": 4096, "length_threshold": 50,
-    "window_size": 50, "stream": False, "response_format": "mp3",
+    "name": "joe",
+    "text": "Text to synthesize",
+    "pitch": "moderate",
+    "speed": "moderate",
+    "temperature": 0.9,
+    "top_k": 50,
+    "top_p": 0.95,
+    "repetition_penalty": 1.0,
+    "max_tokens": 4096,
+    "length_threshold": 50,
+    "window_size": 50,
+    "stream": False,
+    "response_format": "mp3",
 }
 GUIDE_MULTI = {  # the guide's §4.3 body, verbatim
-    "text": "<role:female> Hello! <role:male> I'm good, thank you!", "temperature": 0.8, "top_k": 50, "top_p": 0.95,
-    "repetition_penalty": 1.0, "max_tokens": 4096, "length_threshold": 50, "window_size": 50, "stream": True,
+    "text": "<role:female> Hello! <role:male> I'm good, thank you!",
+    "temperature": 0.8,
+    "top_k": 50,
+    "top_p": 0.95,
+    "repetition_penalty": 1.0,
+    "max_tokens": 4096,
+    "length_threshold": 50,
+    "window_size": 50,
+    "stream": True,
     "response_format": "wav",
 }
 
@@ -44,7 +61,9 @@ def _seconds(data: bytes, fmt: str, rate: int) -> float:
 async def test_speak_piper_every_format_is_a_complete_file(piper_client, fmt):
     r = await piper_client.post("/speak", json={**GUIDE_SPEAK, "response_format": fmt, "text": "Hello there."})
     assert r.status_code == 200, r.text
-    assert r.headers["content-type"].startswith({"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac", "wav": "audio/wav", "pcm": "audio/pcm"}[fmt])
+    assert r.headers["content-type"].startswith(
+        {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac", "wav": "audio/wav", "pcm": "audio/pcm"}[fmt]
+    )
     assert int(r.headers["content-length"]) == len(r.content)
     assert r.headers["content-disposition"] == f'attachment; filename="speech.{fmt}"'
     assert r.headers["x-request-id"]
@@ -88,9 +107,23 @@ async def test_unknown_voice_is_404(piper_client):
     assert r.status_code == 404 and "nobody" in r.json()["detail"]
 
 
-@pytest.mark.parametrize(("field", "value"), [("speed", "fast"), ("pitch", 3), ("top_p", 1.5), ("temperature", -1), ("top_k", -2),
-                                              ("max_tokens", 0), ("repetition_penalty", 0), ("length_threshold", 0), ("window_size", 0),
-                                              ("response_format", "ogg"), ("stream", "maybe"), ("text", "")])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("speed", "fast"),
+        ("pitch", 3),
+        ("top_p", 1.5),
+        ("temperature", -1),
+        ("top_k", -2),
+        ("max_tokens", 0),
+        ("repetition_penalty", 0),
+        ("length_threshold", 0),
+        ("window_size", 0),
+        ("response_format", "ogg"),
+        ("stream", "maybe"),
+        ("text", ""),
+    ],
+)
 async def test_validation_422_names_the_field(piper_client, field, value):
     r = await piper_client.post("/speak", json={**GUIDE_SPEAK, field: value})
     assert r.status_code == 422
@@ -118,9 +151,22 @@ async def test_multi_speak_guide_body(fake_client):
 
 async def test_clone_upload_with_every_field(settings: Settings):
     text = "Hello, world. A second sentence. And a third one here."
-    data = {"text": text, "reference_text": "a tone", "pitch": "high", "speed": "low", "temperature": "0.7", "top_k": "20",
-            "top_p": "0.9", "repetition_penalty": "1.1", "max_tokens": "500", "length_threshold": "4", "window_size": "4",
-            "seed": "3", "stream": "false", "response_format": "flac"}
+    data = {
+        "text": text,
+        "reference_text": "a tone",
+        "pitch": "high",
+        "speed": "low",
+        "temperature": "0.7",
+        "top_k": "20",
+        "top_p": "0.9",
+        "repetition_penalty": "1.1",
+        "max_tokens": "500",
+        "length_threshold": "4",
+        "window_size": "4",
+        "seed": "3",
+        "stream": "false",
+        "response_format": "flac",
+    }
     engine = FakeEngine()
     async with running(settings, engine) as client:
         r = await client.post("/clone_voice", data=data, files={"reference_audio_file": ("ref.wav", tone(), "audio/wav")})
@@ -150,7 +196,9 @@ async def test_clone_base64_and_stream(fake_client):
 
 async def test_clone_reference_errors(settings: Settings):
     async with running(settings.model_copy(update={"max_reference_seconds": 1.0, "max_upload_bytes": 200_000}), FakeEngine()) as client:
-        garbage = await client.post("/clone_voice", data={"text": "Hi"}, files={"reference_audio_file": ("ref.wav", b"RIFF not audio at all" * 10, "audio/wav")})
+        garbage = await client.post(
+            "/clone_voice", data={"text": "Hi"}, files={"reference_audio_file": ("ref.wav", b"RIFF not audio at all" * 10, "audio/wav")}
+        )
         too_long = await client.post("/clone_voice", data={"text": "Hi"}, files={"reference_audio_file": ("ref.wav", tone(3.0), "audio/wav")})
         too_big = await client.post("/clone_voice", data={"text": "Hi"}, files={"reference_audio_file": ("ref.wav", b"\0" * 300_000, "audio/wav")})
     assert garbage.status_code == 415 and garbage.json()["param"] == "reference_audio_file"
@@ -160,7 +208,7 @@ async def test_clone_reference_errors(settings: Settings):
 @pytest.fixture
 def file_server(tmp_path: Path):
     (tmp_path / "ref.wav").write_bytes(tone(0.5))
-    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -198,8 +246,9 @@ async def test_over_capacity_is_429_with_retry_after(settings: Settings):
 
 
 async def test_not_ready_is_503(settings: Settings):
-    from api.app import create_app
     import httpx
+
+    from api.app import create_app
 
     engine = FakeEngine()
     engine.start_gate = asyncio.Event()

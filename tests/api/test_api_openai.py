@@ -20,7 +20,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 def _sse(text: str) -> list[dict]:
-    return [json.loads(line[len("data: "):]) for line in text.splitlines() if line.startswith("data: ")]
+    return [json.loads(line[len("data: ") :]) for line in text.splitlines() if line.startswith("data: ")]
 
 
 def _error(r, status: int, param: str | None = None) -> dict:
@@ -100,8 +100,10 @@ async def test_piper_maps_openai_voices_and_speed(piper_client):
     assert voices == {"voices": [{"id": "joe", "name": "joe"}]}
 
 
-@pytest.mark.parametrize(("field", "value"), [("speed", 5.0), ("speed", 0.1), ("response_format", "ogg"), ("stream_format", "ws"),
-                                              ("input", ""), ("voice", 3), ("temperature", 20), ("top_p", 0)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("speed", 5.0), ("speed", 0.1), ("response_format", "ogg"), ("stream_format", "ws"), ("input", ""), ("voice", 3), ("temperature", 20), ("top_p", 0)],
+)
 async def test_validation_uses_openai_error_object(fake_client, field, value):
     body = {"model": "tts-1", "input": "hi", "voice": "alloy", field: value}
     err = _error(await fake_client.post("/v1/audio/speech", json=body), 422)
@@ -118,9 +120,23 @@ async def test_input_cap_and_missing_fields(settings: Settings):
 
 async def test_extras_and_instructions_reach_the_engine(settings: Settings):
     text = "Calm words. Spoken slowly. By a quiet narrator."
-    body = {"model": "gpt-4o-mini-tts", "input": text, "voice": "female", "instructions": "Speak calmly.", "pitch": "low",
-            "temperature": 0.5, "top_k": 10, "top_p": 0.8, "repetition_penalty": 1.2, "max_tokens": 300, "length_threshold": 3,
-            "window_size": 3, "seed": 7, "response_format": "wav", "speed": 0.5}
+    body = {
+        "model": "gpt-4o-mini-tts",
+        "input": text,
+        "voice": "female",
+        "instructions": "Speak calmly.",
+        "pitch": "low",
+        "temperature": 0.5,
+        "top_k": 10,
+        "top_p": 0.8,
+        "repetition_penalty": 1.2,
+        "max_tokens": 300,
+        "length_threshold": 3,
+        "window_size": 3,
+        "seed": 7,
+        "response_format": "wav",
+        "speed": 0.5,
+    }
     engine = FakeEngine()
     async with running(settings, engine) as client:
         r = await client.post("/v1/audio/speech", json=body)

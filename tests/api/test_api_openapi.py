@@ -13,6 +13,7 @@ from openapi_spec_validator import validate
 from api.app import create_app
 from fasttts.config import Settings
 
+
 def refs(node: Any) -> Iterator[str]:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -54,7 +55,10 @@ async def test_a_job_built_from_the_schema_is_accepted(fake_client) -> None:
     body = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     job_schema = resolve(spec, body["$ref"])
     voice_schema = resolve(spec, job_schema["properties"]["voice"]["$ref"])
-    job = {"kind": job_schema["properties"]["kind"]["enum"][0], "text": "three words here",
-           "voice": {"name": "female"} if "name" in voice_schema["properties"] else {}}
+    job = {
+        "kind": job_schema["properties"]["kind"]["enum"][0],
+        "text": "three words here",
+        "voice": {"name": "female"} if "name" in voice_schema["properties"] else {},
+    }
     r = await fake_client.post("/v1/jobs", json=job)
     assert r.status_code == 202, r.text

@@ -27,8 +27,16 @@ async def test_api_routes_need_the_key(keyed):
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer" and "Bearer" in missing.json()["detail"]
     wrong = await keyed.post("/v1/audio/speech", json={"model": "tts-1", "input": "hi", "voice": "alloy"}, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
-    for method, path in [("GET", "/audio_roles"), ("GET", "/v1/audio_roles"), ("GET", "/v1/models"), ("GET", "/v1/audio/voices"),
-                         ("POST", "/clone_voice"), ("POST", "/multi_speak"), ("DELETE", "/v1/audio/voices/x"), ("GET", "/metrics")]:
+    for method, path in [
+        ("GET", "/audio_roles"),
+        ("GET", "/v1/audio_roles"),
+        ("GET", "/v1/models"),
+        ("GET", "/v1/audio/voices"),
+        ("POST", "/clone_voice"),
+        ("POST", "/multi_speak"),
+        ("DELETE", "/v1/audio/voices/x"),
+        ("GET", "/metrics"),
+    ]:
         assert (await keyed.request(method, path)).status_code == 401, path
         assert (await keyed.request(method, path, headers={"Authorization": f"Basic {KEY}"})).status_code == 401, path
     ok = await keyed.post("/speak", json=speak, headers={"Authorization": f"Bearer {KEY}"})
@@ -37,9 +45,11 @@ async def test_api_routes_need_the_key(keyed):
 
 
 LIST_ROUTES = ("/v1/models", "/v1/audio/models", "/v1/audio/voices", "/audio_roles", "/v1/audio_roles")
-SYNTHESIS = [("POST", "/v1/audio/speech", {"model": "tts-1", "input": "hi", "voice": "alloy", "response_format": "wav"}),
-             ("POST", "/speak", {"name": "female", "text": "hi", "response_format": "wav"}),
-             ("POST", "/v1/jobs", {"kind": "speak", "text": "hi"})]
+SYNTHESIS = [
+    ("POST", "/v1/audio/speech", {"model": "tts-1", "input": "hi", "voice": "alloy", "response_format": "wav"}),
+    ("POST", "/speak", {"name": "female", "text": "hi", "response_format": "wav"}),
+    ("POST", "/v1/jobs", {"kind": "speak", "text": "hi"}),
+]
 
 
 @pytest.mark.parametrize("open_lists", [False, True])
@@ -87,8 +97,13 @@ async def test_metrics_prometheus_format(fake_client):
     assert 'fasttts_http_requests_total{method="POST",route="/speak",status="200"} 1.0' in text
     assert 'fasttts_http_requests_total{method="POST",route="/speak",status="404"} 1.0' in text
     assert 'fasttts_audio_seconds_total{route="/speak"} 0.3' in text
-    for name in ("fasttts_http_request_duration_seconds_bucket", "fasttts_time_to_first_audio_seconds_count",
-                 "fasttts_active_requests 0.0", "fasttts_queued_requests 0.0", "fasttts_batch_occupancy"):
+    for name in (
+        "fasttts_http_request_duration_seconds_bucket",
+        "fasttts_time_to_first_audio_seconds_count",
+        "fasttts_active_requests 0.0",
+        "fasttts_queued_requests 0.0",
+        "fasttts_batch_occupancy",
+    ):
         assert name in text, name
 
 
@@ -103,9 +118,23 @@ async def test_cors(settings: Settings):
 async def test_docs_list_every_route_with_examples(fake_client):
     spec = (await fake_client.get("/openapi.json")).json()
     paths = set(spec["paths"])
-    for path in ("/clone_voice", "/speak", "/multi_speak", "/audio_roles", "/v1/clone_voice", "/v1/speak", "/v1/multi_speak",
-                 "/v1/audio_roles", "/v1/audio/speech", "/v1/models", "/v1/audio/voices", "/v1/audio/voices/{name}",
-                 "/health", "/ready", "/metrics"):
+    for path in (
+        "/clone_voice",
+        "/speak",
+        "/multi_speak",
+        "/audio_roles",
+        "/v1/clone_voice",
+        "/v1/speak",
+        "/v1/multi_speak",
+        "/v1/audio_roles",
+        "/v1/audio/speech",
+        "/v1/models",
+        "/v1/audio/voices",
+        "/v1/audio/voices/{name}",
+        "/health",
+        "/ready",
+        "/metrics",
+    ):
         assert path in paths, path
     schemas = spec["components"]["schemas"]
     for model in ("SpeakRequest", "MultiSpeakRequest", "OpenAISpeechRequest"):
@@ -117,27 +146,104 @@ async def test_docs_list_every_route_with_examples(fake_client):
 async def test_serve_flags_match_the_guide():
     from api.main import build_parser, parse_settings
 
-    guide = {"--model_path": None, "--backend": "torch", "--snac_path": None, "--role_dir": None, "--api_key": None,
-             "--llm_device": "auto", "--tokenizer_device": "auto", "--detokenizer_device": "auto",
-             "--wav2vec_attn_implementation": "eager", "--llm_attn_implementation": "eager", "--max_length": 32768,
-             "--llm_gpu_memory_utilization": 0.6, "--torch_dtype": "auto", "--cache_implementation": None, "--seed": 0,
-             "--batch_size": 1, "--llm_batch_size": 256, "--wait_timeout": 0.01, "--host": "0.0.0.0", "--port": 8000}
+    guide = {
+        "--model_path": None,
+        "--backend": "torch",
+        "--snac_path": None,
+        "--role_dir": None,
+        "--api_key": None,
+        "--llm_device": "auto",
+        "--tokenizer_device": "auto",
+        "--detokenizer_device": "auto",
+        "--wav2vec_attn_implementation": "eager",
+        "--llm_attn_implementation": "eager",
+        "--max_length": 32768,
+        "--llm_gpu_memory_utilization": 0.6,
+        "--torch_dtype": "auto",
+        "--cache_implementation": None,
+        "--seed": 0,
+        "--batch_size": 1,
+        "--llm_batch_size": 256,
+        "--wait_timeout": 0.01,
+        "--host": "0.0.0.0",
+        "--port": 8000,
+    }
     flags = {a for action in build_parser()._actions for a in action.option_strings}
     assert set(guide) | {"--model_name", "--fix_voice", "--max_concurrency", "--cors_origins"} <= flags
     defaults, _ = parse_settings([])
     for flag, value in guide.items():
         assert getattr(defaults, flag[2:]) == value, flag
-    s, _ = parse_settings(["--model_path", "Spark-TTS-0.5B", "--backend", "vllm", "--llm_device", "cuda", "--tokenizer_device", "cuda",
-                           "--detokenizer_device", "cuda", "--wav2vec_attn_implementation", "sdpa", "--llm_attn_implementation", "sdpa",
-                           "--torch_dtype", "bfloat16", "--max_length", "32768", "--llm_gpu_memory_utilization", "0.6",
-                           "--host", "0.0.0.0", "--port", "8000", "--fix_voice", "--max_concurrency", "4", "--model_name", "spark",
-                           "--cors_origins", "http://a", "http://b", "--api_key", "k", "--role_dir", "roles", "--seed", "5",
-                           "--batch_size", "2", "--llm_batch_size", "8", "--wait_timeout", "0.05", "--cache_implementation", "static",
-                           "--snac_path", "snac"])
+    s, _ = parse_settings(
+        [
+            "--model_path",
+            "Spark-TTS-0.5B",
+            "--backend",
+            "vllm",
+            "--llm_device",
+            "cuda",
+            "--tokenizer_device",
+            "cuda",
+            "--detokenizer_device",
+            "cuda",
+            "--wav2vec_attn_implementation",
+            "sdpa",
+            "--llm_attn_implementation",
+            "sdpa",
+            "--torch_dtype",
+            "bfloat16",
+            "--max_length",
+            "32768",
+            "--llm_gpu_memory_utilization",
+            "0.6",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8000",
+            "--fix_voice",
+            "--max_concurrency",
+            "4",
+            "--model_name",
+            "spark",
+            "--cors_origins",
+            "http://a",
+            "http://b",
+            "--api_key",
+            "k",
+            "--role_dir",
+            "roles",
+            "--seed",
+            "5",
+            "--batch_size",
+            "2",
+            "--llm_batch_size",
+            "8",
+            "--wait_timeout",
+            "0.05",
+            "--cache_implementation",
+            "static",
+            "--snac_path",
+            "snac",
+        ]
+    )
     assert (s.model_path, s.backend, s.llm_device, s.torch_dtype, s.fix_voice, s.max_concurrency, s.cors_origins, s.api_key) == (
-        "Spark-TTS-0.5B", "vllm", "cuda", "bfloat16", True, 4, ["http://a", "http://b"], "k")
+        "Spark-TTS-0.5B",
+        "vllm",
+        "cuda",
+        "bfloat16",
+        True,
+        4,
+        ["http://a", "http://b"],
+        "k",
+    )
     assert (s.role_dir, s.seed, s.batch_size, s.llm_batch_size, s.wait_timeout, s.cache_implementation, s.snac_path) == (
-        "roles", 5, 2, 8, 0.05, "static", "snac")
+        "roles",
+        5,
+        2,
+        8,
+        0.05,
+        "static",
+        "snac",
+    )
     with pytest.raises(SystemExit):
         parse_settings(["--backend", "tensorflow"])
 
@@ -172,8 +278,9 @@ async def test_long_sync_requests_run_as_jobs(settings: Settings):
         r = await client.post("/v1/audio/speech", json={"model": "tts-1", "input": long_text, "voice": "alloy", "stream": False, "response_format": "flac"})
         assert r.status_code == 200 and "x-job-id" in r.headers and r.headers["content-type"] == "audio/flac"
         for speed in (1.0, 2.0):  # a job renders the model's rate: pcm is resampled to OpenAI's 24 kHz, speed kept
-            r = await client.post("/v1/audio/speech", json={"model": "tts-1", "input": long_text, "voice": "alloy", "stream": False,
-                                                             "response_format": "pcm", "speed": speed})
+            r = await client.post(
+                "/v1/audio/speech", json={"model": "tts-1", "input": long_text, "voice": "alloy", "stream": False, "response_format": "pcm", "speed": speed}
+            )
             assert r.status_code == 200 and "x-job-id" in r.headers and r.headers["x-sample-rate"] == "24000"
             assert abs(len(r.content) / 2 / 24000 - 0.8 / speed) < 0.05
         r = await client.post("/multi_speak", json={"text": "<role:female> hi <role:male> yo", "response_format": "wav"})

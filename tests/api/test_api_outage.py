@@ -36,15 +36,16 @@ def proxied(settings: Settings) -> Iterator[tuple[Settings, Proxy, Proxy]]:
     pg_parts, redis_parts = urlsplit(pg), urlsplit(REDIS_URL)
     db_proxy, broker_proxy = Proxy(pg_parts.port or 5432), Proxy(redis_parts.port or 6379)
     redis_db14 = urlsplit(_through(REDIS_URL, broker_proxy))._replace(path="/14").geturl()
-    updated = settings.model_copy(update={"database_url": _through(pg, db_proxy), "broker_url": redis_db14,
-                                          "job_queue": f"outage-{uuid.uuid4().hex[:8]}"})  # no worker of anyone else's takes its jobs
+    updated = settings.model_copy(
+        update={"database_url": _through(pg, db_proxy), "broker_url": redis_db14, "job_queue": f"outage-{uuid.uuid4().hex[:8]}"}
+    )  # no worker of anyone else's takes its jobs
     try:
         yield updated, db_proxy, broker_proxy
     finally:
         drop_pg_database(pg)
 
 
-async def _ready_again(client) -> None:  # noqa: ANN001
+async def _ready_again(client) -> None:
     """Poll /ready until the dependency answers again (pools drop their dead connections first)."""
     for _ in range(100):
         if (await client.get("/ready")).status_code == 200:
@@ -59,9 +60,11 @@ async def test_lost_dependencies_are_reported_and_retry_after_backs_off(proxied)
         assert (await client.get("/ready")).status_code == 200
         store_root = client.app.state.jobs.store.root
 
-        for lose, regain, name in ((db_proxy.down, db_proxy.restore, "database"),
-                                   (broker_proxy.down, broker_proxy.restore, "broker"),
-                                   (lambda: shutil.rmtree(store_root), lambda: store_root.mkdir(parents=True), "storage")):
+        for lose, regain, name in (
+            (db_proxy.down, db_proxy.restore, "database"),
+            (broker_proxy.down, broker_proxy.restore, "broker"),
+            (lambda: shutil.rmtree(store_root), lambda: store_root.mkdir(parents=True), "storage"),
+        ):
             lose()
             ready = await client.get("/ready")
             assert ready.status_code == 503 and set(ready.json()["lost"]) == {name}, ready.text

@@ -56,14 +56,17 @@ async def test_clone_upload_and_stream(spark):
 async def test_multi_speak_and_openai(spark):
     r = await spark.post("/multi_speak", json={"text": "<role:female> Hi! <role:male> Hello!", "response_format": "flac", **SHORT})
     assert r.status_code == 200 and len(decode(r.content)[0]) > 0
-    r = await spark.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hi.", "voice": "alloy", "speed": 2.0, "pitch": "low",
-                                                     "response_format": "mp3", **SHORT})
+    r = await spark.post(
+        "/v1/audio/speech", json={"model": "tts-1", "input": "Hi.", "voice": "alloy", "speed": 2.0, "pitch": "low", "response_format": "mp3", **SHORT}
+    )
     assert r.status_code == 200 and len(decode(r.content)[0]) > 0
 
 
 async def test_cloned_voice_stored_and_reloaded_without_encoding(settings: Settings, spark_engine, monkeypatch):
     async with running(settings, spark_engine) as client:
-        r = await client.post("/v1/audio/voices", data={"name": "alice", "reference_text": "a tone"}, files={"reference_audio_file": ("ref.wav", tone(1.0), "audio/wav")})
+        r = await client.post(
+            "/v1/audio/voices", data={"name": "alice", "reference_text": "a tone"}, files={"reference_audio_file": ("ref.wav", tone(1.0), "audio/wav")}
+        )
         assert r.status_code == 201, r.text
         before = await client.post("/speak", json={"name": "alice", "text": "Same words.", "response_format": "pcm", **SHORT})
     spark_engine.remove_voice("alice")  # as if the process restarted with a fresh engine

@@ -13,8 +13,16 @@ from conftest import live_server
 from fasttts.config import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 pytestmark = [pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"), pytest.mark.slow]
 
@@ -23,7 +31,9 @@ AUDIO_STATE = """() => { const a = document.getElementById('player');
 
 
 def _audio_ready(page) -> dict:
-    page.wait_for_function("() => { const a = document.getElementById('player'); return a.src && a.readyState >= 1 && isFinite(a.duration) && a.duration > 0; }", timeout=60_000)
+    page.wait_for_function(
+        "() => { const a = document.getElementById('player'); return a.src && a.readyState >= 1 && isFinite(a.duration) && a.duration > 0; }", timeout=60_000
+    )
     return page.evaluate(AUDIO_STATE)
 
 

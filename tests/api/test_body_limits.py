@@ -47,8 +47,26 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "fasttts.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--data_dir", str(root / "data"),
-           "--role_dir", str(root / "roles"), "--max_upload_bytes", str(MAX_UPLOAD), "--max_json_bytes", str(MAX_JSON), "--log_level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fasttts.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data_dir",
+        str(root / "data"),
+        "--role_dir",
+        str(root / "roles"),
+        "--max_upload_bytes",
+        str(MAX_UPLOAD),
+        "--max_json_bytes",
+        str(MAX_JSON),
+        "--log_level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, env=os.environ | {"TMPDIR": str(spool)})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -64,8 +82,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             else:
                 raise AssertionError("the server did not become ready")
             assert c.post("/v1/jobs", json={"kind": "speak", "text": "Warm up."}).status_code == 202
-            assert c.post("/v1/jobs", data={"request": json.dumps({"kind": "audiobook"})},
-                          files={"file": ("b.txt", padded_book(MAX_UPLOAD // 2), "text/plain")}).status_code == 202
+            assert (
+                c.post(
+                    "/v1/jobs", data={"request": json.dumps({"kind": "audiobook"})}, files={"file": ("b.txt", padded_book(MAX_UPLOAD // 2), "text/plain")}
+                ).status_code
+                == 202
+            )
         yield Server(url, port, proc.pid, spool)
     finally:
         proc.terminate()
@@ -79,9 +101,11 @@ def padded_book(size: int) -> bytes:
 
 
 def _multipart(boundary: str) -> tuple[bytes, bytes]:
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"request\"\r\n\r\n{{\"kind\": \"audiobook\"}}\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"book.txt\"\r\n"
-            f"Content-Type: text/plain\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="request"\r\n\r\n{{"kind": "audiobook"}}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="book.txt"\r\n'
+        f"Content-Type: text/plain\r\n\r\n"
+    ).encode()
     return head, f"\r\n--{boundary}--\r\n".encode()
 
 
@@ -100,6 +124,7 @@ def _body(kind: str) -> tuple[str, Iterator[bytes]]:
         for _ in range((HUGE - len(head) - len(tail)) // MiB):
             yield filler
         yield tail
+
     return ctype, chunks()
 
 
@@ -143,9 +168,14 @@ def _length(response: bytes) -> int:
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
-@pytest.mark.parametrize(("kind", "path", "setting"), [
-    ("json", "/v1/jobs", "max_json_bytes"), ("upload", "/v1/jobs", "max_upload_bytes"), ("upload", "/v1/audio/voices", "max_upload_bytes"),
-])
+@pytest.mark.parametrize(
+    ("kind", "path", "setting"),
+    [
+        ("json", "/v1/jobs", "max_json_bytes"),
+        ("upload", "/v1/jobs", "max_upload_bytes"),
+        ("upload", "/v1/audio/voices", "max_upload_bytes"),
+    ],
+)
 def test_a_300_mib_body_is_refused_before_it_is_read(server: Server, kind: str, path: str, setting: str, framing: str) -> None:
     ctype, chunks = _body(kind)
     spooled = [0]
@@ -167,8 +197,12 @@ def test_an_epub_zip_bomb_is_refused_before_it_is_unpacked(server: Server) -> No
     bomb = epub_bomb(256 * MiB)
     assert len(bomb) < MAX_UPLOAD
     with peak_memory_growth(server.pid) as growth:
-        r = httpx.post(f"{server.url}/v1/jobs", data={"request": json.dumps({"kind": "audiobook"})},
-                       files={"file": ("book.epub", bomb, "application/epub+zip")}, timeout=60)
+        r = httpx.post(
+            f"{server.url}/v1/jobs",
+            data={"request": json.dumps({"kind": "audiobook"})},
+            files={"file": ("book.epub", bomb, "application/epub+zip")},
+            timeout=60,
+        )
     assert r.status_code == 413 and r.json()["error"]["param"] == "file" and "unpacks to" in r.json()["error"]["message"]
     assert growth() < MEMORY_BOUND, f"peak memory grew {growth() / MiB:.0f} MiB"
 
@@ -177,8 +211,7 @@ def test_bodies_under_the_caps_pass(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as c:
         padded = b'{"kind": "speak", "text": "Under the cap."' + b" " * (MAX_JSON - 100) + b"}"
         assert c.post("/v1/jobs", content=padded, headers={"Content-Type": "application/json"}).status_code == 202
-        r = c.post("/v1/jobs", data={"request": json.dumps({"kind": "audiobook"})},
-                   files={"file": ("b.txt", padded_book(MAX_UPLOAD - 1000), "text/plain")})
+        r = c.post("/v1/jobs", data={"request": json.dumps({"kind": "audiobook"})}, files={"file": ("b.txt", padded_book(MAX_UPLOAD - 1000), "text/plain")})
         assert r.status_code == 202, r.text
 
 
@@ -189,7 +222,7 @@ async def test_native_routes_answer_413_in_their_own_shape(settings, chunked: bo
 
     async def stream() -> AsyncIterator[bytes]:
         for start in range(0, len(body), 1000):
-            yield body[start:start + 1000]
+            yield body[start : start + 1000]
 
     async with running(settings.model_copy(update={"max_json_bytes": 2048}), FakeEngine()) as client:
         r = await client.post("/speak", content=stream() if chunked else body, headers={"Content-Type": "application/json"})

@@ -27,7 +27,7 @@ def stand_in_server():
     body = tone(0.2)
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             hosts.append(self.headers["Host"])
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -63,7 +63,6 @@ async def test_a_url_is_fetched_from_the_address_that_was_checked(stand_in_serve
     assert await fetch_url(f"http://voice.example:{port}/ref.wav", settings) == body
     assert lookups == ["voice.example"]  # looked up once, for the check
     assert hosts == [f"voice.example:{port}"]  # the server saw the URL's host name
-
 
 
 async def test_a_trickling_reference_url_is_cut_off_at_the_deadline_with_a_4xx(settings):

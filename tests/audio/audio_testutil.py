@@ -9,7 +9,7 @@ import numpy as np
 
 
 def sine(seconds: float, rate: int, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
-    n = int(round(seconds * rate))
+    n = round(seconds * rate)
     return (amp * np.sin(2 * np.pi * freq * np.arange(n) / rate)).astype(np.float32)
 
 

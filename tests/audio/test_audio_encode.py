@@ -48,7 +48,7 @@ def encode_chunked(fmt: str, audio: np.ndarray, rate: int, seed: int, *, to: int
 
 def speechlike(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
     """A sine plus noise, so codecs see some broadband content."""
-    noise = np.random.default_rng(seed).standard_normal(int(round(seconds * rate))).astype(np.float32)
+    noise = np.random.default_rng(seed).standard_normal(round(seconds * rate)).astype(np.float32)
     return sine(seconds, rate, amp=0.4) + 0.05 * noise
 
 

@@ -28,19 +28,12 @@ SEGMENTS = [(0.0, 1.25, "Hello there."), (1.25, 2.0, "   "), (2.0, 4.5, "Second\
 
 
 def test_srt_layout() -> None:
-    assert write_subtitles(SEGMENTS, "srt") == (
-        "1\n00:00:00,000 --> 00:00:01,250\nHello there.\n"
-        "\n"
-        "2\n00:00:02,000 --> 00:00:04,500\nSecond\nline & <b>\n"
-    )
+    assert write_subtitles(SEGMENTS, "srt") == ("1\n00:00:00,000 --> 00:00:01,250\nHello there.\n\n2\n00:00:02,000 --> 00:00:04,500\nSecond\nline & <b>\n")
 
 
 def test_vtt_layout_and_escaping() -> None:
     assert write_subtitles(SEGMENTS, "vtt") == (
-        "WEBVTT\n\n"
-        "00:00:00.000 --> 00:00:01.250\nHello there.\n"
-        "\n"
-        "00:00:02.000 --> 00:00:04.500\nSecond\nline &amp; &lt;b>\n"
+        "WEBVTT\n\n00:00:00.000 --> 00:00:01.250\nHello there.\n\n00:00:02.000 --> 00:00:04.500\nSecond\nline &amp; &lt;b>\n"
     )
 
 

@@ -132,8 +132,16 @@ class Conformance:
             ids, grammar = spark.create(i) if mode == "create" else spark.clone(i, with_semantics=mode == "clone+semantics")
             max_tokens = grammar.prefix_length + 24
             tokens = await collect(
-                backend, prompt_ids=ids, max_tokens=max_tokens, temperature=0.8, top_k=50, top_p=0.95,
-                repetition_penalty=1.1, stop_ids=spark.vocab.stop_ids, seed=i, constraint=grammar,
+                backend,
+                prompt_ids=ids,
+                max_tokens=max_tokens,
+                temperature=0.8,
+                top_k=50,
+                top_p=0.95,
+                repetition_penalty=1.1,
+                stop_ids=spark.vocab.stop_ids,
+                seed=i,
+                constraint=grammar,
             )
             assert_well_formed(tokens, grammar, spark.vocab.stop_ids, max_tokens)
             assert len(tokens) > grammar.prefix_length  # globals (create) and at least one semantic token
@@ -142,22 +150,21 @@ class Conformance:
     async def test_stop_id_ends_the_request_and_is_yielded(self, backend: LLMBackend, spark: SparkPrompts) -> None:
         v = spark.vocab
         ids, _ = spark.create(0)
-        tokens = await collect(backend, prompt_ids=ids, max_tokens=40, temperature=1.0, seed=1, stop_ids=v.stop_ids,
-                               constraint=ForceStop(v.semantic_range(), v.eos, free=5))
+        tokens = await collect(
+            backend, prompt_ids=ids, max_tokens=40, temperature=1.0, seed=1, stop_ids=v.stop_ids, constraint=ForceStop(v.semantic_range(), v.eos, free=5)
+        )
         assert len(tokens) == 6 and tokens[-1] == v.eos
 
     async def test_complete_constraint_ends_the_request(self, backend: LLMBackend, spark: SparkPrompts) -> None:
         ids, _ = spark.create(1)
-        tokens = await collect(backend, prompt_ids=ids, max_tokens=40, temperature=1.0, seed=2,
-                               constraint=CompleteAfter(spark.vocab.semantic_range(), 7))
+        tokens = await collect(backend, prompt_ids=ids, max_tokens=40, temperature=1.0, seed=2, constraint=CompleteAfter(spark.vocab.semantic_range(), 7))
         assert len(tokens) == 7
 
     @pytest.mark.parametrize("max_tokens", [1, 9])
     async def test_max_tokens_is_honoured(self, backend: LLMBackend, spark: SparkPrompts, max_tokens: int) -> None:
         ids, grammar = spark.create(0)
         assert len(await collect(backend, prompt_ids=ids, max_tokens=max_tokens, temperature=0.0)) == max_tokens
-        constrained = await collect(backend, prompt_ids=ids, max_tokens=max_tokens, temperature=1.0, seed=3,
-                                    stop_ids=spark.vocab.stop_ids, constraint=grammar)
+        constrained = await collect(backend, prompt_ids=ids, max_tokens=max_tokens, temperature=1.0, seed=3, stop_ids=spark.vocab.stop_ids, constraint=grammar)
         assert len(constrained) == max_tokens  # shorter than the grammar's prefix: no stop possible yet
         assert_well_formed(constrained, grammar, spark.vocab.stop_ids, max_tokens)
 
@@ -183,10 +190,10 @@ class Conformance:
     async def test_closing_the_consumer_frees_the_request(self, backend: LLMBackend, spark: SparkPrompts) -> None:
         v = spark.vocab
         ids, grammar = spark.create(0)
-        endless = backend.generate(GenerationRequest(prompt_ids=ids, max_tokens=1000, temperature=1.0, seed=7,
-                                                     constraint=CompleteAfter(v.semantic_range(), 10_000)))
-        other = asyncio.create_task(collect(backend, prompt_ids=ids, max_tokens=30, temperature=1.0, seed=8,
-                                            stop_ids=v.stop_ids, constraint=grammar))
+        endless = backend.generate(
+            GenerationRequest(prompt_ids=ids, max_tokens=1000, temperature=1.0, seed=7, constraint=CompleteAfter(v.semantic_range(), 10_000))
+        )
+        other = asyncio.create_task(collect(backend, prompt_ids=ids, max_tokens=30, temperature=1.0, seed=8, stop_ids=v.stop_ids, constraint=grammar))
         got = [await anext(endless) for _ in range(3)]
         await endless.aclose()
         assert len(got) == 3

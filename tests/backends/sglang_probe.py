@@ -53,14 +53,18 @@ def msgpack_round_trip(params: dict) -> None:
 def main() -> None:
     asked = json.load(sys.stdin)
     engine = methods(SRT / "entrypoints" / "engine.py", "Engine")
-    print(json.dumps({
-        "version": md.version("sglang"),
-        "server_args_errors": [error(lambda a=a: ServerArgs(**a)) for a in asked["server_args"]],
-        "sampling_params_errors": [error(lambda p=p: msgpack_round_trip(p)) for p in asked["sampling_params"]],
-        "engine_methods": sorted(engine),
-        "async_generate": engine["async_generate"],
-        "abort_request": methods(SRT / "managers" / "tokenizer_manager.py", "TokenizerManager")["abort_request"],
-    }))
+    print(
+        json.dumps(
+            {
+                "version": md.version("sglang"),
+                "server_args_errors": [error(lambda a=a: ServerArgs(**a)) for a in asked["server_args"]],
+                "sampling_params_errors": [error(lambda p=p: msgpack_round_trip(p)) for p in asked["sampling_params"]],
+                "engine_methods": sorted(engine),
+                "async_generate": engine["async_generate"],
+                "abort_request": methods(SRT / "managers" / "tokenizer_manager.py", "TokenizerManager")["abort_request"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-
 from conformance import Conformance, tiny_spark_llm
+
 from fasttts.backends.registry import BackendConfig
 from fasttts.backends.torch_backend import TorchBackend
 from fasttts.backends.torch_llm.cpu_linear import FORMATS

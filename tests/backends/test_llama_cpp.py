@@ -17,9 +17,10 @@ gguf = pytest.importorskip("gguf")
 pytestmark = pytest.mark.slow  # starts the backend's own engine
 
 from conformance import Conformance, tiny_spark_llm  # noqa: E402
+
 from fasttts.backends._constraint_utils import NumpySampler, allowed_mask  # noqa: E402
-from fasttts.backends.llama_cpp_backend import LlamaCppBackend, find_gguf, gguf_file_type  # noqa: E402
 from fasttts.backends.gguf_head import EmbeddingTable, head_gguf  # noqa: E402
+from fasttts.backends.llama_cpp_backend import LlamaCppBackend, find_gguf, gguf_file_type  # noqa: E402
 from fasttts.backends.registry import BackendConfig, create_backend  # noqa: E402
 from fasttts.errors import ModelLoadError  # noqa: E402
 from fasttts.models.gguf import find_converter, quantize_gguf, write_gguf  # noqa: E402
@@ -145,9 +146,23 @@ async def test_a_cut_head_generates_what_the_full_head_generates(ggufs: dict[str
         try:
             prompts = [spark.create(0), spark.create(1), spark.clone(0, with_semantics=True)]
             # one at a time: llama.cpp's float results depend on what shares a batch
-            results.append([await collect(backend, prompt_ids=ids, max_tokens=48, temperature=0.9, top_k=40, top_p=0.95,
-                                          repetition_penalty=1.1, seed=i, stop_ids=spark.vocab.stop_ids, constraint=grammar)
-                            for i, (ids, grammar) in enumerate(prompts)])
+            results.append(
+                [
+                    await collect(
+                        backend,
+                        prompt_ids=ids,
+                        max_tokens=48,
+                        temperature=0.9,
+                        top_k=40,
+                        top_p=0.95,
+                        repetition_penalty=1.1,
+                        seed=i,
+                        stop_ids=spark.vocab.stop_ids,
+                        constraint=grammar,
+                    )
+                    for i, (ids, grammar) in enumerate(prompts)
+                ]
+            )
             results.append(backend._engine.n_rows)
         finally:
             await backend.shutdown()
@@ -226,8 +241,7 @@ class TestLlamaCppCutHeadConformance(Conformance):
     @pytest_asyncio.fixture(scope="class", loop_scope="session")
     async def backend(self, ggufs: dict[str, Path]) -> AsyncIterator[LlamaCppBackend]:
         vocab = SparkVocab.from_tokenizer(load_tokenizer(ggufs["dir"]))
-        config = BackendConfig(model_dir=str(ggufs["dir"]), device="cpu", max_length=2048, batch_size=8,
-                               output_ids=SparkGrammar(vocab, "create").vocabulary())
+        config = BackendConfig(model_dir=str(ggufs["dir"]), device="cpu", max_length=2048, batch_size=8, output_ids=SparkGrammar(vocab, "create").vocabulary())
         backend = LlamaCppBackend(config)
         await backend.start()
         assert backend._engine is not None and backend._engine.table is not None
@@ -248,8 +262,7 @@ async def test_requests_wait_for_kv_room_instead_of_failing(ggufs: dict[str, Pat
     try:
         ids, _ = spark.create(0)
 
-        outs = await asyncio.gather(*(collect(backend, prompt_ids=ids, max_tokens=300 - len(ids), temperature=1.0, seed=i)
-                                      for i in range(3)))
+        outs = await asyncio.gather(*(collect(backend, prompt_ids=ids, max_tokens=300 - len(ids), temperature=1.0, seed=i) for i in range(3)))
         assert all(len(o) == 300 - len(ids) for o in outs)  # no stop ids: each ran to max_tokens
         assert backend.stats.max_batch == 1
     finally:

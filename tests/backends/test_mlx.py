@@ -11,6 +11,7 @@ pytest.importorskip("mlx_lm")
 pytestmark = pytest.mark.slow  # starts the backend's own engine
 
 from conformance import Conformance, tiny_spark_llm  # noqa: E402
+
 from fasttts.backends.mlx_backend import MLXBackend  # noqa: E402
 from fasttts.backends.registry import BackendConfig, create_backend  # noqa: E402
 
@@ -36,7 +37,7 @@ def test_top_p_keeps_the_smallest_head_reaching_p() -> None:
 
     probs = [0.5, 0.3, 0.15, 0.05]
     logits = mx.log(mx.array([probs]))
-    kept = lambda p: [i for i, v in enumerate(_top_p(mx, logits, p)[0].tolist()) if v != float("-inf")]  # noqa: E731
+    kept = lambda p: [i for i, v in enumerate(_top_p(mx, logits, p)[0].tolist()) if v != float("-inf")]
     assert kept(1e-12) == [0]  # tiny p: greedy (mlx-lm's own top-p keeps nothing here)
     assert kept(0.45) == [0]
     assert kept(0.6) == [0, 1]

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import torch
-
 from conformance import CompleteAfter, Conformance, tiny_spark_llm
+
 from fasttts.backends import sglang_backend
 from fasttts.backends.base import GenerationRequest
 from fasttts.backends.registry import BackendConfig, create_backend
@@ -118,8 +118,9 @@ async def test_the_constraint_masks_every_step_and_stop_ids_end_the_request(fake
     ids = [5, 6, 7]
     lo, hi = 100, 110  # a small range the double's 1000-id vocabulary holds
     stop = 200
-    req = GenerationRequest(prompt_ids=ids, max_tokens=40, temperature=1.0, seed=1, stop_ids=frozenset({stop}),
-                            constraint=_RangeThenStop(lo, hi, stop, after=6))
+    req = GenerationRequest(
+        prompt_ids=ids, max_tokens=40, temperature=1.0, seed=1, stop_ids=frozenset({stop}), constraint=_RangeThenStop(lo, hi, stop, after=6)
+    )
     tokens = [t async for t in backend.generate(req)]
     assert all(lo <= t < hi for t in tokens[:-1]) and tokens[-1] == stop and len(tokens) == 7
     engine = fake_sglang.instances[0]

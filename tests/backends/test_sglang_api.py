@@ -19,8 +19,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-
 from conformance import CompleteAfter
+
 from fasttts.backends import sglang_backend
 from fasttts.backends.base import GenerationRequest
 from fasttts.backends.registry import BackendConfig
@@ -70,7 +70,6 @@ def api(backend: SGLangBackend) -> dict[str, Any]:
 
 def test_the_probed_release_is_the_one_the_extra_installs(api: dict[str, Any]) -> None:
     import tomllib
-
     from packaging.requirements import Requirement
 
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["sglang"]

@@ -4,6 +4,7 @@ continuous batching, cancellation and a responsive event loop, on tiny random Qw
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -62,16 +63,30 @@ def hf_model(model_dir: Path, arch: str) -> torch.nn.Module:
 # ----------------------------------------------------------------------------- format fidelity
 def _cache(model: CausalLM, slots: int = 2) -> KVCache:
     cfg = model.cfg
-    return KVCache(num_layers=cfg.num_layers, num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim,
-                   max_slots=slots, max_capacity=4096, dtype=model.lm_head_weight.dtype, device=torch.device("cpu"), initial_capacity=8)
+    return KVCache(
+        num_layers=cfg.num_layers,
+        num_kv_heads=cfg.num_kv_heads,
+        head_dim=cfg.head_dim,
+        max_slots=slots,
+        max_capacity=4096,
+        dtype=model.lm_head_weight.dtype,
+        device=torch.device("cpu"),
+        initial_capacity=8,
+    )
 
 
 def _prefill(model: CausalLM, cache: KVCache, slot: int, ids: list[int], start: int) -> torch.Tensor:
     n, end = len(ids), start + len(ids)
     cache.ensure_capacity(end)
     pos = torch.arange(start, end)
-    batch = AttnBatch(slots=torch.full((n,), slot), positions=pos, key_slots=slice(slot, slot + 1), key_len=end,
-                      mask=(torch.arange(end)[None] <= pos[:, None])[None, None], queries_per_seq=n)
+    batch = AttnBatch(
+        slots=torch.full((n,), slot),
+        positions=pos,
+        key_slots=slice(slot, slot + 1),
+        key_len=end,
+        mask=(torch.arange(end)[None] <= pos[:, None])[None, None],
+        queries_per_seq=n,
+    )
     return model.logits(model(torch.tensor(ids), batch, cache))
 
 
@@ -93,8 +108,14 @@ def test_logits_equal_transformers_for_chunked_prefill_and_batched_decode(dirs, 
         for step in range(5):  # then both sequences decode together (different lengths: masked)
             pos = torch.tensor([len(s) - 5 + step for s in seqs])
             cache.ensure_capacity(int(pos.max()) + 1)
-            batch = AttnBatch(slots=torch.tensor(slots), positions=pos, key_slots=torch.tensor(slots), key_len=int(pos.max()) + 1,
-                              mask=(torch.arange(int(pos.max()) + 1)[None] <= pos[:, None])[:, None, None], queries_per_seq=1)
+            batch = AttnBatch(
+                slots=torch.tensor(slots),
+                positions=pos,
+                key_slots=torch.tensor(slots),
+                key_len=int(pos.max()) + 1,
+                mask=(torch.arange(int(pos.max()) + 1)[None] <= pos[:, None])[:, None, None],
+                queries_per_seq=1,
+            )
             logits = model.logits(model(torch.tensor([s[p] for s, p in zip(seqs, pos.tolist())]), batch, cache))
             for i in range(2):
                 got[i].append(logits[i : i + 1])
@@ -108,7 +129,7 @@ async def test_greedy_generation_equals_transformers_generate(dirs, arch: str) -
     ids = prompt(12, seed=5)
     ref = hf_model(dirs[arch], arch)
     ref.generation_config.eos_token_id = None
-    out = ref.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False, pad_token_id=0)[0, len(ids):].tolist()
+    out = ref.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False, pad_token_id=0)[0, len(ids) :].tolist()
     async with running(dirs[arch]) as backend:
         assert await collect(backend, prompt_ids=ids, max_tokens=10, temperature=0.0) == out
 
@@ -360,6 +381,6 @@ async def test_event_loop_keeps_ticking_while_generating(dirs) -> None:
             if len(ticks) > 30:
                 break
         tick_task.cancel()
-    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert len(ticks) > 30
     assert max(gaps) < 2.0  # generous: the loop is never blocked by a model step

@@ -15,6 +15,7 @@ pytest.importorskip("vllm")
 pytestmark = pytest.mark.slow  # starts the backend's own engine
 
 from conformance import CompleteAfter, Conformance, tiny_spark_llm  # noqa: E402
+
 from fasttts.backends.base import GenerationRequest  # noqa: E402
 from fasttts.backends.registry import BackendConfig, create_backend  # noqa: E402
 from fasttts.backends.vllm_backend import ConstraintLogitsProcessor, VLLMBackend, sampling_kwargs  # noqa: E402
@@ -24,8 +25,17 @@ def test_sampling_options_and_the_constraint_map_to_sampling_params() -> None:
     from vllm import SamplingParams
 
     constraint = CompleteAfter((10, 20), 4)
-    req = GenerationRequest(prompt_ids=[1, 2], max_tokens=30, temperature=0.6, top_k=7, top_p=0.8,
-                            repetition_penalty=1.3, seed=11, stop_ids=frozenset({5, 3}), constraint=constraint)
+    req = GenerationRequest(
+        prompt_ids=[1, 2],
+        max_tokens=30,
+        temperature=0.6,
+        top_k=7,
+        top_p=0.8,
+        repetition_penalty=1.3,
+        seed=11,
+        stop_ids=frozenset({5, 3}),
+        constraint=constraint,
+    )
     params = SamplingParams(**sampling_kwargs(req))
     assert (params.max_tokens, params.temperature, params.top_k, params.top_p) == (30, 0.6, 7, 0.8)
     assert params.repetition_penalty == 1.3 and params.seed == 11 and params.ignore_eos
@@ -57,8 +67,7 @@ class TestVLLMConformance(Conformance):
     async def backend(self, tmp_path_factory) -> AsyncIterator[VLLMBackend]:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the tiny model needs little
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # share the cores; pin no OpenMP thread
-        config = BackendConfig(model_dir=str(tiny_spark_llm(tmp_path_factory)), dtype="float32", max_length=2048,
-                               batch_size=8, gpu_memory_utilization=0.3)
+        config = BackendConfig(model_dir=str(tiny_spark_llm(tmp_path_factory)), dtype="float32", max_length=2048, batch_size=8, gpu_memory_utilization=0.3)
         backend = create_backend("vllm", config)
         assert isinstance(backend, VLLMBackend)
         backend.engine_kwargs["enforce_eager"] = True  # no torch.compile: start in seconds

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from fasttts.db import Job, SchemaError, Segment, check_schema, create_db_engine, head_revision, session_factory, upgrade_to_head

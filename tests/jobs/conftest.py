@@ -3,18 +3,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service_fixtures import *  # noqa: E402,F401,F403
+import asyncio
+from collections.abc import AsyncIterator
 
-import asyncio  # noqa: E402
-from collections.abc import AsyncIterator  # noqa: E402
+import pytest
+import pytest_asyncio
+from service_fixtures import *  # noqa: F403
 
-import pytest  # noqa: E402
-import pytest_asyncio  # noqa: E402
-
-from fasttts.config import Settings  # noqa: E402
-from fasttts.db import Job  # noqa: E402
-from fasttts.engine.base import TTSEngine  # noqa: E402
-from fasttts.jobs import JobService, build_job_service  # noqa: E402
+from fasttts.config import Settings
+from fasttts.db import Job
+from fasttts.engine.base import TTSEngine
+from fasttts.jobs import JobService, build_job_service
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -40,8 +39,16 @@ def deployment_settings(kind: str, tmp_path, request: pytest.FixtureRequest, **o
     if kind == "embedded":
         return job_settings(tmp_path, **overrides)
     pg_url, seaweed = request.getfixturevalue("pg_url"), request.getfixturevalue("seaweed")
-    return job_settings(tmp_path, database_url=pg_url, s3_bucket=seaweed.bucket, s3_endpoint_url=seaweed.endpoint,
-                        s3_prefix=f"{tmp_path.name}/", s3_access_key_id="test", s3_secret_access_key="test", **overrides)
+    return job_settings(
+        tmp_path,
+        database_url=pg_url,
+        s3_bucket=seaweed.bucket,
+        s3_endpoint_url=seaweed.endpoint,
+        s3_prefix=f"{tmp_path.name}/",
+        s3_access_key_id="test",
+        s3_secret_access_key="test",
+        **overrides,
+    )
 
 
 @pytest_asyncio.fixture(params=["embedded", "services"])

@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import pytest_asyncio
-from conftest import job_settings, wait_final
+from conftest import job_settings
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.routes import jobs as jobs_routes
 from fasttts.engine.base import TTSEngine
-from fasttts.jobs import JobService, JobSpec, build_job_service
+from fasttts.jobs import JobService, build_job_service
 from fasttts.jobs.plan import segment_voice
 from fasttts.models.registry import AutoEngine
 from fasttts.params import GENDERS
@@ -72,8 +71,11 @@ async def test_unknown_fields_are_refused_naming_them(embedded) -> None:
         assert r.status_code == 422, r.text
         error = r.json()["error"]
         assert "input" in error["message"] and "voice.tone" in error["message"] and error["param"] == "input"
-        form = await c.post("/v1/jobs", data={"request": json.dumps({"kind": "audiobook", "format": "mp3"})},
-                            files={"file": ("book.txt", io.BytesIO(b"Some text."), "text/plain")})
+        form = await c.post(
+            "/v1/jobs",
+            data={"request": json.dumps({"kind": "audiobook", "format": "mp3"})},
+            files={"file": ("book.txt", io.BytesIO(b"Some text."), "text/plain")},
+        )
         assert form.status_code == 422 and form.json()["error"]["param"] == "format", form.text
         assert (await c.get("/v1/jobs")).json()["total"] == 0
 
@@ -84,8 +86,16 @@ async def test_a_job_meets_an_openai_speed_factor(embedded) -> None:
     lengths = {}
     async with client(embedded) as c:
         for tempo in (1.0, 2.0):
-            r = await c.post("/v1/jobs", json={"kind": "speak", "text": "Twice as fast, the same pitch.", "output_format": "pcm",
-                                               "voice": {"name": "joe", "tempo": tempo}, "sampling": {"temperature": 0}})
+            r = await c.post(
+                "/v1/jobs",
+                json={
+                    "kind": "speak",
+                    "text": "Twice as fast, the same pitch.",
+                    "output_format": "pcm",
+                    "voice": {"name": "joe", "tempo": tempo},
+                    "sampling": {"temperature": 0},
+                },
+            )
             assert r.status_code == 202, r.text
             body = await poll(c, r.json()["id"])
             assert body["status"] == "succeeded", body
@@ -146,8 +156,15 @@ async def test_s3_outage_answers_503_and_running_jobs_finish_after(tmp_path, pip
     from service_fixtures import Proxy
 
     proxy = Proxy(int(seaweed.endpoint.rsplit(":", 1)[1]))
-    settings = job_settings(tmp_path, s3_bucket=seaweed.bucket, s3_endpoint_url=f"http://127.0.0.1:{proxy.port}",
-                            s3_prefix=f"{tmp_path.name}/", s3_access_key_id="k", s3_secret_access_key="s", segment_lease_s=1.0)
+    settings = job_settings(
+        tmp_path,
+        s3_bucket=seaweed.bucket,
+        s3_endpoint_url=f"http://127.0.0.1:{proxy.port}",
+        s3_prefix=f"{tmp_path.name}/",
+        s3_access_key_id="k",
+        s3_secret_access_key="s",
+        segment_lease_s=1.0,
+    )
     service = build_job_service(settings, piper)
     await service.start()
     try:
@@ -155,7 +172,7 @@ async def test_s3_outage_answers_503_and_running_jobs_finish_after(tmp_path, pip
             text = " ".join(f"Part {i} of a job that outlives an outage." for i in range(10))
             r = await c.post("/v1/jobs", json={"kind": "speak", "text": text, "split": {"length_threshold": 8, "window_size": 8}})
             job_id = r.json()["id"]
-            while (await c.get(f"/v1/jobs/{job_id}")).json()["progress"]["segments_done"] < 1:
+            while (await c.get(f"/v1/jobs/{job_id}")).json()["progress"]["segments_done"] < 1:  # noqa: ASYNC110 - polls the API, which has no event
                 await asyncio.sleep(0.05)
             proxy.down()  # S3 goes away mid-job
             down = await c.post("/v1/jobs", json={"kind": "speak", "text": "Not now."})

@@ -16,8 +16,8 @@ from conftest import wait_final
 from fasttts.config import Settings
 from fasttts.db import upgrade_to_head
 from fasttts.jobs import JobSpec, build_job_service
-from workers.dispatch import CeleryDispatcher
 from fasttts.storage import job_prefix, segment_key
+from workers.dispatch import CeleryDispatcher
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.services, pytest.mark.slow]
 
@@ -45,8 +45,9 @@ def worker_env(tmp_path, pg_url, seaweed) -> dict[str, str]:
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     code = "import sys; from workers.main import worker; sys.exit(worker(['--without-mingle', '--without-gossip', '--loglevel', 'WARNING']))"
-    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=os.environ | env, stdout=open(log, "ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, env=os.environ | env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def settings_from(env: dict[str, str]) -> Settings:

@@ -15,8 +15,7 @@ from fasttts.jobs import JobService, JobSpec
 from fasttts.params import SplitParams, VoiceParams
 from fasttts.storage import segment_key
 
-TEXT = ("The first sentence is here. A second sentence follows it closely. "
-        "Then a third one, which is a little longer than the others were. And a short end.")
+TEXT = "The first sentence is here. A second sentence follows it closely. Then a third one, which is a little longer than the others were. And a short end."
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SPLIT = {"length_threshold": 8, "window_size": 8}
@@ -52,7 +51,7 @@ async def test_speak_job_runs_every_segment_once_and_merges(embedded: JobService
 
 
 async def test_idempotent_resubmission_returns_the_same_job(jobs: JobService) -> None:
-    spec = lambda: JobSpec(kind="speak", text="Hello there.")  # noqa: E731
+    spec = lambda: JobSpec(kind="speak", text="Hello there.")
     a, created_a = await jobs.submit(spec(), idempotency_key="key-1")
     b, created_b = await jobs.submit(spec(), idempotency_key="key-1")
     c, created_c = await jobs.submit(spec(), job_id="my-job")

@@ -41,12 +41,10 @@ async def test_a_book_over_the_limit_is_413_naming_it(small) -> None:
     book = epub_bomb(64 * 1024)  # 64 kB of text in one chapter, a few kB zipped
     assert len(book) < LIMIT
     async with client(small) as c:
-        r = await c.post("/v1/jobs", data={"request": json.dumps({"kind": "audiobook"})},
-                         files={"file": ("book.epub", book, "application/epub+zip")})
+        r = await c.post("/v1/jobs", data={"request": json.dumps({"kind": "audiobook"})}, files={"file": ("book.epub", book, "application/epub+zip")})
         assert r.status_code == 413 and r.json()["error"]["param"] == "file"
         assert "max_job_chars (5,000)" in r.json()["error"]["message"]
         assert (await c.get("/v1/jobs")).json()["total"] == 0
         small_book = epub_bomb(2_000)
-        r = await c.post("/v1/jobs", data={"request": json.dumps({"kind": "audiobook"})},
-                         files={"file": ("book.epub", small_book, "application/epub+zip")})
+        r = await c.post("/v1/jobs", data={"request": json.dumps({"kind": "audiobook"})}, files={"file": ("book.epub", small_book, "application/epub+zip")})
         assert r.status_code == 202 and r.json()["progress"]["segments_total"] > 0

@@ -28,7 +28,7 @@ def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
     got: list[tuple[dict[str, str], bytes]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:
             got.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()
@@ -68,10 +68,16 @@ async def test_webhook_is_signed_with_hmac(private_ok, receiver) -> None:
     assert not verify("s3cret", headers[TIMESTAMP_HEADER], body + b" ", headers[SIGNATURE_HEADER])
 
 
-@pytest.mark.parametrize(("hook", "problem"), [
-    ("file:///etc/passwd", "only http"), ("gopher://127.0.0.1:6379/_", "only http"), ("http://[::1", "not a valid URL"),
-    ("RECEIVER", "non-public"), ("http://169.254.169.254/latest/meta-data/", "non-public"),
-])
+@pytest.mark.parametrize(
+    ("hook", "problem"),
+    [
+        ("file:///etc/passwd", "only http"),
+        ("gopher://127.0.0.1:6379/_", "only http"),
+        ("http://[::1", "not a valid URL"),
+        ("RECEIVER", "non-public"),
+        ("http://169.254.169.254/latest/meta-data/", "non-public"),
+    ],
+)
 async def test_webhook_urls_are_refused_at_submit(embedded, receiver, hook: str, problem: str) -> None:
     url, got = receiver
     async with client(embedded) as c:
@@ -105,4 +111,3 @@ async def test_a_trickling_receiver_is_cut_off_at_the_deadline() -> None:
         status = await asyncio.to_thread(deliver, slow.url, {"id": "j"}, secret=None, allow_private=True, deadline_s=1, attempts=1)
         assert status == "failed: no complete answer from the URL within 1 s"
         assert slow.served == 0
-

@@ -42,9 +42,16 @@ def deployment(tmp_path, pg_url, seaweed) -> dict[str, str]:
     """Flags shared by the API apps and the worker: one database, broker queue and bucket prefix."""
     upgrade_to_head(pg_url)
     return {
-        "database_url": pg_url, "broker_url": "redis://127.0.0.1:6379/0", "job_queue": f"fasttts-test-{uuid.uuid4().hex[:8]}",
-        "s3_bucket": seaweed.bucket, "s3_endpoint_url": seaweed.endpoint, "s3_prefix": f"{tmp_path.name}/",
-        "segment_lease_s": "3", "job_batch_size": "2", "data_dir": str(tmp_path), "auto_migrate": "false",
+        "database_url": pg_url,
+        "broker_url": "redis://127.0.0.1:6379/0",
+        "job_queue": f"fasttts-test-{uuid.uuid4().hex[:8]}",
+        "s3_bucket": seaweed.bucket,
+        "s3_endpoint_url": seaweed.endpoint,
+        "s3_prefix": f"{tmp_path.name}/",
+        "segment_lease_s": "3",
+        "job_batch_size": "2",
+        "data_dir": str(tmp_path),
+        "auto_migrate": "false",
     }
 
 
@@ -55,8 +62,14 @@ def start_worker(flags: dict[str, str], log: Path, **env: str) -> subprocess.Pop
     argv = ["worker", *args, "--without-mingle", "--without-gossip", "--loglevel", "WARNING"]
     code = f"import sys, worker_probe; from fasttts.cli import main; sys.exit(main({argv!r}))"
     path = os.pathsep.join([str(REPO), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
-    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=os.environ | SECRETS | env | {"PYTHONPATH": path},
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=os.environ | SECRETS | env | {"PYTHONPATH": path},
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -146,8 +159,12 @@ async def test_jobs_carry_their_voices_to_any_worker(deployment, tiny_spark_dir,
 
             # every sentence unique across the jobs, so each prompt the worker built names its segment
             speak_text = " ".join(f"Alice reads about {w}." for w in ("apples", "bananas", "cherries", "dates"))
-            book = ("Chapter 1\n" + " ".join(f"Alice opens a book on {w}." for w in ("falcons", "geese", "herons"))
-                    + "\n\nChapter 2\n" + " ".join(f"The narrator ends with {w}." for w in ("iguanas", "jackals", "koalas")))
+            book = (
+                "Chapter 1\n"
+                + " ".join(f"Alice opens a book on {w}." for w in ("falcons", "geese", "herons"))
+                + "\n\nChapter 2\n"
+                + " ".join(f"The narrator ends with {w}." for w in ("iguanas", "jackals", "koalas"))
+            )
             role_text = " ".join(f"The narrator speaks of {w}." for w in ("lemons", "mangoes", "nectarines"))
             jobs = {}
             for name, body in {
@@ -165,9 +182,22 @@ async def test_jobs_carry_their_voices_to_any_worker(deployment, tiny_spark_dir,
 
             encodes = count_encodes(api)
             clone_text = " ".join(f"A cloned voice likes {w}." for w in ("oranges", "papayas", "quinces", "raisins"))
-            r = await api.post("/v1/jobs", data={"request": json.dumps({"kind": "clone", "text": clone_text, "voice": {"reference_text": transcript},
-                                                                       "sampling": SAMPLING, "split": SPLIT, "output_format": "wav"})},
-                               files={"reference_audio": ("ref.wav", io.BytesIO(speech))})
+            r = await api.post(
+                "/v1/jobs",
+                data={
+                    "request": json.dumps(
+                        {
+                            "kind": "clone",
+                            "text": clone_text,
+                            "voice": {"reference_text": transcript},
+                            "sampling": SAMPLING,
+                            "split": SPLIT,
+                            "output_format": "wav",
+                        }
+                    )
+                },
+                files={"reference_audio": ("ref.wav", io.BytesIO(speech))},
+            )
             assert r.status_code == 202, r.text
             jobs["clone"] = r.json()["id"]
             assert encodes[0] == 1  # encoded once, at submit
@@ -192,7 +222,7 @@ async def test_jobs_carry_their_voices_to_any_worker(deployment, tiny_spark_dir,
             p = prompts[seg.text]
             assert p["global_ids"] == expected, seg.text
             tokens = [vocab.start_global, *(vocab.global0 + g for g in expected), vocab.end_global]
-            assert any(p["prompt_ids"][i:i + len(tokens)] == tokens for i in range(len(p["prompt_ids"]))), seg.text
+            assert any(p["prompt_ids"][i : i + len(tokens)] == tokens for i in range(len(p["prompt_ids"]))), seg.text
 
     used(segments["speak"], alice)
     used(segments["role"], narrator)

@@ -5,6 +5,7 @@ concurrent streams, and clear errors for what Orpheus cannot do."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -19,9 +20,9 @@ from fasttts.backends.base import GenerationRequest, LLMBackend
 from fasttts.backends.registry import BackendConfig
 from fasttts.backends.torch_backend import TorchBackend
 from fasttts.errors import InvalidRequestError, ModelLoadError, NotFoundError, UnsupportedFeatureError
+from fasttts.models.orpheus.constraint import OrpheusConstraint
 from fasttts.models.orpheus.engine import OrpheusEngine
 from fasttts.models.orpheus.family import detect
-from fasttts.models.orpheus.constraint import OrpheusConstraint
 from fasttts.models.orpheus.prompt import CODEBOOK_SIZE, FRAME_CODES, OrpheusVocab
 from fasttts.models.orpheus.random_model import RELEASE_CUSTOM_TOKENS, SNAC_24KHZ, write_random_orpheus
 from fasttts.models.orpheus.snac_codec import SPLICE_TOLERANCE, DecodeItem, SnacCodec, frames_to_codes, load_snac
@@ -87,7 +88,7 @@ def assert_within_splice_bound(windowed: np.ndarray, one_shot: np.ndarray) -> No
     """What snac_codec's docstring promises: float rounding only (SPLICE_TOLERANCE; int16 ±1 LSB)."""
     assert windowed.shape == one_shot.shape
     assert np.abs(windowed - one_shot).max() <= SPLICE_TOLERANCE
-    to_int16 = lambda x: np.round(np.clip(x, -1, 1) * 32767).astype(np.int32)  # noqa: E731
+    to_int16 = lambda x: np.round(np.clip(x, -1, 1) * 32767).astype(np.int32)
     assert np.abs(to_int16(windowed) - to_int16(one_shot)).max() <= 1
 
 
@@ -138,7 +139,7 @@ def test_constraint_allows_stops_only_at_frame_boundaries(engine):
     history: list[int] = []
     for n in range(3 * FRAME_CODES + 1):
         ranges = grammar.allowed(history)
-        assert list(ranges) == sorted(ranges) and all(a[1] < b[0] for a, b in zip(ranges, ranges[1:]))
+        assert list(ranges) == sorted(ranges) and all(a[1] < b[0] for a, b in itertools.pairwise(ranges))
         allowed_stop = [any(lo <= s < hi for lo, hi in ranges) for s in stops]
         assert all(allowed_stop) == (n % FRAME_CODES == 0 and n >= FRAME_CODES)
         lo, hi = vocab.bands[n % FRAME_CODES]
@@ -167,7 +168,7 @@ async def test_stream_equals_one_shot_decode(engine, reference):
         before = len(engine.backend.requests)
         voice = await engine._resolve_voice(VoiceParams(name="tara"))
         chunks = [c async for c in engine._segment_stream("Hello there, how are you?", voice, sampling, stream=True)]
-        (_, tokens), = engine.backend.requests[before:]
+        ((_, tokens),) = engine.backend.requests[before:]
         frames = frames_of(engine, tokens)
         assert len(frames) >= 1
         stream = np.concatenate(chunks)
@@ -184,7 +185,7 @@ async def test_stream_equals_one_shot_decode(engine, reference):
 async def test_non_streaming_length_is_frames_times_2048(engine, reference):
     before = len(engine.backend.requests)
     audio = await engine.speak("Hello there.", "zac", sampling=SamplingParams(max_tokens=9 * FRAME_CODES, seed=5))
-    (_, tokens), = engine.backend.requests[before:]
+    ((_, tokens),) = engine.backend.requests[before:]
     frames = frames_of(engine, tokens)
     assert len(audio) == len(frames) * FRAME
     assert np.isfinite(audio).all() and audio.std() > 1e-3
@@ -273,7 +274,7 @@ async def test_voice_none_prompts_with_the_text_alone(engine, tokenizer):
     before = len(engine.backend.requests)
     audio = await engine.speak("Hello there.", "None", sampling=SamplingParams(max_tokens=FRAME_CODES, seed=1))
     assert len(audio) == FRAME
-    (request, _), = engine.backend.requests[before:]
+    ((request, _),) = engine.backend.requests[before:]
     assert request.prompt_ids == ids
 
 

@@ -8,13 +8,13 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
-from orpheus_frames import assert_whole_frames  # noqa: E402
+from orpheus_frames import assert_whole_frames
 
-from fasttts.models.gguf import find_converter, write_gguf  # noqa: E402
-from fasttts.models.orpheus.engine import OrpheusEngine  # noqa: E402
-from fasttts.models.orpheus.prompt import FRAME_CODES  # noqa: E402
-from fasttts.models.orpheus.random_model import write_random_orpheus  # noqa: E402
-from fasttts.params import SamplingParams  # noqa: E402
+from fasttts.models.gguf import find_converter, write_gguf
+from fasttts.models.orpheus.engine import OrpheusEngine
+from fasttts.models.orpheus.prompt import FRAME_CODES
+from fasttts.models.orpheus.random_model import write_random_orpheus
+from fasttts.params import SamplingParams
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 async def engine(tmp_path_factory):
     try:
         find_converter(None)
-    except Exception as exc:  # noqa: BLE001 - the converter is an install-time download
+    except Exception as exc:
         pytest.skip(f"llama.cpp's converter is not available: {exc}")
     model_dir = write_random_orpheus(tmp_path_factory.mktemp("orpheus-gguf") / "tiny", size="tiny", seed=5)
     write_gguf(model_dir, "F16")

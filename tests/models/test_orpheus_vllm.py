@@ -27,8 +27,9 @@ async def test_orpheus_frames_follow_the_grammar_on_vllm(tmp_path) -> None:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # share the cores; pin no OpenMP thread
     size = {**ORPHEUS_LLAMA_TINY, "hidden": 128, "heads": 2, "kv_heads": 1, "head_dim": 64, "intermediate": 256}
     model_dir = write_random_orpheus(tmp_path / "orpheus", size="tiny", seed=5, llm_size=size)
-    backend = VLLMBackend(BackendConfig(model_dir=str(model_dir), dtype="float32", max_length=2048, batch_size=4, gpu_memory_utilization=0.3),
-                          enforce_eager=True)
+    backend = VLLMBackend(
+        BackendConfig(model_dir=str(model_dir), dtype="float32", max_length=2048, batch_size=4, gpu_memory_utilization=0.3), enforce_eager=True
+    )
     engine = OrpheusEngine.load(model_dir, llm=backend, detokenizer_device="cpu")
     await engine.start()
     try:

@@ -13,8 +13,14 @@ from safetensors import safe_open
 
 from fasttts.errors import ModelLoadError
 from fasttts.models.random_llm import (
-    ORPHEUS_LLAMA_FULL, ORPHEUS_LLAMA_TINY, SPARK_QWEN2_FULL, SPARK_QWEN2_TINY,
-    default_special_tokens, load_tokenizer, token_id, write_random_llm,
+    ORPHEUS_LLAMA_FULL,
+    ORPHEUS_LLAMA_TINY,
+    SPARK_QWEN2_FULL,
+    SPARK_QWEN2_TINY,
+    default_special_tokens,
+    load_tokenizer,
+    token_id,
+    write_random_llm,
 )
 
 ADDED = ["<|bicodec_semantic_0|>", "<|bicodec_semantic_1|>", "<custom_token_0>", "<custom_token_1>"]
@@ -37,8 +43,16 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def test_qwen2_directory_has_the_release_files(qwen_dir: Path) -> None:
     names = {p.name for p in qwen_dir.iterdir()}
-    assert names == {"config.json", "model.safetensors", "tokenizer.json", "vocab.json", "merges.txt",
-                     "added_tokens.json", "tokenizer_config.json", "special_tokens_map.json"}
+    assert names == {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "vocab.json",
+        "merges.txt",
+        "added_tokens.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    }
     cfg = json.loads((qwen_dir / "config.json").read_text())
     assert cfg["architectures"] == ["Qwen2ForCausalLM"] and cfg["model_type"] == "qwen2"
     assert cfg["tie_word_embeddings"] is True and cfg["rope_theta"] == 1e6
@@ -116,7 +130,7 @@ def test_sharded_checkpoint_with_index(tmp_path: Path) -> None:
     assert set(found) == set(index["weight_map"]) and "lm_head.weight" in found
     assert all(t.dtype == torch.bfloat16 for t in found.values())
     assert index["metadata"]["total_size"] == sum(t.numel() * 2 for t in found.values())
-    model, info = transformers.LlamaForCausalLM.from_pretrained(out, output_loading_info=True)
+    _model, info = transformers.LlamaForCausalLM.from_pretrained(out, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import inspect
 import pkgutil
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import fasttts.models
 from fasttts.config import Settings

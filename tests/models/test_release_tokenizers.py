@@ -17,7 +17,12 @@ from tokenizers import Tokenizer
 from fasttts.models import release_tokenizers
 from fasttts.models.orpheus.random_model import RELEASE_CUSTOM_TOKENS, write_orpheus_tokenizer
 from fasttts.models.random_llm import (
-    MEGA_G2P_ADDED_TOKENS, ORPHEUS_LLAMA_FULL, ORPHEUS_LLAMA_TINY, SPARK_QWEN2_FULL, load_tokenizer, write_g2p_tokenizer,
+    MEGA_G2P_ADDED_TOKENS,
+    ORPHEUS_LLAMA_FULL,
+    ORPHEUS_LLAMA_TINY,
+    SPARK_QWEN2_FULL,
+    load_tokenizer,
+    write_g2p_tokenizer,
     write_random_llm,
 )
 from fasttts.models.release_tokenizers import rank_file
@@ -103,8 +108,7 @@ def test_transformers_reads_the_same_ids(orpheus_tok, spark_tok) -> None:
 
 def test_config_agrees_with_the_release_tokenizer(tmp_path) -> None:
     """A (tiny-shaped) model written with the release tokenizer: vocabulary and bos/eos match it."""
-    out = write_random_llm(tmp_path, arch="llama", size=ORPHEUS_LLAMA_TINY, added_tokens=["<custom_token_0>"],
-                           release_tokenizer=True)
+    out = write_random_llm(tmp_path, arch="llama", size=ORPHEUS_LLAMA_TINY, added_tokens=["<custom_token_0>"], release_tokenizer=True)
     cfg = json.loads((out / "config.json").read_text())
     tok = load_tokenizer(out)
     assert cfg["vocab_size"] >= tok.get_vocab_size() == 128_257

@@ -80,7 +80,10 @@ def test_full_size_matches_official_tensor_list() -> None:
 def test_full_wav2vec_config_is_xlsr53_shape() -> None:
     cfg = wav2vec_config("full")
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size) == (
-        1024, 24, 16, 4096,
+        1024,
+        24,
+        16,
+        4096,
     )
     assert cfg.conv_dim == [512] * 7 and cfg.do_stable_layer_norm and cfg.feat_extract_norm == "layer"
     assert math.prod(cfg.conv_stride) == 320

@@ -297,7 +297,7 @@ async def test_a_created_voice_keeps_its_first_segment_voice_across_a_long_text(
         assert prompt0[-1] == v.end_style  # the first segment creates the voice ...
         written = [v.start_acoustic, out0[1], out0[2], v.end_acoustic, v.start_global, *out0[5 : 5 + NUM_GLOBAL], v.end_global]
         for prompt, out in later:  # ... and every later one is told it, and writes semantics only
-            assert prompt[-len(written):] == written
+            assert prompt[-len(written) :] == written
             assert all(v.semantic0 <= t < v.semantic0 + 8192 or t in v.stop_ids for t in out[1:])
 
 
@@ -309,8 +309,9 @@ async def test_a_job_pins_its_created_voice_so_every_worker_speaks_with_it(engin
     text = " ".join(f"Sentence number {i} is here." for i in range(6))
 
     def spec(**sampling_kw):
-        return JobSpec(kind="speak", text=text, voice={"name": "female"}, sampling={"max_tokens": 50, **sampling_kw},
-                       split={"length_threshold": 12, "window_size": 12})
+        return JobSpec(
+            kind="speak", text=text, voice={"name": "female"}, sampling={"max_tokens": 50, **sampling_kw}, split={"length_threshold": 12, "window_size": 12}
+        )
 
     job = spec()
     await pin_job_voices(engine, job)
@@ -334,7 +335,7 @@ async def test_a_job_pins_its_created_voice_so_every_worker_speaks_with_it(engin
         assert len(await engine.synthesize_segment(Segment(p.text, voice, index=p.index), sampling(max_tokens=50))) > 0
     v = engine.vocab
     pinned = [v.start_global, *(v.global0 + g for g in state["global_ids"]), v.end_global]
-    assert len(prompts) == 2 and all(prompt[-len(pinned):] == pinned for prompt in prompts)
+    assert len(prompts) == 2 and all(prompt[-len(pinned) :] == pinned for prompt in prompts)
 
     seeded = [spec(seed=11), spec(seed=11)]
     for s in seeded:

@@ -77,7 +77,12 @@ def test_frozen_prompt_appends_the_voice_span(vocab):
     ids = vocab.frozen_prompt([1], 0, 2, 2, (345, 7), list(range(NUM_GLOBAL)))
     head = vocab.create_prompt([1], 0, 2, 2)
     assert ids[: len(head)] == head
-    assert ids[len(head) : len(head) + 4] == [tok["<|start_acoustic_token|>"], tok["<|pitch_value_345|>"], tok["<|speed_value_7|>"], tok["<|end_acoustic_token|>"]]
+    assert ids[len(head) : len(head) + 4] == [
+        tok["<|start_acoustic_token|>"],
+        tok["<|pitch_value_345|>"],
+        tok["<|speed_value_7|>"],
+        tok["<|end_acoustic_token|>"],
+    ]
     assert ids[-1] == tok["<|end_global_token|>"] and len(ids) == len(head) + 4 + NUM_GLOBAL + 2
 
 

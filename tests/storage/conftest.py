@@ -3,4 +3,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service_fixtures import *  # noqa: E402,F401,F403
+from service_fixtures import *  # noqa: F403

@@ -165,7 +165,7 @@ def test_detect_chapters_picks_the_reader() -> None:
     assert [c.title for c in detect_chapters(MARKDOWN)] == ["One", "Two"]  # Markdown headings sniffed
     as_text = detect_chapters(MARKDOWN.encode(), content_type="text/plain; charset=utf-8")
     assert len(as_text) == 1 and "## One" in as_text[0].text
-    assert [c.title for c in detect_chapters(PLAIN.encode("utf-8-sig"), filename="b.txt")][0] == "Chapter 1: The Start"
+    assert next(c.title for c in detect_chapters(PLAIN.encode("utf-8-sig"), filename="b.txt")) == "Chapter 1: The Start"
     assert detect_chapters("No headings here.", filename="my story.txt") == [Chapter("my story", "No headings here.")]
 
 

@@ -10,9 +10,16 @@ from fasttts.errors import InvalidRequestError
 from fasttts.text import check_characters
 
 
-@pytest.mark.parametrize(("text", "code", "position"), [
-    ("a\x00b", "U+0000", 1), ("\ud800", "U+D800", 0), ("ok \udfff", "U+DFFF", 3), ("x\x1b[31m", "U+001B", 1), ("del\x7f", "U+007F", 3),
-])
+@pytest.mark.parametrize(
+    ("text", "code", "position"),
+    [
+        ("a\x00b", "U+0000", 1),
+        ("\ud800", "U+D800", 0),
+        ("ok \udfff", "U+DFFF", 3),
+        ("x\x1b[31m", "U+001B", 1),
+        ("del\x7f", "U+007F", 3),
+    ],
+)
 def test_refused(text: str, code: str, position: int) -> None:
     with pytest.raises(InvalidRequestError, match=re.escape(f"({code}) at position {position}")) as e:
         check_characters(text, "input")

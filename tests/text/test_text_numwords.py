@@ -13,9 +13,16 @@ _ZH_NUMERALS = set("零一二三四五六七八九十百千万亿负")
 @pytest.mark.parametrize(
     ("n", "words"),
     [
-        (0, "zero"), (13, "thirteen"), (20, "twenty"), (21, "twenty-one"), (100, "one hundred"),
-        (101, "one hundred one"), (1000, "one thousand"), (1_000_001, "one million one"),
-        (-42, "minus forty-two"), (12_345, "twelve thousand three hundred forty-five"),
+        (0, "zero"),
+        (13, "thirteen"),
+        (20, "twenty"),
+        (21, "twenty-one"),
+        (100, "one hundred"),
+        (101, "one hundred one"),
+        (1000, "one thousand"),
+        (1_000_001, "one million one"),
+        (-42, "minus forty-two"),
+        (12_345, "twelve thousand three hundred forty-five"),
     ],
 )
 def test_en_cardinal_known_values(n: int, words: str) -> None:
@@ -30,9 +37,21 @@ def test_en_cardinal_is_only_number_words(n: int) -> None:
 
 @pytest.mark.parametrize(
     ("n", "words"),
-    [(1, "first"), (2, "second"), (3, "third"), (4, "fourth"), (5, "fifth"), (8, "eighth"), (9, "ninth"),
-     (12, "twelfth"), (20, "twentieth"), (21, "twenty-first"), (22, "twenty-second"), (100, "one hundredth"),
-     (103, "one hundred third")],
+    [
+        (1, "first"),
+        (2, "second"),
+        (3, "third"),
+        (4, "fourth"),
+        (5, "fifth"),
+        (8, "eighth"),
+        (9, "ninth"),
+        (12, "twelfth"),
+        (20, "twentieth"),
+        (21, "twenty-first"),
+        (22, "twenty-second"),
+        (100, "one hundredth"),
+        (103, "one hundred third"),
+    ],
 )
 def test_en_ordinal(n: int, words: str) -> None:
     assert en_ordinal(n) == words
@@ -40,8 +59,15 @@ def test_en_ordinal(n: int, words: str) -> None:
 
 @pytest.mark.parametrize(
     ("year", "words"),
-    [(1999, "nineteen ninety-nine"), (2024, "twenty twenty-four"), (2000, "two thousand"),
-     (2005, "two thousand five"), (2010, "twenty ten"), (1900, "nineteen hundred"), (1105, "eleven oh five")],
+    [
+        (1999, "nineteen ninety-nine"),
+        (2024, "twenty twenty-four"),
+        (2000, "two thousand"),
+        (2005, "two thousand five"),
+        (2010, "twenty ten"),
+        (1900, "nineteen hundred"),
+        (1105, "eleven oh five"),
+    ],
 )
 def test_en_year(year: int, words: str) -> None:
     assert en_year(year) == words
@@ -60,8 +86,20 @@ def test_en_huge_numbers_fall_back_to_digits() -> None:
 
 @pytest.mark.parametrize(
     ("n", "words"),
-    [(0, "零"), (10, "十"), (15, "十五"), (20, "二十"), (110, "一百一十"), (1005, "一千零五"), (10050, "一万零五十"),
-     (20300, "二万零三百"), (100000, "十万"), (100_000_001, "一亿零一"), (120_000_000, "一亿二千万"), (-7, "负七")],
+    [
+        (0, "零"),
+        (10, "十"),
+        (15, "十五"),
+        (20, "二十"),
+        (110, "一百一十"),
+        (1005, "一千零五"),
+        (10050, "一万零五十"),
+        (20300, "二万零三百"),
+        (100000, "十万"),
+        (100_000_001, "一亿零一"),
+        (120_000_000, "一亿二千万"),
+        (-7, "负七"),
+    ],
 )
 def test_zh_cardinal(n: int, words: str) -> None:
     assert zh_cardinal(n) == words

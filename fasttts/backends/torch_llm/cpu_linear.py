@@ -87,17 +87,25 @@ LAYOUTS: dict[str, tuple[Layout, ...]] = {
     ),
     "bfloat16": (
         Layout("packed", functools.partial(_packed, dtype=torch.bfloat16), {"onednn": _run_packed}),
-        Layout("plain", lambda w: (w.to(torch.bfloat16).contiguous(),), {
-            "linear": lambda x, s: F.linear(x, s[0]),
-            "widen-f32": lambda x, s: F.linear(x.float(), s[0].float()).to(x.dtype),
-        }),
+        Layout(
+            "plain",
+            lambda w: (w.to(torch.bfloat16).contiguous(),),
+            {
+                "linear": lambda x, s: F.linear(x, s[0]),
+                "widen-f32": lambda x, s: F.linear(x.float(), s[0].float()).to(x.dtype),
+            },
+        ),
     ),
     "int8": (
-        Layout("int8", _quantize, {
-            "int8pack": lambda x, s: torch._weight_int8pack_mm(x.contiguous(), s[0], s[1]),
-            "dequant-bf16": functools.partial(_dequantized_linear, dtype=torch.bfloat16),
-            "dequant-f32": functools.partial(_dequantized_linear, dtype=torch.float32),
-        }),
+        Layout(
+            "int8",
+            _quantize,
+            {
+                "int8pack": lambda x, s: torch._weight_int8pack_mm(x.contiguous(), s[0], s[1]),
+                "dequant-bf16": functools.partial(_dequantized_linear, dtype=torch.bfloat16),
+                "dequant-f32": functools.partial(_dequantized_linear, dtype=torch.float32),
+            },
+        ),
     ),
 }
 
@@ -123,8 +131,7 @@ class Plan:
         return [b for b, ms, ref in zip(ROW_BUCKETS, self.ms, self.float32_ms) if ms > ref * SLOWER_MARGIN]
 
     def describe(self) -> str:
-        times = ", ".join(f"{ms:.2f} ms at {b} row{'s' if b > 1 else ''} (float32 {ref:.2f})"
-                          for b, ms, ref in zip(ROW_BUCKETS, self.ms, self.float32_ms))
+        times = ", ".join(f"{ms:.2f} ms at {b} row{'s' if b > 1 else ''} (float32 {ref:.2f})" for b, ms, ref in zip(ROW_BUCKETS, self.ms, self.float32_ms))
         variant = "" if self.batch_invariant else "; NOT batch-invariant (no invariant kernel in this build)"
         return f"{self.format} weights, {self.layout.name} layout, {self.kernel} kernel: {times}{variant}"
 

@@ -95,8 +95,12 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
         with safe_open(str(path), framework="pt") as f:
             shapes.update({n: tuple(f.get_slice(n).get_shape()) for n in f.keys() if files.get(n) == path})
     tied = cfg.tie_word_embeddings
-    check_tensors(expected, shapes, where=f"the checkpoint in {model_dir}",  # computed buffers, and a tied head HF drops
-                  ignore=lambda n: n.endswith(_IGNORED_SUFFIXES) or (tied and n == "lm_head.weight"))
+    check_tensors(
+        expected,
+        shapes,
+        where=f"the checkpoint in {model_dir}",  # computed buffers, and a tied head HF drops
+        ignore=lambda n: n.endswith(_IGNORED_SUFFIXES) or (tied and n == "lm_head.weight"),
+    )
 
     plan = None
     if dev.type == "cpu" and weight_format != "float16":
@@ -111,8 +115,15 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
         if plan.slower_than_float32:
             logger.warning("%s weights measured slower than float32 here at %s rows", weight_format, plan.slower_than_float32)
     model.weight_format = weight_format
-    logger.info("loaded %s LLM from %s: %d layers on %s, %s%s", cfg.model_type, model_dir, cfg.num_layers, dev,
-                plan.describe() if plan is not None else f"{weight_format} weights", " (chosen by --torch_dtype auto)" if dtype == "auto" else "")
+    logger.info(
+        "loaded %s LLM from %s: %d layers on %s, %s%s",
+        cfg.model_type,
+        model_dir,
+        cfg.num_layers,
+        dev,
+        plan.describe() if plan is not None else f"{weight_format} weights",
+        " (chosen by --torch_dtype auto)" if dtype == "auto" else "",
+    )
     return model.eval()
 
 

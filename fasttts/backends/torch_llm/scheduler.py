@@ -57,8 +57,13 @@ class Scheduler(EngineThread):
         self.model, self.batch_size, self.max_length, self.prefill_chunk = model, batch_size, max_length, prefill_chunk
         self.device, self.vocab_size = param.device, model.cfg.vocab_size
         self.cache = KVCache(
-            num_layers=model.cfg.num_layers, num_kv_heads=model.cfg.num_kv_heads, head_dim=model.cfg.head_dim,
-            max_slots=batch_size, max_capacity=max_length, dtype=param.dtype, device=param.device,
+            num_layers=model.cfg.num_layers,
+            num_kv_heads=model.cfg.num_kv_heads,
+            head_dim=model.cfg.head_dim,
+            max_slots=batch_size,
+            max_capacity=max_length,
+            dtype=param.dtype,
+            device=param.device,
         )
         self.stats = SchedulerStats()
         self._seen: torch.Tensor | None = None  # [slots, V] bool, for repetition penalties
@@ -118,8 +123,12 @@ class Scheduler(EngineThread):
         positions = torch.arange(start, end, device=self.device)
         mask = (torch.arange(end, device=self.device)[None, :] <= positions[:, None])[None, None]  # [1, 1, n, end]
         batch = AttnBatch(
-            slots=torch.full((n,), seq.slot, device=self.device), positions=positions,
-            key_slots=slice(seq.slot, seq.slot + 1), key_len=end, mask=mask, queries_per_seq=n,
+            slots=torch.full((n,), seq.slot, device=self.device),
+            positions=positions,
+            key_slots=slice(seq.slot, seq.slot + 1),
+            key_len=end,
+            mask=mask,
+            queries_per_seq=n,
         )
         hidden = self.model(torch.tensor(prompt[start:end], device=self.device), batch, self.cache)
         seq.prefilled = end

@@ -115,7 +115,9 @@ class TextDecoder(nn.Module):
         self.ln = nn.LayerNorm(cfg.width)
         self.out_proj = nn.Linear(cfg.width, cfg.vocab)
 
-    def forward(self, tokens: torch.Tensor, offset: int, cross: list[tuple[torch.Tensor, torch.Tensor]], caches: list[list[torch.Tensor]] | None) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, offset: int, cross: list[tuple[torch.Tensor, torch.Tensor]], caches: list[list[torch.Tensor]] | None
+    ) -> torch.Tensor:
         x = self.token_embedding(tokens) + self.positional_embedding[offset : offset + tokens.shape[1]]
         for i, block in enumerate(self.blocks):
             x = block.decode(x, cross[i], None if caches is None else caches[i])

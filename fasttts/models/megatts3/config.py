@@ -67,13 +67,19 @@ class WavVAEConfig:
         return out
 
     @classmethod
-    def load(cls, path: Path) -> "WavVAEConfig":
+    def load(cls, path: Path) -> WavVAEConfig:
         data = read_yaml(path)
         base = _sized(cls, data, path)
         melgan = data.get("melgan_config") or {}
         # the code's fallback for both keys is 4; the published file says 4 and 240
-        return cls(**{**base.__dict__, "use_tanh": bool(melgan.get("use_tanh", True)),
-                      "vae_stride": int(data.get("vae_stride", 4)), "hop_size": int(data.get("hop_size", 4))})
+        return cls(
+            **{
+                **base.__dict__,
+                "use_tanh": bool(melgan.get("use_tanh", True)),
+                "vae_stride": int(data.get("vae_stride", 4)),
+                "hop_size": int(data.get("hop_size", 4)),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,7 @@ class DiTConfig:
         return self.multiple_of * ((h + self.multiple_of - 1) // self.multiple_of)
 
     @classmethod
-    def load(cls, path: Path) -> "DiTConfig":
+    def load(cls, path: Path) -> DiTConfig:
         data = read_yaml(path)
         if "win_size" not in data:
             raise ModelLoadError(f"{path}: win_size is missing (the prompt padding needs it)")
@@ -127,14 +133,28 @@ class AlignerConfig:
     max_steps: int = 768
 
     @classmethod
-    def load(cls, path: Path) -> "AlignerConfig":
+    def load(cls, path: Path) -> AlignerConfig:
         return _sized(cls, read_yaml(path), path)
 
 
 _DURATION_REQUIRED = (
-    "dur_txt_hs", "dur_model_hidden_size", "dur_model_layers", "dur_code_size", "dur_model_type", "lm_use_enc",
-    "encoder_type", "ffn_hidden_size", "enc_layers", "enc_ffn_kernel_size", "enc_prenet", "enc_pre_ln", "num_heads",
-    "use_ph_pos_embed", "ling_labels", "ling_label_dict_size", "max_tokens",
+    "dur_txt_hs",
+    "dur_model_hidden_size",
+    "dur_model_layers",
+    "dur_code_size",
+    "dur_model_type",
+    "lm_use_enc",
+    "encoder_type",
+    "ffn_hidden_size",
+    "enc_layers",
+    "enc_ffn_kernel_size",
+    "enc_prenet",
+    "enc_pre_ln",
+    "num_heads",
+    "use_ph_pos_embed",
+    "ling_labels",
+    "ling_label_dict_size",
+    "max_tokens",
 )
 
 
@@ -166,7 +186,7 @@ class DurationConfig:
     """Hard-coded in ``RotTransformerDecoderLayer``."""
 
     @classmethod
-    def load(cls, path: Path) -> "DurationConfig":
+    def load(cls, path: Path) -> DurationConfig:
         hp = read_yaml(path)
         missing = [k for k in _DURATION_REQUIRED if k not in hp]
         if missing:
@@ -181,12 +201,23 @@ class DurationConfig:
             raise ModelLoadError(f"{path}: dur_model_type {hp['dur_model_type']!r} is not ar_mse or ar")
         labels = tuple(hp["ling_labels"])
         return cls(
-            enc_hidden=int(hp["dur_txt_hs"]), dec_hidden=int(hp["dur_model_hidden_size"]), dec_layers=int(hp["dur_model_layers"]),
-            code_size=int(hp["dur_code_size"]), model_type=str(hp["dur_model_type"]), ffn_hidden=int(hp["ffn_hidden_size"]),
-            enc_layers=int(hp["enc_layers"]), enc_kernel=int(hp["enc_ffn_kernel_size"]), enc_prenet=bool(hp["enc_prenet"]),
-            enc_pre_ln=bool(hp["enc_pre_ln"]), enc_heads=int(hp["num_heads"]), ling_labels=labels,
-            ling_label_sizes=tuple(int(s) for s in hp["ling_label_dict_size"][: len(labels)]), max_tokens=int(hp["max_tokens"]),
-            use_char=bool(hp.get("mega_use_char", True)), char_dict_size=int(hp.get("char_dict_size", 4000)),
-            use_pos_embed=bool(hp.get("use_pos_embed", False)), use_post_ln=bool(hp.get("use_post_ln", False)),
+            enc_hidden=int(hp["dur_txt_hs"]),
+            dec_hidden=int(hp["dur_model_hidden_size"]),
+            dec_layers=int(hp["dur_model_layers"]),
+            code_size=int(hp["dur_code_size"]),
+            model_type=str(hp["dur_model_type"]),
+            ffn_hidden=int(hp["ffn_hidden_size"]),
+            enc_layers=int(hp["enc_layers"]),
+            enc_kernel=int(hp["enc_ffn_kernel_size"]),
+            enc_prenet=bool(hp["enc_prenet"]),
+            enc_pre_ln=bool(hp["enc_pre_ln"]),
+            enc_heads=int(hp["num_heads"]),
+            ling_labels=labels,
+            ling_label_sizes=tuple(int(s) for s in hp["ling_label_dict_size"][: len(labels)]),
+            max_tokens=int(hp["max_tokens"]),
+            use_char=bool(hp.get("mega_use_char", True)),
+            char_dict_size=int(hp.get("char_dict_size", 4000)),
+            use_pos_embed=bool(hp.get("use_pos_embed", False)),
+            use_post_ln=bool(hp.get("use_post_ln", False)),
             lm_bias=bool(hp.get("lm_bias", True)),
         )

@@ -106,7 +106,7 @@ class DurationState:
     length: int
     last_code: int
 
-    def copy(self) -> "DurationState":
+    def copy(self) -> DurationState:
         return DurationState([list(c) for c in self.caches], self.length, self.last_code)
 
 
@@ -118,9 +118,13 @@ class DurationLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         h, d = cfg.enc_hidden, cfg.dec_hidden
-        self.encoder = RelTransformerEncoder(cfg.phone_vocab, h, cfg.ffn_hidden, cfg.enc_heads, cfg.enc_layers, cfg.enc_kernel, prenet=cfg.enc_prenet, pre_ln=cfg.enc_pre_ln)
+        self.encoder = RelTransformerEncoder(
+            cfg.phone_vocab, h, cfg.ffn_hidden, cfg.enc_heads, cfg.enc_layers, cfg.enc_kernel, prenet=cfg.enc_prenet, pre_ln=cfg.enc_pre_ln
+        )
         if cfg.use_char:  # present in the checkpoint, unused at inference (no characters are fed)
-            self.char_encoder = RelTransformerEncoder(cfg.char_dict_size, h, cfg.ffn_hidden, cfg.enc_heads, cfg.enc_layers, cfg.enc_kernel, prenet=cfg.enc_prenet, pre_ln=cfg.enc_pre_ln)
+            self.char_encoder = RelTransformerEncoder(
+                cfg.char_dict_size, h, cfg.ffn_hidden, cfg.enc_heads, cfg.enc_layers, cfg.enc_kernel, prenet=cfg.enc_prenet, pre_ln=cfg.enc_pre_ln
+            )
         self.char_empty_embed = nn.Embedding(1, h)
         self.ling_label_embed_layers = nn.ModuleDict({k: nn.Embedding(s + 3, h, padding_idx=0) for k, s in zip(cfg.ling_labels, cfg.ling_label_sizes)})
         self.enc_proj = nn.Linear(h, d)
@@ -197,4 +201,3 @@ class DurationLM(nn.Module):
             out.append(value)
             code = min(value, self.cfg.code_size + 1)  # the reference would index past its table
         return torch.tensor(out, dtype=torch.long)
-

@@ -68,13 +68,18 @@ class MegaVoice:
 
     def to_state(self) -> dict[str, Any]:
         return {
-            "kind": "mega", "phones": self.phones, "tones": self.tones, "durations": self.durations,
-            "latent": base64.b64encode(self.latent.astype("<f4").tobytes()).decode(), "latent_frames": int(self.latent.shape[0]),
-            "loudness": self.loudness, "reference_text": self.reference_text,
+            "kind": "mega",
+            "phones": self.phones,
+            "tones": self.tones,
+            "durations": self.durations,
+            "latent": base64.b64encode(self.latent.astype("<f4").tobytes()).decode(),
+            "latent_frames": int(self.latent.shape[0]),
+            "loudness": self.loudness,
+            "reference_text": self.reference_text,
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "MegaVoice":
+    def from_state(cls, state: dict[str, Any]) -> MegaVoice:
         if state.get("kind") != "mega":
             raise InvalidRequestError(f"not a MegaTTS3 voice state: kind={state.get('kind')!r}", param="voice")
         try:
@@ -95,7 +100,7 @@ def read_latent(data: bytes, expected_frames: int) -> np.ndarray:
     """A ``.npy`` prompt latent → [P, 32] float32; 400-class errors name ``latent_file``."""
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - whatever numpy says, it is the upload's fault
+    except Exception as exc:
         raise InvalidRequestError(f"latent_file: not a .npy array ({exc})", param="latent_file") from exc
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
@@ -105,8 +110,9 @@ def read_latent(data: bytes, expected_frames: int) -> np.ndarray:
         raise InvalidRequestError(f"latent_file: expected float32, got {array.dtype}", param="latent_file")
     if array.shape[0] != expected_frames:
         raise InvalidRequestError(
-            f"latent_file: {array.shape[0]} frames do not fit the reference audio, which needs {expected_frames} "
-            "(25 per second of the padded reference)", param="latent_file")
+            f"latent_file: {array.shape[0]} frames do not fit the reference audio, which needs {expected_frames} (25 per second of the padded reference)",
+            param="latent_file",
+        )
     if not np.isfinite(array).all():
         raise InvalidRequestError("latent_file: contains NaN or infinite values", param="latent_file")
     return array.astype(np.float32)
@@ -120,8 +126,18 @@ class MegaEngine(TTSEngine):
     default_sampling = SamplingParams(temperature=0.0, top_k=1, top_p=1.0, repetition_penalty=1.0, max_tokens=MAX_NEW_TOKENS)
     segment_crossfade_s = 0.16
 
-    def __init__(self, *, parts: MegaParts, backend: LLMBackend, tokenizer: Any, device: str = "cpu", batch_size: int = DIT_BATCH,
-                 wait_timeout: float = 0.01, seed: int = 0, max_reference_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        parts: MegaParts,
+        backend: LLMBackend,
+        tokenizer: Any,
+        device: str = "cpu",
+        batch_size: int = DIT_BATCH,
+        wait_timeout: float = 0.01,
+        seed: int = 0,
+        max_reference_seconds: float = 60.0,
+    ) -> None:
         super().__init__(seed=seed)
         # a full WaveVAE (encoder included) computes the latent itself, as the reference does
         self.capabilities = Capabilities(clone=True, voice_latent=not parts.has_encoder)
@@ -139,7 +155,7 @@ class MegaEngine(TTSEngine):
         self._voices: dict[str, MegaVoice] = {}
 
     @classmethod
-    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> "MegaEngine":
+    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> MegaEngine:
         """Load an official MegaTTS3 release directory unchanged (networks on ``--llm_device``)."""
         from fasttts.devices import resolve_device
         from fasttts.models.random_llm import load_tokenizer
@@ -152,8 +168,16 @@ class MegaEngine(TTSEngine):
         if llm is None:
             constraint = PhoneConstraint(G2PVocab.from_tokenizer(tokenizer))
             llm = create_backend(settings.backend, BackendConfig.from_settings(settings, model_dir=str(parts.g2p_dir), output_ids=constraint.vocabulary()))
-        return cls(parts=parts, backend=llm, tokenizer=tokenizer, device=device, batch_size=max(settings.batch_size, DIT_BATCH),
-                   wait_timeout=settings.wait_timeout, seed=settings.seed, max_reference_seconds=settings.max_reference_seconds)
+        return cls(
+            parts=parts,
+            backend=llm,
+            tokenizer=tokenizer,
+            device=device,
+            batch_size=max(settings.batch_size, DIT_BATCH),
+            wait_timeout=settings.wait_timeout,
+            seed=settings.seed,
+            max_reference_seconds=settings.max_reference_seconds,
+        )
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -169,7 +193,7 @@ class MegaEngine(TTSEngine):
     def batchers(self) -> tuple[MicroBatcher, MicroBatcher]:
         return self._dit, self._decoder
 
-    async def _run_compute(self, fn, *args):  # noqa: ANN001, ANN202
+    async def _run_compute(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._compute, fn, *args)
 
     # ------------------------------------------------------------------ voices
@@ -203,7 +227,8 @@ class MegaEngine(TTSEngine):
         """``preprocess``: alignment of the reference, its latent and loudness (once per voice)."""
         if latent is None and not self.parts.has_encoder:
             raise UnsupportedFeatureError(
-                "latent_file: MegaTTS3 needs the reference's .npy latent (the release withholds the WaveVAE encoder)", param="latent_file")
+                "latent_file: MegaTTS3 needs the reference's .npy latent (the release withholds the WaveVAE encoder)", param="latent_file"
+            )
         wav = load_audio(audio_bytes, self.sample_rate, max_seconds=self.max_reference_seconds)
         if len(wav) < self.sample_rate // 10:
             raise InvalidRequestError("reference_audio: shorter than 0.1 s", param="reference_audio")
@@ -263,8 +288,15 @@ class MegaEngine(TTSEngine):
     # ------------------------------------------------------------------ synthesis
     async def _g2p(self, text: str, sampling: SamplingParams) -> tuple[list[int], list[int]]:
         prompt = self.vocab.prompt(self.tokenizer.encode("<BOT>" + text + "<BOS>").ids)
-        request = GenerationRequest(prompt_ids=prompt, max_tokens=min(int(sampling.max_tokens or MAX_NEW_TOKENS), MAX_NEW_TOKENS), temperature=0.0, top_k=1, stop_ids=frozenset({self.vocab.eos}),
-                                    seed=sampling.seed, constraint=PhoneConstraint(self.vocab))
+        request = GenerationRequest(
+            prompt_ids=prompt,
+            max_tokens=min(int(sampling.max_tokens or MAX_NEW_TOKENS), MAX_NEW_TOKENS),
+            temperature=0.0,
+            top_k=1,
+            stop_ids=frozenset({self.vocab.eos}),
+            seed=sampling.seed,
+            constraint=PhoneConstraint(self.vocab),
+        )
         generated = self.backend.generate(request)
         try:
             ids = [t async for t in generated]
@@ -283,8 +315,9 @@ class MegaEngine(TTSEngine):
             assert voice.prompt_state is not None
             codes = self.parts.duration.predict(voice.prompt_state, torch.tensor([phones], device=self.device), torch.tensor([tones], device=self.device))
             n = len(codes)
-            return target_durations(codes, phones[:n], first=index == 0, final=count is None or index == count - 1,
-                                    disturb=DUR_DISTURB, alpha=DUR_ALPHA, generator=generator)
+            return target_durations(
+                codes, phones[:n], first=index == 0, final=count is None or index == count - 1, disturb=DUR_DISTURB, alpha=DUR_ALPHA, generator=generator
+            )
 
         dur = await self._run_compute(durations)
         n = len(dur)

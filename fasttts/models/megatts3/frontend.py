@@ -43,6 +43,7 @@ def pad_reference(wav: np.ndarray, win_size: int) -> np.ndarray:
 
 def _mel_filters(sr: int = ALIGN_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
     """librosa's ``filters.mel`` (Slaney scale and area normalisation), as Whisper ships it."""
+
     def hz_to_mel(f: np.ndarray) -> np.ndarray:
         f = np.asarray(f, dtype=np.float64)
         mel = f / (200.0 / 3)

@@ -51,7 +51,7 @@ class G2PVocab:
     speech0: int
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: object) -> "G2PVocab":
+    def from_tokenizer(cls, tokenizer: object) -> G2PVocab:
         from fasttts.errors import ModelLoadError
         from fasttts.models.random_llm import token_id
 

@@ -44,7 +44,7 @@ def checkpoint_file(folder: Path) -> Path:
 def _clean(name: str) -> str:
     for prefix in ("module.", "_orig_mod."):
         if name.startswith(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
     return name
 
 
@@ -52,7 +52,7 @@ def read_state(path: Path, sub_key: str) -> dict[str, torch.Tensor]:
     """The ``sub_key`` state dict of an official ``.ckpt`` (float tensors, cleaned names)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a load error naming it
+    except Exception as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}") from exc
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):

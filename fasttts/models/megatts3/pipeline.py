@@ -32,7 +32,9 @@ CFG_PHONE, CFG_TONE = 301, 31
 DIT_TONES = {0, 4, 11, 12, 13, 14, 15}
 
 
-def target_durations(codes: torch.Tensor, phones: Sequence[int], *, first: bool, final: bool, disturb: float, alpha: float, generator: torch.Generator) -> torch.Tensor:
+def target_durations(
+    codes: torch.Tensor, phones: Sequence[int], *, first: bool, final: bool, disturb: float, alpha: float, generator: torch.Generator
+) -> torch.Tensor:
     """Duration-LM codes [N] → frames per phone [N] (100 Hz)."""
     dur = (codes.float() - 1).clamp(0, MAX_DUR)
     if final:
@@ -75,7 +77,16 @@ class DiTItem:
         return self.lat_ctx.shape[1]
 
 
-def dit_inputs(ref_phone: Sequence[int], ref_tone: Sequence[int], mel2ph_ref: torch.Tensor, phone: Sequence[int], tone: Sequence[int], dur: torch.Tensor, latent: torch.Tensor, vae_stride: int) -> tuple[torch.Tensor, ...]:
+def dit_inputs(
+    ref_phone: Sequence[int],
+    ref_tone: Sequence[int],
+    mel2ph_ref: torch.Tensor,
+    phone: Sequence[int],
+    tone: Sequence[int],
+    dur: torch.Tensor,
+    latent: torch.Tensor,
+    vae_stride: int,
+) -> tuple[torch.Tensor, ...]:
     """(phone, tone, dur, lat_ctx, ctx_mask) for the three CFG rows (speaker+text, text, none)."""
     mel2ph = torch.cat([mel2ph_ref, length_regulate(dur[None])[0] + len(ref_phone)])
     mel2ph = mel2ph[: len(mel2ph) // FRAMES_MULTIPLE * FRAMES_MULTIPLE]
@@ -97,7 +108,7 @@ def _pad_to(x: torch.Tensor, length: int, dim: int = 1) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def sample_batch(dit: Diffusion, items: Sequence[DiTItem], device: torch.device | str = "cpu", on_forward=None) -> list[torch.Tensor]:  # noqa: ANN001
+def sample_batch(dit: Diffusion, items: Sequence[DiTItem], device: torch.device | str = "cpu", on_forward=None) -> list[torch.Tensor]:
     """Flow-matching sampling of several requests in lock-step; returns each one's latent [T, 32].
     Requests with different step counts share forwards while both still run. ``on_forward(rows)``
     is told the batch size of every DiT forward (for metrics and tests)."""

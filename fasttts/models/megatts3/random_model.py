@@ -33,23 +33,58 @@ FULL_RESERVED = 17200
 """``<Reserved_TTS_0>`` … ``<Reserved_TTS_17199>`` as in the release's tokenizer."""
 
 _DURATION_FULL: dict[str, Any] = {
-    "dur_txt_hs": 512, "hidden_size": 512, "dur_model_hidden_size": 512, "dur_model_layers": 8, "dur_code_size": 128,
-    "dur_model_type": "ar_mse", "use_rot_embed": True, "lm_use_enc": True, "encoder_type": "rel_fft",
-    "ffn_hidden_size": 1024, "enc_layers": 4, "enc_ffn_kernel_size": 3, "enc_prenet": True, "enc_pre_ln": True,
-    "num_heads": 2, "dropout": 0.0, "use_ph_pos_embed": True, "mega_use_char": True, "char_dict_size": 15000,
-    "use_bert_input": False, "ling_labels": ["tone"], "ling_label_dict_size": [20, 4, 5, 2, 3, 3, 3, 6, 15],
-    "use_spk_embed": False, "use_spk_id": False, "use_spk_enc": False, "use_post_ln": False, "lm_bias": True,
-    "use_pos_embed": False, "max_tokens": 40000,
+    "dur_txt_hs": 512,
+    "hidden_size": 512,
+    "dur_model_hidden_size": 512,
+    "dur_model_layers": 8,
+    "dur_code_size": 128,
+    "dur_model_type": "ar_mse",
+    "use_rot_embed": True,
+    "lm_use_enc": True,
+    "encoder_type": "rel_fft",
+    "ffn_hidden_size": 1024,
+    "enc_layers": 4,
+    "enc_ffn_kernel_size": 3,
+    "enc_prenet": True,
+    "enc_pre_ln": True,
+    "num_heads": 2,
+    "dropout": 0.0,
+    "use_ph_pos_embed": True,
+    "mega_use_char": True,
+    "char_dict_size": 15000,
+    "use_bert_input": False,
+    "ling_labels": ["tone"],
+    "ling_label_dict_size": [20, 4, 5, 2, 3, 3, 3, 6, 15],
+    "use_spk_embed": False,
+    "use_spk_id": False,
+    "use_spk_enc": False,
+    "use_post_ln": False,
+    "lm_bias": True,
+    "use_pos_embed": False,
+    "max_tokens": 40000,
 }
-_DURATION_TINY = {**_DURATION_FULL, "dur_txt_hs": 64, "hidden_size": 64, "dur_model_hidden_size": 64, "dur_model_layers": 2,
-                  "ffn_hidden_size": 128, "enc_layers": 2, "char_dict_size": 64}
+_DURATION_TINY = {
+    **_DURATION_FULL,
+    "dur_txt_hs": 64,
+    "hidden_size": 64,
+    "dur_model_hidden_size": 64,
+    "dur_model_layers": 2,
+    "ffn_hidden_size": 128,
+    "enc_layers": 2,
+    "char_dict_size": 64,
+}
 TINY_SIZES: dict[str, dict[str, Any]] = {
     "diffusion_transformer": {"hidden": 64, "layers": 2, "heads": 4, "local_cond_dim": 32, "ph_heads": 2, "ph_layers": 2},
     "aligner_lm": {"width": 64, "heads": 4, "encoder_layers": 2, "decoder_layers": 2},
     "wavvae": {"proj_channels": 32, "ngf": 4, "enc_filters": 4, "enc_dim": 32},
 }
-_WAVVAE_YAML = {"vae_stride": 4, "hop_size": 240, "win_size": 1200, "audio_sample_rate": 24000,
-                "melgan_config": {"use_tanh": True, "frame_shift": 240, "up_sample": [5, 4, 4, 3], "sampling_rate": 24000}}
+_WAVVAE_YAML = {
+    "vae_stride": 4,
+    "hop_size": 240,
+    "win_size": 1200,
+    "audio_sample_rate": 24000,
+    "melgan_config": {"use_tanh": True, "frame_shift": 240, "up_sample": [5, 4, 4, 3], "sampling_rate": 24000},
+}
 
 
 def _randomize(model: nn.Module, gen: torch.Generator) -> None:
@@ -92,7 +127,10 @@ def write_random_mega(model_dir: str | Path, *, size: str = "tiny", seed: int = 
     def extra(part: str) -> dict[str, Any]:
         return {SIZES_KEY: sizes[part]} if sizes[part] else {}
 
-    _write_yaml(root / "diffusion_transformer" / "config.yaml", {"audio_sample_rate": SAMPLE_RATE, "win_size": 1200, "frames_multiple": 8, **extra("diffusion_transformer")})
+    _write_yaml(
+        root / "diffusion_transformer" / "config.yaml",
+        {"audio_sample_rate": SAMPLE_RATE, "win_size": 1200, "frames_multiple": 8, **extra("diffusion_transformer")},
+    )
     _write_yaml(root / "aligner_lm" / "config.yaml", {"win_size": 1200, **extra("aligner_lm")})
     _write_yaml(root / "duration_lm" / "config.yaml", _DURATION_TINY if tiny else _DURATION_FULL)
     _write_yaml(root / "wavvae" / "config.yaml", {**_WAVVAE_YAML, **extra("wavvae")})

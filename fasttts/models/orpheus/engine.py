@@ -19,8 +19,8 @@ its sampling settings.
 from __future__ import annotations
 
 import uuid
-from contextlib import aclosing
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,7 +106,7 @@ class OrpheusEngine(TTSEngine):
         )
 
     @classmethod
-    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> "OrpheusEngine":
+    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> OrpheusEngine:
         """Load a released Orpheus directory unchanged.
 
         ``model_path`` is the LLM directory; SNAC is read from ``--snac_path``, else
@@ -186,8 +186,12 @@ class OrpheusEngine(TTSEngine):
         # below one frame were refused by check_max_tokens)
         requested = sampling.max_tokens or self.default_sampling.max_tokens or FRAME_CODES
         return GenerationRequest.from_sampling(
-            prompt, sampling, stop_ids=self.vocab.stop_ids, constraint=self._constraint,
-            max_tokens=requested // FRAME_CODES * FRAME_CODES, request_id=uuid.uuid4().hex,
+            prompt,
+            sampling,
+            stop_ids=self.vocab.stop_ids,
+            constraint=self._constraint,
+            max_tokens=requested // FRAME_CODES * FRAME_CODES,
+            request_id=uuid.uuid4().hex,
         )
 
     async def generate_frames(self, text: str, voice: OrpheusVoice, sampling: SamplingParams) -> AsyncIterator[np.ndarray]:
@@ -238,4 +242,3 @@ class OrpheusEngine(TTSEngine):
                 yield chunk
         else:
             yield await self._decoder.submit(DecodeItem(np.stack(frames), start=0, at_end=True))
-

@@ -64,7 +64,7 @@ class OrpheusVocab:
     """Per frame position, the half-open id range ``[lo, lo + 4096)`` of its codes."""
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Any) -> "OrpheusVocab":
+    def from_tokenizer(cls, tokenizer: Any) -> OrpheusVocab:
         bands = []
         for position in range(FRAME_CODES):
             lo = _lookup(tokenizer, audio_token(position, 0))

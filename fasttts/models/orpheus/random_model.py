@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 from snac import SNAC
-
 from tokenizers import Tokenizer
 
 from fasttts.models.random_llm import ORPHEUS_LLAMA_FULL, ORPHEUS_LLAMA_TINY, default_special_tokens, write_random_llm, write_tokenizer

@@ -154,7 +154,7 @@ class SnacCodec:
         """Batched decoder calls so far (one per padded group)."""
 
     @classmethod
-    def load(cls, snac_dir: str | Path, *, device: str = "cpu", noise_seed: int = 0) -> "SnacCodec":
+    def load(cls, snac_dir: str | Path, *, device: str = "cpu", noise_seed: int = 0) -> SnacCodec:
         return cls(load_snac(snac_dir, device), device=device, noise_seed=noise_seed)
 
     def decode(self, frames: np.ndarray) -> np.ndarray:

@@ -15,8 +15,8 @@ field is an empty list declares that the model has no voices, so every request g
 from __future__ import annotations
 
 import json
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from fasttts.errors import InvalidRequestError
 

@@ -30,6 +30,11 @@ DEFAULT_VOICE = "joe"
 _LENGTH_SCALE = {level: 1.0 / tempo for level, tempo in LEVEL_TEMPO.items()}
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
+MAX_NOISE_SCALE = 2.0
+"""Most the temperature may scale VITS's noise (twice the voice's own, at temperature 1.33 and
+above): the duration noise is exponentiated, and the API's top temperature of 10 (13x) made ONNX
+Runtime ask for a 195 GB buffer (a 500 found by the fuzz test)."""
+
 
 @dataclass(frozen=True)
 class _PiperVoice:
@@ -49,7 +54,7 @@ class PiperEngine(TTSEngine):
         self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="piper")
 
     @classmethod
-    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> "PiperEngine":
+    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> PiperEngine:
         """Load a Piper ``.onnx`` voice (its ``.onnx.json`` beside it, or the first ``*.onnx`` of a
         directory); ``None``: the bundled joe voice. Piper has no LLM: ``llm`` must be ``None``."""
         from piper import PiperVoice
@@ -94,10 +99,11 @@ class PiperEngine(TTSEngine):
 
         # temperature scales VITS's two noise terms: the voice's own at the default, none at 0
         # (the same audio every time, as greedy decoding is for the LLM models)
-        scale = (sampling.temperature or 0.0) / (self.default_sampling.temperature or 1.0)
+        scale = min(MAX_NOISE_SCALE, (sampling.temperature or 0.0) / (self.default_sampling.temperature or 1.0))
         cfg = self._voice.config  # type: ignore[attr-defined]
-        config = SynthesisConfig(length_scale=voice.length_scale, noise_scale=cfg.noise_scale * scale,
-                                 noise_w_scale=cfg.noise_w_scale * scale, normalize_audio=False)
+        config = SynthesisConfig(
+            length_scale=voice.length_scale, noise_scale=cfg.noise_scale * scale, noise_w_scale=cfg.noise_w_scale * scale, normalize_audio=False
+        )
         sentences = iter(self._voice.synthesize(text, config))  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
         spoken = False
@@ -108,9 +114,7 @@ class PiperEngine(TTSEngine):
             spoken = spoken or chunk.audio_float_array.size > 0
             yield chunk.audio_float_array
         if not spoken:  # Piper is deterministic here: a retry would only repeat the silence
-            raise InvalidRequestError(
-                f"text: nothing to speak in {text[:60]!r} (only punctuation or symbols the voice does not pronounce)", param="text"
-            )
+            raise InvalidRequestError(f"text: nothing to speak in {text[:60]!r} (only punctuation or symbols the voice does not pronounce)", param="text")
 
     async def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

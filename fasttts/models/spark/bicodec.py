@@ -178,9 +178,7 @@ class ConvNeXtBlock(nn.Module):
         self.pwconv2 = nn.Linear(intermediate_dim, dim)
         self.gamma = nn.Parameter(torch.ones(dim))
 
-    def forward(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.dwconv(_masked(x, mask)).transpose(1, 2)  # [B, T, C]
         h = self.norm(h, cond) if isinstance(self.norm, AdaLayerNorm) else self.norm(h)
         h = self.gamma * self.pwconv2(self.act(self.pwconv1(h)))
@@ -201,14 +199,10 @@ class VocosBackbone(nn.Module):
         super().__init__()
         self.embed = nn.Conv1d(input_channels, dim, kernel_size=7, padding=3)
         self.norm = AdaLayerNorm(condition_dim, dim) if condition_dim else nn.LayerNorm(dim, eps=1e-6)
-        self.convnext = nn.ModuleList(
-            ConvNeXtBlock(dim, intermediate_dim, condition_dim) for _ in range(num_layers)
-        )
+        self.convnext = nn.ModuleList(ConvNeXtBlock(dim, intermediate_dim, condition_dim) for _ in range(num_layers))
         self.final_layer_norm = nn.LayerNorm(dim, eps=1e-6)
 
-    def forward(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.embed(_masked(x, mask)).transpose(1, 2)  # [B, T, dim]
         x = self.norm(x, cond) if isinstance(self.norm, AdaLayerNorm) else self.norm(x)
         x = x.transpose(1, 2)  # [B, dim, T]
@@ -228,16 +222,25 @@ class SamplingBlock(nn.Module):
             self.de_conv_upsampler = nn.Sequential(
                 nn.LeakyReLU(0.2),
                 nn.ConvTranspose1d(
-                    dim, dim, kernel_size=2 * self.up, stride=self.up,
-                    padding=self.up // 2 + self.up % 2, output_padding=self.up % 2, groups=dim,
+                    dim,
+                    dim,
+                    kernel_size=2 * self.up,
+                    stride=self.up,
+                    padding=self.up // 2 + self.up % 2,
+                    output_padding=self.up % 2,
+                    groups=dim,
                 ),
             )
         if self.down > 1:
             self.conv_downsampler = nn.Sequential(
                 nn.LeakyReLU(0.2),
                 nn.Conv1d(
-                    dim, dim, kernel_size=2 * self.down, stride=self.down,
-                    padding=self.down // 2 + self.down % 2, groups=dim,
+                    dim,
+                    dim,
+                    kernel_size=2 * self.down,
+                    stride=self.down,
+                    padding=self.down // 2 + self.down % 2,
+                    groups=dim,
                 ),
             )
 
@@ -249,27 +252,23 @@ class SamplingBlock(nn.Module):
             merged = repeated + self.de_conv_upsampler(x)
         if self.down == 1:
             return merged + repeated + merged
-        return (
-            self.conv_downsampler(merged)
-            + F.avg_pool1d(repeated, self.down, self.down)
-            + F.avg_pool1d(merged, self.down, self.down)
-        )
+        return self.conv_downsampler(merged) + F.avg_pool1d(repeated, self.down, self.down) + F.avg_pool1d(merged, self.down, self.down)
 
 
 def _resample_stages(dim: int, inter: int, ratios: list[int], *, up: bool) -> nn.ModuleList:
     """``[SamplingBlock, 2-layer VocosBackbone]`` per ratio (named ``downsample.{i}.{0,1}``)."""
     return nn.ModuleList(
-        nn.ModuleList([
-            SamplingBlock(dim, upsample_scale=r) if up else SamplingBlock(dim, downsample_scale=r),
-            VocosBackbone(dim, dim, inter, num_layers=2),
-        ])
+        nn.ModuleList(
+            [
+                SamplingBlock(dim, upsample_scale=r) if up else SamplingBlock(dim, downsample_scale=r),
+                VocosBackbone(dim, dim, inter, num_layers=2),
+            ]
+        )
         for r in ratios
     )
 
 
-def _run_stages(
-    stages: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | None
-) -> torch.Tensor:
+def _run_stages(stages: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     # x: [B, T, C] -> [B, T, C]
     for sampler, backbone in stages:  # type: ignore[misc]
         if mask is not None and (sampler.up, sampler.down) != (1, 1):
@@ -283,12 +282,8 @@ class FeatEncoder(nn.Module):
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
-        self.encoder = VocosBackbone(
-            cfg.input_channels, cfg.vocos_dim, cfg.vocos_intermediate_dim, cfg.vocos_num_layers
-        )
-        self.downsample = _resample_stages(
-            cfg.vocos_dim, cfg.vocos_intermediate_dim, cfg.sample_ratios, up=False
-        )
+        self.encoder = VocosBackbone(cfg.input_channels, cfg.vocos_dim, cfg.vocos_intermediate_dim, cfg.vocos_num_layers)
+        self.downsample = _resample_stages(cfg.vocos_dim, cfg.vocos_intermediate_dim, cfg.sample_ratios, up=False)
         self.project = nn.Linear(cfg.vocos_dim, cfg.out_channels)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -305,18 +300,17 @@ class FeatDecoder(nn.Module):
         super().__init__()
         self.use_tanh_at_final = cfg.use_tanh_at_final
         self.linear_pre = nn.Linear(cfg.input_channels, cfg.vocos_dim)
-        self.downsample = _resample_stages(
-            cfg.vocos_dim, cfg.vocos_intermediate_dim, cfg.sample_ratios, up=True
-        )
+        self.downsample = _resample_stages(cfg.vocos_dim, cfg.vocos_intermediate_dim, cfg.sample_ratios, up=True)
         self.vocos_backbone = VocosBackbone(
-            cfg.vocos_dim, cfg.vocos_dim, cfg.vocos_intermediate_dim, cfg.vocos_num_layers,
+            cfg.vocos_dim,
+            cfg.vocos_dim,
+            cfg.vocos_intermediate_dim,
+            cfg.vocos_num_layers,
             condition_dim=cfg.condition_dim,
         )
         self.linear = nn.Linear(cfg.vocos_dim, cfg.out_channels)
 
-    def forward(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.linear_pre(x.transpose(1, 2))  # [B, T, vocos_dim]
         x = _run_stages(self.downsample, x, mask).transpose(1, 2)  # [B, vocos_dim, T]
         x = self.vocos_backbone(x, cond, mask)  # [B, T, vocos_dim]
@@ -379,7 +373,10 @@ class DecoderBlock(nn.Module):
         self.block = nn.Sequential(
             Snake1d(input_dim),
             WNConvTranspose1d(
-                input_dim, output_dim, kernel_size=kernel_size, stride=stride,
+                input_dim,
+                output_dim,
+                kernel_size=kernel_size,
+                stride=stride,
                 padding=(kernel_size - stride) // 2,
             ),
             ResidualUnit(output_dim, dilation=1),
@@ -518,10 +515,7 @@ class Res2Conv1dReluBn(nn.Module):
         super().__init__()
         self.width, self.scale = channels // scale, scale
         self.nums = scale if scale == 1 else scale - 1
-        self.convs = nn.ModuleList(
-            nn.Conv1d(self.width, self.width, kernel_size, padding=padding, dilation=dilation)
-            for _ in range(self.nums)
-        )
+        self.convs = nn.ModuleList(nn.Conv1d(self.width, self.width, kernel_size, padding=padding, dilation=dilation) for _ in range(self.nums))
         self.bns = nn.ModuleList(nn.BatchNorm1d(self.width) for _ in range(self.nums))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -623,7 +617,7 @@ class CrossAttention(nn.Module):
         context = torch.cat([x, context], dim=1)
         q = self.to_q(x)
         k, v = self.to_kv(context).chunk(2, dim=-1)
-        split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # noqa: E731
+        split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
         out = F.scaled_dot_product_attention(split(q), split(k), split(v))  # [B, h, n, d]
         return self.to_out(out.transpose(1, 2).flatten(2))
 
@@ -637,18 +631,18 @@ class GEGLU(nn.Module):
 class PerceiverResampler(nn.Module):
     """Resamples a variable-length sequence to ``num_latents`` learned queries (2 layers)."""
 
-    def __init__(
-        self, dim: int, dim_context: int, num_latents: int, depth: int = 2, ff_mult: int = 4
-    ) -> None:
+    def __init__(self, dim: int, dim_context: int, num_latents: int, depth: int = 2, ff_mult: int = 4) -> None:
         super().__init__()
         self.proj_context = nn.Linear(dim_context, dim) if dim_context != dim else nn.Identity()
         self.latents = nn.Parameter(torch.zeros(num_latents, dim))
         ff_inner = int(dim * ff_mult * 2 / 3)
         self.layers = nn.ModuleList(
-            nn.ModuleList([
-                CrossAttention(dim),
-                nn.Sequential(nn.Linear(dim, ff_inner * 2), GEGLU(), nn.Linear(ff_inner, dim)),
-            ])
+            nn.ModuleList(
+                [
+                    CrossAttention(dim),
+                    nn.Sequential(nn.Linear(dim, ff_inner * 2), GEGLU(), nn.Linear(ff_inner, dim)),
+                ]
+            )
             for _ in range(depth)
         )
         self.norm = RMSNorm(dim)
@@ -670,9 +664,7 @@ class SpeakerEncoder(nn.Module):
         super().__init__()
         self.token_num = cfg.token_num
         self.speaker_encoder = EcapaTdnn(cfg.input_dim, cfg.out_dim)
-        self.perceiver_sampler = PerceiverResampler(
-            cfg.latent_dim, 3 * EcapaTdnn.channels, cfg.token_num
-        )
+        self.perceiver_sampler = PerceiverResampler(cfg.latent_dim, 3 * EcapaTdnn.channels, cfg.token_num)
         self.quantizer = ResidualFSQ(cfg.fsq_levels, cfg.fsq_num_quantizers, cfg.latent_dim)
         self.project = nn.Linear(cfg.latent_dim * cfg.token_num, cfg.out_dim)
 
@@ -708,17 +700,13 @@ class BiCodec(nn.Module):
 
     def build_mel(self) -> MelSpectrogram:
         m = self.config.mel_params
-        return MelSpectrogram(
-            m.sample_rate, m.n_fft, m.win_length, m.hop_length, m.mel_fmin, m.mel_fmax, m.num_mels
-        )
+        return MelSpectrogram(m.sample_rate, m.n_fft, m.win_length, m.hop_length, m.mel_fmin, m.mel_fmax, m.num_mels)
 
     @property
     def hop_length(self) -> int:
         return math.prod(self.config.decoder.rates)
 
-    def tokenize(
-        self, feat: torch.Tensor, ref_wav: torch.Tensor, feat_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def tokenize(self, feat: torch.Tensor, ref_wav: torch.Tensor, feat_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """feat [B, T, C_w2v], ref_wav [B, N_ref], feat_mask [B, T] (bool) ->
         (semantic ids [B, T], global ids [B, num_quantizers, token_num])."""
         mask = None if feat_mask is None else feat_mask.unsqueeze(1).to(feat.dtype)
@@ -727,9 +715,7 @@ class BiCodec(nn.Module):
         mel = self.mel_transformer(ref_wav)  # [B, n_mels, T_ref]
         return semantic, self.speaker_encoder.tokenize(mel)
 
-    def detokenize(
-        self, semantic: torch.Tensor, global_ids: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def detokenize(self, semantic: torch.Tensor, global_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """semantic [B, T], global ids [B, num_quantizers, token_num], mask [B, T] (bool) ->
         waveform [B, 1, T * hop]."""
         m = None if mask is None else mask.unsqueeze(1).to(self.decoder.model[0].weight.dtype)
@@ -744,9 +730,7 @@ class BiCodec(nn.Module):
 
 def weight_norm_modules(model: nn.Module) -> dict[str, nn.Module]:
     """Modules whose ``weight`` the checkpoint stores as ``weight_g``/``weight_v``."""
-    return {
-        name: m for name, m in model.named_modules() if isinstance(m, (WNConv1d, WNConvTranspose1d))
-    }
+    return {name: m for name, m in model.named_modules() if isinstance(m, (WNConv1d, WNConvTranspose1d))}
 
 
 def checkpoint_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -771,9 +755,7 @@ def fold_weight_norm(g: torch.Tensor, v: torch.Tensor, *, inplace: bool = False)
     return v.mul_(g / norm) if inplace else v * (g / norm)
 
 
-def _check_and_fold(
-    state: dict[str, torch.Tensor], model: BiCodec, source: str
-) -> dict[str, torch.Tensor]:
+def _check_and_fold(state: dict[str, torch.Tensor], model: BiCodec, source: str) -> dict[str, torch.Tensor]:
     expected = checkpoint_shapes(model)
     state = {k: v for k, v in state.items() if not k.startswith("mel_transformer.")}
     check_tensors(expected, {k: tuple(v.shape) for k, v in state.items()}, where=f"the BiCodec checkpoint {source}")

@@ -58,9 +58,7 @@ class SparkCodec:
         self.sample_rate: int = int(top_config["sample_rate"])
         self.hop: int = int(top_config["latent_hop_length"])
         self.volume_normalize: bool = bool(top_config["volume_normalize"])
-        self.ref_segment_length: int = (
-            int(self.sample_rate * top_config["ref_segment_duration"]) // self.hop * self.hop
-        )
+        self.ref_segment_length: int = int(self.sample_rate * top_config["ref_segment_duration"]) // self.hop * self.hop
         self._tok = tokenizer_model
         self._detok = detokenizer_model
         self._features = features
@@ -94,20 +92,14 @@ class SparkCodec:
         else:
             detok_model = copy.deepcopy(tok_model).to(detokenizer_device)
         if tok_model.hop_length != top["latent_hop_length"]:
-            raise ModelLoadError(
-                f"BiCodec upsamples by {tok_model.hop_length}, config.yaml says latent_hop_length "
-                f"{top['latent_hop_length']}"
-            )
+            raise ModelLoadError(f"BiCodec upsamples by {tok_model.hop_length}, config.yaml says latent_hop_length {top['latent_hop_length']}")
         features = Wav2VecFeatures(
             model_dir / "wav2vec2-large-xlsr-53",
             device=tokenizer_device,
             attn_implementation=attn_implementation,
         )
         if features.hidden_size != tok_model.config.encoder.input_channels:
-            raise ModelLoadError(
-                f"wav2vec2 hidden size {features.hidden_size} != BiCodec encoder input "
-                f"{tok_model.config.encoder.input_channels}"
-            )
+            raise ModelLoadError(f"wav2vec2 hidden size {features.hidden_size} != BiCodec encoder input {tok_model.config.encoder.input_channels}")
         return cls(top, tok_model, detok_model, features)
 
     # ---------------------------------------------------------------------------- tokenize
@@ -120,9 +112,7 @@ class SparkCodec:
         if not np.all(np.isfinite(wav)):
             raise InvalidRequestError("reference audio contains NaN or infinite samples")
         if self._features.num_frames(wav.shape[0]) < 1:
-            raise InvalidRequestError(
-                f"reference audio too short: {wav.shape[0]} samples at {self.sample_rate} Hz"
-            )
+            raise InvalidRequestError(f"reference audio too short: {wav.shape[0]} samples at {self.sample_rate} Hz")
         wav = wav.astype(np.float64)
         if self.volume_normalize:
             wav = audio_volume_normalize(wav)
@@ -144,10 +134,7 @@ class SparkCodec:
             mask = torch.arange(feats.shape[1], device=device)[None, :] < lengths[:, None]
             semantic, global_ids = self._tok.tokenize(feats, refs, mask)
         semantic, global_ids = semantic.cpu().numpy(), global_ids.cpu().numpy()
-        return [
-            (global_ids[i].reshape(-1).astype(np.int64), semantic[i, : int(n)].astype(np.int64))
-            for i, n in enumerate(lengths.tolist())
-        ]
+        return [(global_ids[i].reshape(-1).astype(np.int64), semantic[i, : int(n)].astype(np.int64)) for i, n in enumerate(lengths.tolist())]
 
     # -------------------------------------------------------------------------- detokenize
 
@@ -158,9 +145,7 @@ class SparkCodec:
             raise ValueError(f"global ids must be in [0, {self.global_codebook_size})")
         if semantic_ids.ndim != 1:
             raise ValueError(f"semantic ids must be 1-D, got shape {semantic_ids.shape}")
-        if semantic_ids.size and (
-            semantic_ids.min() < 0 or semantic_ids.max() >= self.semantic_codebook_size
-        ):
+        if semantic_ids.size and (semantic_ids.min() < 0 or semantic_ids.max() >= self.semantic_codebook_size):
             raise ValueError(f"semantic ids must be in [0, {self.semantic_codebook_size})")
 
     def detokenize(self, global_ids: GlobalIds, semantic_ids: SemanticIds) -> np.ndarray:
@@ -184,9 +169,7 @@ class SparkCodec:
         device = self._detok.decoder.model[0].weight.device
         with torch.inference_mode():
             sem = torch.from_numpy(semantic).to(device)
-            mask = torch.arange(t_max, device=device)[None, :] < torch.tensor(
-                [lengths[i] for i in live], device=device
-            )[:, None]
+            mask = torch.arange(t_max, device=device)[None, :] < torch.tensor([lengths[i] for i in live], device=device)[:, None]
             wav = self._detok.detokenize(sem, torch.from_numpy(global_ids).to(device), mask)
             wav = wav[:, 0].float().cpu().numpy()  # [B, t_max * hop]
         for row, i in enumerate(live):

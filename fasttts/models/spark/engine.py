@@ -69,7 +69,7 @@ class SparkVoice:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if v is not None and k != "written"}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "SparkVoice":
+    def from_state(cls, state: dict[str, Any]) -> SparkVoice:
         values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in state.items() if k in cls.__dataclass_fields__}
         if values.get("kind") not in ("create", "frozen", "clone"):
             raise InvalidRequestError(f"not a Spark voice state: kind={values.get('kind')!r}", param="voice")
@@ -109,7 +109,7 @@ class SparkEngine(TTSEngine):
         self._voices: dict[str, SparkVoice] = {}
 
     @classmethod
-    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> "SparkEngine":
+    def from_settings(cls, model_path: Path | None, settings: Settings, *, llm: LLMBackend | None = None) -> SparkEngine:
         """Load an official Spark-TTS-0.5B directory (``LLM/``, ``BiCodec/``,
         ``wav2vec2-large-xlsr-53/``, ``config.yaml``) unchanged."""
         from tokenizers import Tokenizer
@@ -119,7 +119,14 @@ class SparkEngine(TTSEngine):
         if model_path is None:
             raise ModelLoadError("Spark-TTS needs --model_path (a Spark-TTS-0.5B directory)")
         root = model_path
-        for part in ("config.yaml", "LLM/config.json", "LLM/tokenizer.json", "BiCodec/config.yaml", "BiCodec/model.safetensors", "wav2vec2-large-xlsr-53/config.json"):
+        for part in (
+            "config.yaml",
+            "LLM/config.json",
+            "LLM/tokenizer.json",
+            "BiCodec/config.yaml",
+            "BiCodec/model.safetensors",
+            "wav2vec2-large-xlsr-53/config.json",
+        ):
             if not (root / part).exists():
                 raise ModelLoadError(f"not a Spark-TTS directory: {root / part} is missing")
         codec = SparkCodec.load(
@@ -131,7 +138,9 @@ class SparkEngine(TTSEngine):
         tokenizer = Tokenizer.from_file(str(root / "LLM" / "tokenizer.json"))
         if llm is None:
             if settings.torch_dtype == "float16":
-                logger.warning("Spark-TTS's LLM overflows in float16 (it outputs garbage); promoting --torch_dtype float16 to float32 on CPU / bfloat16 on CUDA")
+                logger.warning(
+                    "Spark-TTS's LLM overflows in float16 (it outputs garbage); promoting --torch_dtype float16 to float32 on CPU / bfloat16 on CUDA"
+                )
             output_ids = SparkGrammar(SparkVocab.from_tokenizer(tokenizer), "create").vocabulary()
             config = BackendConfig.from_settings(settings, model_dir=str(root / "LLM"), output_ids=output_ids)
             if settings.torch_dtype == "float16":  # float32 on CPU, as the warning says (auto may pick bfloat16 there)

@@ -36,9 +36,7 @@ def mel_to_hz_slaney(mels: torch.Tensor) -> torch.Tensor:
     return torch.where(mels >= _MIN_LOG_MEL, log, linear)
 
 
-def slaney_mel_filterbank(
-    n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int
-) -> torch.Tensor:
+def slaney_mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int) -> torch.Tensor:
     """Triangular filterbank, shape [n_freqs, n_mels], as torchaudio's ``melscale_fbanks``."""
     cpu = dict(dtype=torch.float64, device="cpu")  # also when built under a meta-device context
     all_freqs = torch.linspace(0, sample_rate // 2, n_freqs, **cpu)

@@ -40,7 +40,6 @@ def write_random_spark(model_dir: str | Path, *, size: str = "tiny", seed: int =
     args = _llm_args(size)
     root = Path(model_dir)
     root.mkdir(parents=True, exist_ok=True)
-    write_random_llm(root / "LLM", size=SPARK_QWEN2_FULL if size == "full" else SPARK_QWEN2_TINY, seed=seed,
-                     release_tokenizer=size == "full", **args)
+    write_random_llm(root / "LLM", size=SPARK_QWEN2_FULL if size == "full" else SPARK_QWEN2_TINY, seed=seed, release_tokenizer=size == "full", **args)
     write_random_codec(root, size, seed, wav2vec_weights)  # type: ignore[arg-type]
     return root

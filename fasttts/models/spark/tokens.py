@@ -105,7 +105,7 @@ class SparkVocab:
     eos: int
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: object) -> "SparkVocab":
+    def from_tokenizer(cls, tokenizer: object) -> SparkVocab:
         t = _Lookup(tokenizer)
         return cls(
             global0=t.family("<|bicodec_global_{}|>", GLOBAL_CODEBOOK),
@@ -149,7 +149,8 @@ class SparkVocab:
 
     def frozen_prompt(self, text_ids: list[int], gender: int, pitch: int, speed: int, acoustic: Sequence[int], global_ids: Sequence[int]) -> list[int]:
         pitch_value, speed_value = acoustic
-        return self.create_prompt(text_ids, gender, pitch, speed) + [
+        return [
+            *self.create_prompt(text_ids, gender, pitch, speed),
             self.start_acoustic, self.pitch_value0 + pitch_value, self.speed_value0 + speed_value, self.end_acoustic,
             self.start_global, *(self.global0 + g for g in global_ids), self.end_global,
         ]  # fmt: skip
@@ -182,7 +183,7 @@ class SparkGrammar(TokenConstraint):
 
     def __init__(self, vocab: SparkVocab, mode: str) -> None:
         v = vocab
-        one = lambda tid: ((tid, tid + 1),)  # noqa: E731
+        one = lambda tid: ((tid, tid + 1),)
         steps: list[_Step] = []
         if mode == "create":
             steps += [

@@ -54,9 +54,7 @@ class Wav2VecFeatures:
         model_dir = Path(model_dir)
         weights = _weights_file(model_dir)
         if attn_implementation not in ("eager", "sdpa"):
-            raise ModelLoadError(
-                f"attn_implementation must be 'eager' or 'sdpa', not {attn_implementation!r}"
-            )
+            raise ModelLoadError(f"attn_implementation must be 'eager' or 'sdpa', not {attn_implementation!r}")
         try:
             self.processor = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
             model, info = Wav2Vec2Model.from_pretrained(
@@ -73,10 +71,7 @@ class Wav2VecFeatures:
             raise ModelLoadError(f"wav2vec2 checkpoint {model_dir / weights} does not match its config: {problems}")
         last = max(FEATURE_LAYERS)
         if model.config.num_hidden_layers < last:
-            raise ModelLoadError(
-                f"wav2vec2 needs >= {last} layers for hidden state {last}, "
-                f"has {model.config.num_hidden_layers}"
-            )
+            raise ModelLoadError(f"wav2vec2 needs >= {last} layers for hidden state {last}, has {model.config.num_hidden_layers}")
         if model.config.num_hidden_layers > last:
             del model.encoder.layers[last:]
             model.encoder.layer_norm = nn.Identity()

@@ -16,17 +16,19 @@ from fasttts.errors import InvalidRequestError, NotFoundError, UnsupportedFeatur
 from fasttts.models.megatts3 import frontend
 from fasttts.models.megatts3.engine import MegaEngine, MegaVoice
 from fasttts.models.megatts3.g2p import SIL
-from fasttts.params import VoiceParams
 from fasttts.models.megatts3.pipeline import DiTItem, decode_audio, dit_inputs, sample_batch, target_durations
+from fasttts.params import VoiceParams
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 HOP = 960
-TEXT = ("Hello there, this is a test of the duration model and the diffusion transformer together. "
-        "A second sentence follows it, so that there are two segments here.")
+TEXT = (
+    "Hello there, this is a test of the duration model and the diffusion transformer together. "
+    "A second sentence follows it, so that there are two segments here."
+)
 
 
-def sampling(seed: int = 1, **kw) -> SamplingParams:  # noqa: ANN003
+def sampling(seed: int = 1, **kw) -> SamplingParams:
     return SamplingParams(seed=seed, max_tokens=12, diffusion_steps=3, **kw)
 
 

@@ -17,9 +17,11 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 TEXTS = ("Hello there.", "A longer sentence, with a comma; and more words!", "你好，世界。")
 
 
-def _request(vocab: G2PVocab, tokenizer, text: str, max_tokens: int = 40) -> GenerationRequest:  # noqa: ANN001
+def _request(vocab: G2PVocab, tokenizer, text: str, max_tokens: int = 40) -> GenerationRequest:
     prompt = vocab.prompt(tokenizer.encode("<BOT>" + text + "<BOS>").ids)
-    return GenerationRequest(prompt_ids=prompt, max_tokens=max_tokens, temperature=0.0, top_k=1, stop_ids=frozenset({vocab.eos}), constraint=PhoneConstraint(vocab))
+    return GenerationRequest(
+        prompt_ids=prompt, max_tokens=max_tokens, temperature=0.0, top_k=1, stop_ids=frozenset({vocab.eos}), constraint=PhoneConstraint(vocab)
+    )
 
 
 def _check(ids: list[int], vocab: G2PVocab, max_tokens: int) -> None:
@@ -35,7 +37,12 @@ def _check(ids: list[int], vocab: G2PVocab, max_tokens: int) -> None:
 async def _run_backend(name: str, g2p_dir: Path) -> list[list[int]]:
     tokenizer = load_tokenizer(g2p_dir)
     vocab = G2PVocab.from_tokenizer(tokenizer)
-    backend = create_backend(name, BackendConfig(model_dir=str(g2p_dir), device="cpu", dtype="float32" if name == "torch" else "auto", batch_size=4, output_ids=PhoneConstraint(vocab).vocabulary()))
+    backend = create_backend(
+        name,
+        BackendConfig(
+            model_dir=str(g2p_dir), device="cpu", dtype="float32" if name == "torch" else "auto", batch_size=4, output_ids=PhoneConstraint(vocab).vocabulary()
+        ),
+    )
     await backend.start()
     try:
         runs = []
@@ -44,7 +51,7 @@ async def _run_backend(name: str, g2p_dir: Path) -> list[list[int]]:
                 ids = [t async for t in backend.generate(_request(vocab, tokenizer, text))]
                 _check(ids, vocab, 40)
                 runs.append(ids)
-        assert runs[: len(TEXTS)] == runs[len(TEXTS):]  # greedy: the same ids every time
+        assert runs[: len(TEXTS)] == runs[len(TEXTS) :]  # greedy: the same ids every time
         return runs
     finally:
         await backend.shutdown()
@@ -68,7 +75,7 @@ async def test_g2p_on_llama_cpp(tiny_mega_dir: Path) -> None:
 
     try:
         find_converter(None)
-    except Exception as exc:  # noqa: BLE001 - the converter is an install-time download
+    except Exception as exc:
         pytest.skip(f"llama.cpp's converter is not available: {exc}")
     write_gguf(tiny_mega_dir / "g2p", "F16")
     await _run_backend("llama-cpp", tiny_mega_dir / "g2p")

@@ -18,7 +18,7 @@ def _copy(src: Path, tmp_path: Path) -> Path:
     return dst
 
 
-def _rewrite(path: Path, sub_key: str, edit) -> None:  # noqa: ANN001
+def _rewrite(path: Path, sub_key: str, edit) -> None:
     state = read_state(path, sub_key)
     edit(state)
     torch.save({"state_dict": {sub_key: state}}, path)
@@ -37,11 +37,16 @@ def test_tiny_release_loads_every_part(tiny_mega_dir: Path) -> None:
     ("part", "sub_key", "edit", "named"),
     [
         ("diffusion_transformer", "dit", lambda s: s.pop("encoder.layers.1.attention.wq.weight"), "missing tensors: encoder.layers.1.attention.wq.weight"),
-        ("duration_lm", "dur_model", lambda s: s.__setitem__("code_emb.weight", torch.zeros(129, 64)), "code_emb.weight (checkpoint [129, 64], model [130, 64])"),
+        (
+            "duration_lm",
+            "dur_model",
+            lambda s: s.__setitem__("code_emb.weight", torch.zeros(129, 64)),
+            "code_emb.weight (checkpoint [129, 64], model [130, 64])",
+        ),
         ("aligner_lm", "model", lambda s: s.__setitem__("decoder.out.weight", s.pop("decoder.out_proj.weight")), "unexpected tensors: decoder.out.weight"),
     ],
 )
-def test_bad_tensor_is_named(tiny_mega_dir: Path, tmp_path: Path, part: str, sub_key: str, edit, named: str) -> None:  # noqa: ANN001
+def test_bad_tensor_is_named(tiny_mega_dir: Path, tmp_path: Path, part: str, sub_key: str, edit, named: str) -> None:
     root = _copy(tiny_mega_dir, tmp_path)
     _rewrite(checkpoint_file(root / part), sub_key, edit)
     with pytest.raises(ModelLoadError, match="does not match") as err:
