@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from stamp import commit, machine
+from stamp import append_rows, commit, machine
 
 from fasttts.backends.base import GenerationRequest, TokenConstraint
 from fasttts.backends.registry import BackendConfig, create_backend
@@ -151,11 +150,7 @@ def main() -> None:
             arch, size = PRESETS[args.preset]
             model_dir = random_llm.write_random_llm(Path(tmp), arch=arch, size=getattr(random_llm, size), seed=0)
         results = asyncio.run(run(args, model_dir))
-    out = Path(__file__).parent / "results" / "llm.jsonl"
-    out.parent.mkdir(exist_ok=True)
-    with out.open("a") as f:
-        for row in results:
-            f.write(json.dumps(row) + "\n")
+    append_rows("llm", results)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_http import Server  # noqa: E402
-from stamp import commit, machine  # noqa: E402
+from bench_http import Server
+from stamp import commit, machine
 
 TEXT = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background."
 
@@ -81,8 +81,15 @@ def main() -> None:
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--results", default=str(Path(__file__).parent / "results" / "soak.jsonl"))
     args = parser.parse_args()
-    server = Server(argparse.Namespace(backend=args.backend, concurrency=[args.concurrency], model_path=args.model_path,
-                                       codec_batch_size=None, data_dir=tempfile.mkdtemp(prefix="fasttts-soak-")))
+    server = Server(
+        argparse.Namespace(
+            backend=args.backend,
+            concurrency=[args.concurrency],
+            model_path=args.model_path,
+            codec_batch_size=None,
+            data_dir=tempfile.mkdtemp(prefix="fasttts-soak-"),
+        )
+    )
     try:
         asyncio.run(server.wait_ready())
         started = time.perf_counter()
@@ -93,11 +100,25 @@ def main() -> None:
     base = next(rss for done, rss in samples if done >= args.warmup)
     end = samples[-1][1]
     growth = 100 * (end - base) / base
-    print(f"\n{args.requests} requests in {wall:.0f} s, {errors} unexpected statuses; RSS {samples[0][1]:.0f} MB at start, "
-          f"{base:.1f} MB after {args.warmup} (warm-up), {end:.1f} MB at the end: {growth:+.1f} % after warm-up")
-    row = {"machine": machine(), "commit": commit(), "requests": args.requests, "warmup": args.warmup, "concurrency": args.concurrency,
-           "errors": errors, "rss_start_mb": samples[0][1], "rss_warm_mb": base, "rss_end_mb": end, "growth_pct": round(growth, 2),
-           "samples": samples, "wall_s": round(wall, 1), "model_path": args.model_path}
+    print(
+        f"\n{args.requests} requests in {wall:.0f} s, {errors} unexpected statuses; RSS {samples[0][1]:.0f} MB at start, "
+        f"{base:.1f} MB after {args.warmup} (warm-up), {end:.1f} MB at the end: {growth:+.1f} % after warm-up"
+    )
+    row = {
+        "machine": machine(),
+        "commit": commit(),
+        "requests": args.requests,
+        "warmup": args.warmup,
+        "concurrency": args.concurrency,
+        "errors": errors,
+        "rss_start_mb": samples[0][1],
+        "rss_warm_mb": base,
+        "rss_end_mb": end,
+        "growth_pct": round(growth, 2),
+        "samples": samples,
+        "wall_s": round(wall, 1),
+        "model_path": args.model_path,
+    }
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     with open(args.results, "a") as f:
         f.write(json.dumps(row) + "\n")

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 from pathlib import Path
 
 import torch
 from bench_llm import grammar, one
-from stamp import commit, machine
+from stamp import append_rows, commit, machine
 
 from fasttts.backends.registry import BackendConfig, create_backend
 from fasttts.backends.torch_backend import TorchBackend
@@ -118,11 +117,7 @@ def main() -> None:
     rows = []
     for fmt in args.formats:
         rows += asyncio.run(bench_format(fmt, args.model_dir, args.batch, args.max_tokens, bandwidth))
-    out = Path(__file__).parent / "results" / "weights.jsonl"
-    out.parent.mkdir(exist_ok=True)
-    with out.open("a") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+    append_rows("weights", rows)
 
 
 if __name__ == "__main__":

@@ -28,3 +28,14 @@ def commit() -> str:
         return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
     except Exception:
         return "unknown"
+
+
+def append_rows(name: str, rows: list[dict]) -> None:
+    """Append ``rows`` as JSON lines to bench/results/NAME.jsonl (the record every script keeps)."""
+    import json
+
+    out = Path(__file__).parent / "results" / f"{name}.jsonl"
+    out.parent.mkdir(exist_ok=True)
+    with out.open("a") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")

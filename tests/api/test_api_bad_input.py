@@ -111,6 +111,8 @@ async def test_piper_top_temperature_speaks(piper_client):
     """Found by the fuzz test: temperature 9 scaled Piper's duration noise 13x and ONNX Runtime
     asked for a 195 GB buffer (500). The noise scale is capped, so every allowed value speaks."""
     for temperature in (9.0, 10.0):
-        r = await piper_client.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hello from FastTTS!", "voice": "alloy",
-                                                              "response_format": "wav", "stream": False, "temperature": temperature})
+        r = await piper_client.post(
+            "/v1/audio/speech",
+            json={"model": "tts-1", "input": "Hello from FastTTS!", "voice": "alloy", "response_format": "wav", "stream": False, "temperature": temperature},
+        )
         assert r.status_code == 200, r.text

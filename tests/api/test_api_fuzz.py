@@ -33,12 +33,11 @@ def piper_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def spark_server(tmp_path_factory, tiny_spark_dir):
-    with served(tmp_path_factory.mktemp("fuzz-spark"), "--model_path", str(tiny_spark_dir), "--api_key", KEY,
-                "--max_input_chars", "100") as server:
+    with served(tmp_path_factory.mktemp("fuzz-spark"), "--model_path", str(tiny_spark_dir), "--api_key", KEY, "--max_input_chars", "100") as server:
         yield server
 
 
-def _schema(url: str, **kwargs):  # noqa: ANN003, ANN202
+def _schema(url: str, **kwargs):
     """The server's own OpenAPI document, fuzzed with its examples and random cases (schemathesis's
     coverage phase, which enumerates hundreds of boundary cases per operation, is left out to keep
     the run to minutes)."""
@@ -57,7 +56,7 @@ def spark_schema(spark_server):
     return _schema(f"{spark_server.url}/openapi.json", headers={"Authorization": f"Bearer {KEY}"})
 
 
-def _capped(case) -> None:  # noqa: ANN001 - a schemathesis Case
+def _capped(case) -> None:
     """Keep generation short: cap max_tokens wherever the body carries it (JSON, form or a job's sampling)."""
     body = case.body if isinstance(case.body, dict) else None
     if body is None:
@@ -67,7 +66,7 @@ def _capped(case) -> None:  # noqa: ANN001 - a schemathesis Case
             holder["max_tokens"] = str(GENERATION_CAP["max_tokens"]) if isinstance(holder["max_tokens"], str) else GENERATION_CAP["max_tokens"]
 
 
-def _check(case, server, headers: dict[str, str] | None = None) -> None:  # noqa: ANN001
+def _check(case, server, headers: dict[str, str] | None = None) -> None:
     _capped(case)
     response = case.call(base_url=server.url, headers=headers, timeout=ANSWER_TIMEOUT_S)
     assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:500]}"
@@ -80,11 +79,11 @@ spark = schemathesis.pytest.from_fixture("spark_schema")
 
 @piper.parametrize()
 @FUZZ
-def test_fuzz_embedded_piper(case, piper_server):  # noqa: ANN001
+def test_fuzz_embedded_piper(case, piper_server):
     _check(case, piper_server)
 
 
 @spark.parametrize()
 @FUZZ
-def test_fuzz_tiny_spark_with_a_key(case, spark_server):  # noqa: ANN001
+def test_fuzz_tiny_spark_with_a_key(case, spark_server):
     _check(case, spark_server, {"Authorization": f"Bearer {KEY}"})
