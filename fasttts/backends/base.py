@@ -113,6 +113,17 @@ def model_vocab_size(model_dir: str | Path) -> int:
         raise ModelLoadError(f"cannot read vocab_size from {path}: {exc}") from exc
 
 
+def engine_dtype(dtype: str, backend: str) -> str:
+    """The ``dtype`` to hand an engine that loads the checkpoint itself (vLLM, SGLang).
+
+    ``int8`` is the torch backend's own weight-only format: those engines have no such dtype and
+    would fail deep inside their start-up, so it is refused here with the flag named.
+    """
+    if dtype == "int8":
+        raise ModelLoadError(f"--torch_dtype int8 is the torch backend's weight-only format; {backend} takes auto, float16, bfloat16 or float32")
+    return dtype
+
+
 class LLMBackend(abc.ABC):
     """Async token generator. Cancelling the consumer of :meth:`generate` (closing the async
     iterator, or cancelling the task awaiting it) must stop that request's generation at once and

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from fasttts.backends.base import GenerationRequest, LLMBackend, check_request, model_vocab_size
+from fasttts.backends.base import GenerationRequest, LLMBackend, check_request, engine_dtype, model_vocab_size
 from fasttts.backends.registry import BackendConfig
 from fasttts.errors import BackendError, InvalidRequestError, MissingExtraError
 
@@ -125,7 +125,7 @@ class SGLangBackend(LLMBackend):
             mem_fraction_static=cfg.gpu_memory_utilization,
             context_length=cfg.max_length,
             max_running_requests=cfg.batch_size,
-            dtype=cfg.dtype,
+            dtype=engine_dtype(cfg.dtype, "SGLang"),
             device="cuda" if cfg.device == "auto" else cfg.device,
             random_seed=cfg.seed,
             enable_custom_logit_processor=True,
@@ -135,8 +135,9 @@ class SGLangBackend(LLMBackend):
     async def start(self) -> None:
         async with self._lock:
             if self._engine is None:
+                args = self.engine_args()  # a bad setting is named here, not wrapped as a start failure
                 try:
-                    self._engine = await asyncio.to_thread(lambda: self._sgl.Engine(**self.engine_args()))
+                    self._engine = await asyncio.to_thread(lambda: self._sgl.Engine(**args))
                 except Exception as exc:
                     raise BackendError(f"SGLang could not start: {exc}") from exc
 

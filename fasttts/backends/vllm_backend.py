@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from fasttts.backends.base import GenerationRequest, LLMBackend, TokenConstraint, check_request, model_vocab_size
+from fasttts.backends.base import GenerationRequest, LLMBackend, TokenConstraint, check_request, engine_dtype, model_vocab_size
 from fasttts.backends.registry import BackendConfig
 from fasttts.errors import BackendError, InvalidRequestError, MissingExtraError
 
@@ -137,7 +137,7 @@ class VLLMBackend(LLMBackend):
         return dict(
             model=cfg.model_dir,
             skip_tokenizer_init=True,
-            dtype=cfg.dtype,
+            dtype=engine_dtype(cfg.dtype, "vLLM"),
             max_model_len=cfg.max_length,
             max_num_seqs=cfg.batch_size,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
@@ -160,8 +160,9 @@ class VLLMBackend(LLMBackend):
         platform = current_platform.device_type
         if self.config.device not in ("auto", platform) and not (platform == "cuda" and self.config.device.startswith("cuda")):
             raise BackendError(f"this vLLM build runs on {platform!r}, not {self.config.device!r}")
+        args = self.engine_args()  # a bad setting is named here, not wrapped as a start failure
         try:
-            return AsyncLLM.from_engine_args(AsyncEngineArgs(**self.engine_args()))
+            return AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
         except Exception as exc:
             raise BackendError(f"vLLM could not start: {exc}") from exc
 

@@ -28,7 +28,7 @@ from fasttts.backends import sglang_backend
 from fasttts.backends.base import GenerationRequest
 from fasttts.backends.registry import BackendConfig, create_backend
 from fasttts.backends.sglang_backend import SGLangBackend, sampling_params
-from fasttts.errors import InvalidRequestError, MissingExtraError
+from fasttts.errors import InvalidRequestError, MissingExtraError, ModelLoadError
 
 
 class FakeEngine:
@@ -101,6 +101,13 @@ async def test_engine_arguments_come_from_the_backend_config(fake_sglang: type[F
     assert args["enable_custom_logit_processor"]
     await backend.shutdown()
     assert fake_sglang.instances[0].closed
+
+
+async def test_the_torch_backends_int8_format_is_refused_naming_the_flag(fake_sglang: type[FakeEngine], llm_dir: Path) -> None:
+    backend = backend_for(llm_dir, dtype="int8")
+    with pytest.raises(ModelLoadError, match="--torch_dtype int8"):
+        await backend.start()
+    assert fake_sglang.instances == []  # refused before any engine was built
 
 
 def test_sampling_options_map_one_to_one() -> None:
