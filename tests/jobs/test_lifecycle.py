@@ -9,6 +9,7 @@ import io
 import av
 import pytest
 from conftest import deployment_settings, wait_final
+from service_fixtures import create_pg_database, drop_pg_database
 
 from fasttts.audio.m4b import read_chapters
 from fasttts.errors import NotFoundError
@@ -107,7 +108,10 @@ async def test_delete_removes_job_and_audio(jobs) -> None:
 
 @pytest.mark.parametrize("kind", ["embedded", "services"])
 async def test_results_expire_after_ttl(kind, tmp_path, piper, request) -> None:
-    service = build_job_service(deployment_settings(kind, tmp_path, request, job_result_ttl_s=1), piper)
+    settings = deployment_settings(kind, tmp_path, request, job_result_ttl_s=1)
+    if kind == "services":  # a database of its own: the session's holds other tests' finished jobs
+        settings = settings.model_copy(update={"database_url": create_pg_database()})
+    service = build_job_service(settings, piper)
     await service.start(maintain=False)  # this test expires, not the maintenance loop
     try:
         job, _ = await service.submit(JobSpec(kind="speak", text="Short lived."))
@@ -121,3 +125,5 @@ async def test_results_expire_after_ttl(kind, tmp_path, piper, request) -> None:
             await asyncio.to_thread(service.get, job.id)
     finally:
         await service.stop()
+        if kind == "services":
+            drop_pg_database(settings.database_url)
