@@ -1,7 +1,8 @@
 """Turn a job's finished segments into its results: merged audio, chapters, M4B, subtitles.
 
-Segments are joined with the same :class:`SegmentJoiner` crossfade as the synchronous path, so a
-job and a sync request give the same audio. Subtitle cues come from where each segment starts in
+Segments are joined with the same :class:`SegmentJoiner` crossfade as the synchronous path (the
+engine's ``segment_crossfade_s``: MegaTTS3 overlaps more than the default), so a job and a sync
+request give the same audio. Subtitle cues come from where each segment starts in
 the joined audio (each join overlaps the previous segment by the crossfade).
 """
 
@@ -37,9 +38,9 @@ class Cue:
     text: str
 
 
-def join_with_cues(pieces: list[Piece], rate: int) -> tuple[np.ndarray, list[Cue]]:
+def join_with_cues(pieces: list[Piece], rate: int, crossfade_s: float = SEGMENT_CROSSFADE_S) -> tuple[np.ndarray, list[Cue]]:
     """Crossfade-join ``pieces`` and report where each one sits in the result."""
-    joiner = SegmentJoiner(int(SEGMENT_CROSSFADE_S * rate))
+    joiner = SegmentJoiner(int(crossfade_s * rate))
     out: list[np.ndarray] = []
     emitted = 0
     held = 0
@@ -57,11 +58,13 @@ def join_with_cues(pieces: list[Piece], rate: int) -> tuple[np.ndarray, list[Cue
     return audio, cues
 
 
-def assemble(job_id: str, kind: str, fmt: str, rate: int, pieces: list[Piece], titles: list[str], store: ObjectStore) -> dict[str, str]:
+def assemble(
+    job_id: str, kind: str, fmt: str, rate: int, pieces: list[Piece], titles: list[str], store: ObjectStore, *, crossfade_s: float = SEGMENT_CROSSFADE_S
+) -> dict[str, str]:
     """Write every artifact to ``store``; returns artifact name → key (all keys derive from the
     job id, so assembling twice overwrites)."""
     pieces = sorted(pieces, key=lambda p: p.index)
-    audio, cues = join_with_cues(pieces, rate)
+    audio, cues = join_with_cues(pieces, rate, crossfade_s)
     result: dict[str, str] = {}
 
     def put(name: str, data: bytes, content_type: str) -> None:
@@ -76,7 +79,7 @@ def assemble(job_id: str, kind: str, fmt: str, rate: int, pieces: list[Piece], t
     if kind == "audiobook":
         chapters: list[tuple[str, np.ndarray]] = []
         for c, title in enumerate(titles):
-            chapter_audio, _ = join_with_cues([p for p in pieces if p.chapter == c], rate)
+            chapter_audio, _ = join_with_cues([p for p in pieces if p.chapter == c], rate, crossfade_s)
             chapters.append((title or f"Chapter {c + 1}", chapter_audio))
             put(f"chapters/{c + 1:03d}.{fmt}", encode_audio(chapter_audio, rate, fmt), CONTENT_TYPES[fmt])
         put("book.m4b", _m4b_bytes(chapters, rate), "audio/mp4")

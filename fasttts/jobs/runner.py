@@ -49,6 +49,9 @@ class Claim:
     voice: dict[str, Any]
     attempt: int
     request: dict[str, Any]
+    count: int
+    """The job's number of segments: a model whose segments differ by position (MegaTTS3 ends only
+    the last with a final pause) needs it, as a request's segments have it."""
 
 
 class JobRunner:
@@ -104,7 +107,7 @@ class JobRunner:
                     row = s.get(SegmentRow, seg_id)
                     s.refresh(row)
                     job = s.get(Job, jid)
-                    claims.append(Claim(row.id, jid, row.index, row.text, row.voice, row.attempt, job.request))
+                    claims.append(Claim(row.id, jid, row.index, row.text, row.voice, row.attempt, job.request, job.segments_total))
                 else:  # a racing worker won it
                     s.rollback()
         for jid in exhausted:
@@ -184,7 +187,7 @@ class JobRunner:
     async def _one(self, claim: Claim) -> None:
         voice = segment_voice(claim.voice, claim.request)
         sampling = JobSpec.from_dict(claim.request).sampling_params()
-        audio = await self.engine.synthesize_segment(Segment(claim.text, voice, index=claim.index), sampling)
+        audio = await self.engine.synthesize_segment(Segment(claim.text, voice, index=claim.index, extra={"count": claim.count}), sampling)
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         key = segment_key(claim.job_id, claim.index)
         await asyncio.to_thread(self.service.store.put, key, audio.astype("<f4").tobytes())
@@ -224,7 +227,9 @@ class JobRunner:
         files = self.service.store
         pieces = [Piece(r.index, r.chapter, r.text, np.frombuffer(files.get(r.storage_key), dtype="<f4")) for r in rows]
         rate = job.sample_rate or self.engine.sample_rate
-        result = assemble(job.id, job.kind, job.output_format, rate, pieces, job.request.get("chapters", [""]), files)
+        result = assemble(
+            job.id, job.kind, job.output_format, rate, pieces, job.request.get("chapters", [""]), files, crossfade_s=self.engine.segment_crossfade_s
+        )
         with self.service.session() as s:
             won = store.finish_job(s, job_id, "succeeded", self.settings.job_result_ttl_s, result=result)
             s.commit()
