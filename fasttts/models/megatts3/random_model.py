@@ -158,12 +158,14 @@ def write_random_mega(model_dir: str | Path, *, size: str = "tiny", seed: int = 
     return root
 
 
-def write_g2p(out: Path, *, tiny: bool, seed: int) -> Path:
+def write_g2p(out: Path, *, tiny: bool, seed: int, size: dict[str, Any] | None = None) -> Path:
     """The g2p Qwen2 directory: ``<BOT>``, ``<BOS>`` and the ``<Reserved_TTS_k>`` speech tokens
     (special) after the base vocabulary; ``full`` writes the release's tokenizer (Qwen2.5 BPE,
-    every added token at its release id), ``tiny`` a small BPE with the 802 speech ids it needs."""
+    every added token at its release id), ``tiny`` a small BPE with the 802 speech ids it needs.
+    ``size`` overrides the Qwen2 shape keys (e.g. head size 64 for vLLM's CPU attention, which
+    refuses the tiny default's 16)."""
     added = MEGA_G2P_ADDED_TOKENS[: 2 + SPEECH_SPAN] if tiny else MEGA_G2P_ADDED_TOKENS
-    size = SPARK_QWEN2_TINY if tiny else {**SPARK_QWEN2_FULL, "vocab_size": 168896}
+    size = {**(SPARK_QWEN2_TINY if tiny else {**SPARK_QWEN2_FULL, "vocab_size": 168896}), **(size or {})}
     return write_random_llm(out, arch="qwen2", size=size, added_tokens=added, seed=seed, release_tokenizer=not tiny, added_special=True)
 
 

@@ -1,8 +1,10 @@
 """MegaTTS3's g2p LLM on the pluggable backends: greedy, and always well-formed under the phone
-grammar (phones 3…173 or Chinese phone×tone ids, then EOS), on torch and on llama-cpp (GGUF)."""
+grammar (phones 3…173 or Chinese phone×tone ids, then EOS), on torch, on llama-cpp (GGUF) and on
+vLLM (``vllm-cpu`` here; its CPU attention takes head size 64, so that run writes a g2p of that shape)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -34,15 +36,16 @@ def _check(ids: list[int], vocab: G2PVocab, max_tokens: int) -> None:
     assert all(3 <= p <= 173 for p in phones) and all(t in (3, 4, 11, 12, 13, 14, 15) for t in tones)
 
 
-async def _run_backend(name: str, g2p_dir: Path) -> list[list[int]]:
+async def _run_backend(name: str, g2p_dir: Path, dtype: str | None = None) -> list[list[int]]:
     tokenizer = load_tokenizer(g2p_dir)
     vocab = G2PVocab.from_tokenizer(tokenizer)
-    backend = create_backend(
-        name,
-        BackendConfig(
-            model_dir=str(g2p_dir), device="cpu", dtype="float32" if name == "torch" else "auto", batch_size=4, output_ids=PhoneConstraint(vocab).vocabulary()
-        ),
-    )
+    dtype = dtype or ("float32" if name == "torch" else "auto")
+    config = BackendConfig(model_dir=str(g2p_dir), device="cpu", dtype=dtype, batch_size=4, output_ids=PhoneConstraint(vocab).vocabulary())
+    if name == "vllm":
+        config = BackendConfig(model_dir=str(g2p_dir), dtype=dtype, max_length=2048, batch_size=4, gpu_memory_utilization=0.3)
+    backend = create_backend(name, config)
+    if name == "vllm":
+        backend.engine_kwargs["enforce_eager"] = True  # type: ignore[attr-defined]  # no torch.compile: start in seconds
     await backend.start()
     try:
         runs = []
@@ -79,3 +82,15 @@ async def test_g2p_on_llama_cpp(tiny_mega_dir: Path) -> None:
         pytest.skip(f"llama.cpp's converter is not available: {exc}")
     write_gguf(tiny_mega_dir / "g2p", "F16")
     await _run_backend("llama-cpp", tiny_mega_dir / "g2p")
+
+
+@pytest.mark.slow  # starts vLLM's own engine
+async def test_g2p_on_vllm_equals_torch(tmp_path: Path) -> None:
+    pytest.importorskip("vllm")
+    from fasttts.models.megatts3.random_model import write_g2p
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the tiny model needs little
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # share the cores; pin no OpenMP thread
+    g2p_dir = write_g2p(tmp_path / "g2p", tiny=True, seed=3, size={"hidden": 128, "heads": 2, "kv_heads": 1, "intermediate": 256})
+    on_vllm = await _run_backend("vllm", g2p_dir, dtype="float32")
+    assert on_vllm == await _run_backend("torch", g2p_dir)  # greedy on the same weights: the same phones and tones
