@@ -107,24 +107,34 @@ class RequestContextMiddleware:
 
 
 FORM_FIELDS_BYTES = 1024 * 1024
-"""What a multipart body may carry beside its file: the other fields and the part boundaries
-(Starlette caps each non-file field at 1 MiB too)."""
+"""What a multipart body may carry beside its reference or book: the other fields and the part
+boundaries."""
+
+
+def body_caps(max_upload_bytes: int, max_json_bytes: int) -> tuple[int, int]:
+    """(multipart cap, any other body's cap). A multipart body has room for an upload of
+    ``max_upload_bytes`` sent either as a file or as a base64 text field (4/3 larger), so the
+    route's own check, which names the field, refuses a larger reference rather than this cap."""
+    base64_upload = 4 * -(-max_upload_bytes // 3)
+    return base64_upload + FORM_FIELDS_BYTES, max_json_bytes
 
 
 class BodyLimitMiddleware:
     """Caps every request body before the app reads it, so no body, however sent, lands whole in
     memory or in a spooled temporary file before its size is judged.
 
-    The cap depends on the body's kind: a multipart upload may be ``max_upload_bytes`` plus its
-    form fields, anything else (JSON) ``max_json_bytes``. A declared ``Content-Length`` above the
+    The cap depends on the body's kind (:func:`body_caps`): a multipart upload may be
+    ``max_upload_bytes`` (as base64 if so sent) plus its form fields, anything else (JSON, a
+    url-encoded form) ``max_json_bytes``. A declared ``Content-Length`` above the
     cap is answered 413 before a byte is read (nor is ``100 Continue`` sent); a body without one
     (chunked) is cut off as soon as it passes the cap: the app's next read raises
     :class:`~api.errors.BodyTooLargeError`, answered 413 by the app's error handlers."""
 
     def __init__(self, app: ASGIApp, *, max_upload_bytes: int, max_json_bytes: int) -> None:
         self.app = app
-        self.upload = (max_upload_bytes + FORM_FIELDS_BYTES, "max_upload_bytes")
-        self.json = (max_json_bytes, "max_json_bytes")
+        upload, other = body_caps(max_upload_bytes, max_json_bytes)
+        self.upload = (upload, "max_upload_bytes")
+        self.json = (other, "max_json_bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -63,7 +63,7 @@ def read_safetensors_into(path: str | Path, targets: Mapping[str, torch.Tensor])
             start, end = meta["data_offsets"]
             direct = dest.dtype == dtype and dest.device.type == "cpu" and dest.is_contiguous()
             buf = dest if direct else torch.empty(meta["shape"], dtype=dtype)
-            view = memoryview(buf.reshape(-1).view(torch.uint8).numpy())
+            view = buf.reshape(-1).view(torch.uint8).numpy().data
             if len(view) != end - start:
                 raise ModelLoadError(f"{path}: tensor {name} holds {end - start} bytes, its shape needs {len(view)}")
             f.seek(base + start)

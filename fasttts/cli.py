@@ -11,9 +11,13 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fasttts.flags import ENGINE_FLAGS, add_settings_flags, settings_from_args
-from fasttts.params import GENDERS, LEVELS, RESPONSE_FORMATS, SamplingParams, SplitParams
+from fasttts.params import GENDERS, LEVELS, RESPONSE_FORMATS, SamplingParams, SplitParams, VoiceParams
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,16 +127,14 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
     return 0
 
 
-def _voice(args: argparse.Namespace, reference: bytes | None = None):
-    from fasttts.params import VoiceParams
-
+def _voice(args: argparse.Namespace, reference: bytes | None = None) -> VoiceParams:
     if reference is not None:
         latent = Path(args.latent_file).read_bytes() if args.latent_file else None
         return VoiceParams(reference_audio=reference, reference_text=args.reference_text, pitch=args.pitch, speed=args.speed, reference_latent=latent)
     return VoiceParams(name=args.name, gender=args.gender, pitch=args.pitch, speed=args.speed)
 
 
-def _join(pieces: list, sample_rate: int, crossfade_s: float):
+def _join(pieces: list[np.ndarray], sample_rate: int, crossfade_s: float) -> np.ndarray:
     """Segments were synthesised one by one (for the progress bar); join them with the same
     crossfade the engine uses between segments."""
     import numpy as np

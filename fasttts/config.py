@@ -59,7 +59,11 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(64, ge=1, description="Synthesis requests in flight before 429.")
     cors_origins: list[str] = Field(default_factory=list)
     max_input_chars: int = Field(4096, ge=1)
-    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest uploaded file (a multipart body may exceed it by 1 MiB of other fields).")
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1,
+        description="Largest uploaded file or reference; a multipart body may carry it as base64 (4/3 larger) plus 1 MiB of other fields.",
+    )
     max_json_bytes: int = Field(
         32 * 1024 * 1024,
         ge=1,

@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.deps import APIKey, SettingsDep
+from api.forms import CappedFormRoute
 from api.reference import check_audio, read_upload
 from fasttts.db import JOB_STATUSES, Job
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError
@@ -25,7 +26,7 @@ from fasttts.jobs import JobService, JobSpec
 from fasttts.params import TEMPO_LIMIT, Gender, Level, ResponseFormat
 from fasttts.storage import LocalStore
 
-router = APIRouter(prefix="/v1/jobs", dependencies=[APIKey], tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", dependencies=[APIKey], tags=["jobs"], route_class=CappedFormRoute)
 
 REFERENCE_CHECK_RATE = 16_000
 """Rate the submit-time decode check resamples to; only whether the audio decodes matters (the API

@@ -11,6 +11,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from api.deps import APIKey, EngineDep, SettingsDep
+from api.forms import CappedFormRoute
 from api.job_routing import job_spec, run_as_job, should_route
 from api.reference import check_audio, read_latent_upload, read_upload, resolve_reference
 from api.schemas import (
@@ -36,7 +37,7 @@ from api.synthesis import check_pitch, check_text, respond
 from fasttts.errors import InvalidRequestError, UnsupportedFeatureError
 from fasttts.params import VoiceParams
 
-router = APIRouter(dependencies=[APIKey], tags=["speech"])
+router = APIRouter(dependencies=[APIKey], tags=["speech"], route_class=CappedFormRoute)
 
 
 def _sampling(fields: SamplingFields) -> dict[str, object]:

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from api.deps import APIKey, EngineDep, SettingsDep, VoicesDep
+from api.forms import CappedFormRoute
 from api.openai.protocol import VoiceList
 from api.openai.serving import list_voices
 from api.reference import check_audio, read_latent_upload, read_upload, resolve_reference
@@ -20,7 +21,7 @@ from fasttts.errors import InvalidRequestError, NotFoundError, UnsupportedFeatur
 from fasttts.params import Gender, VoiceParams
 from fasttts.voices import VoiceInfo
 
-router = APIRouter(prefix="/v1/audio/voices", dependencies=[APIKey], tags=["voices"])
+router = APIRouter(prefix="/v1/audio/voices", dependencies=[APIKey], tags=["voices"], route_class=CappedFormRoute)
 
 NamePath = Annotated[str, Path(min_length=1, max_length=128, description="Voice name.")]
 

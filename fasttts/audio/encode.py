@@ -36,6 +36,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass, field
+from typing import cast
 
 import av
 import numpy as np
@@ -198,7 +199,8 @@ class _PyAVWriter:
         self._sink: _StreamSink | io.BytesIO = _StreamSink() if streaming else io.BytesIO()
         options = {"flush_packets": "1", **spec.streaming_options} if streaming else {}
         self._container = av.open(self._sink, "w", format=spec.muxer, options=options)
-        self._stream = self._container.add_stream(spec.codec, rate=self.output_rate, layout="mono", options=dict(spec.codec_options))
+        # an audio codec's name (the spec table's) gives an audio stream; PyAV types only literal names
+        self._stream = cast(av.AudioStream, self._container.add_stream(spec.codec, rate=self.output_rate, layout="mono", options=dict(spec.codec_options)))
         formats = [f.name for f in codec.audio_formats or ()]
         self._format = next((f for f in ("fltp", "flt", "s16", "s16p") if f in formats), "s16")
         self._stream.codec_context.format = self._format

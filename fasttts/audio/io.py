@@ -96,7 +96,7 @@ def _declared_seconds(container: av.container.InputContainer, stream: av.AudioSt
 def _decode(container: av.container.InputContainer, max_seconds: float | None) -> tuple[np.ndarray, int]:
     """Decode the first audio stream to mono float32; returns (audio, sample rate)."""
     if not container.streams.audio:
-        kinds = sorted({s.type for s in container.streams}) or ["no"]
+        kinds: list[str] = sorted({s.type for s in container.streams}) or ["no"]
         raise AudioDecodeError(
             f"the {container.format.name} file has no audio stream (found {', '.join(kinds)} streams)",
             param="audio",
@@ -117,7 +117,7 @@ def _decode(container: av.container.InputContainer, max_seconds: float | None) -
         nonlocal samples, rate
         for packed in frames:
             # (n, channels); non-finite samples only come from corrupt float files: make them silent
-            interleaved = packed.to_ndarray().reshape(-1, packed.layout.nb_channels)
+            interleaved: np.ndarray = packed.to_ndarray().reshape(-1, packed.layout.nb_channels)
             interleaved = np.nan_to_num(interleaved, nan=0.0, posinf=0.0, neginf=0.0)
             pieces.append(interleaved.mean(axis=1, dtype=np.float32))
             samples, rate = samples + interleaved.shape[0], packed.sample_rate

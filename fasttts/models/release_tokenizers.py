@@ -21,7 +21,7 @@ from 128000 (``<|eot_id|>`` 128009), Qwen2.5's 22 from 151643.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
@@ -105,7 +105,8 @@ def release_bpe(arch: str) -> Tokenizer | None:
     if path is None:
         return None
     if arch == "llama":
-        tok = TikTokenConverter(vocab_file=str(path), pattern=LLAMA3_PATTERN, extra_special_tokens=LLAMA3_SPECIALS).converted()
+        converter = TikTokenConverter(vocab_file=str(path), pattern=LLAMA3_PATTERN, extra_special_tokens=LLAMA3_SPECIALS)  # type: ignore[no-untyped-call]  # transformers leaves __init__ unannotated
+        tok = converter.converted()
         tok.post_processor = None
         return tok
     ranks = TikTokenConverter.load_tiktoken_bpe(str(path))
@@ -141,13 +142,13 @@ def _add_run(tok: Tokenizer, run: list[AddedToken]) -> None:
     (tok.add_special_tokens if run[0].special else tok.add_tokens)(run)
 
 
-def _byte_string():
+def _byte_string() -> Callable[[bytes], str]:
     """GPT-2's bytes -> printable-unicode mapping, the alphabet byte-level BPE files are written in."""
-    table = bytes_to_unicode()
+    table: dict[int, str] = bytes_to_unicode()  # type: ignore[no-untyped-call]  # unannotated in transformers
     return lambda b: "".join(table[x] for x in b)
 
 
-def _qwen2_merges(ranks: dict[bytes, int], to_str) -> list[tuple[str, str]]:
+def _qwen2_merges(ranks: dict[bytes, int], to_str: Callable[[bytes], str]) -> list[tuple[str, str]]:
     """One merge per multi-byte token, in rank order: the two parts tiktoken's BPE leaves when it
     encodes the token's bytes with only lower-ranked merges. This is the release's ``merges.txt``
     (transformers' converter instead lists every valid split, 294,166 merges for these ranks)."""

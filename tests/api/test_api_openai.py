@@ -175,3 +175,47 @@ async def test_sse_error_event_after_audio_began(fake_client):
 async def test_errors_before_audio_keep_their_status_on_v1(fake_client):
     err = _error(await fake_client.post("/v1/audio/speech", json={"model": "tts-1", "input": "FAILNOW", "voice": "alloy", "stream_format": "sse"}), 500)
     assert err["type"] == "server_error" and "FAILNOW" in err["message"]
+
+
+def sdk_speech_fields() -> set[str]:
+    """Every field the installed ``openai`` package can send to ``audio.speech.create``."""
+    from openai.types.audio.speech_create_params import SpeechCreateParams
+
+    return set(SpeechCreateParams.__annotations__)
+
+
+async def test_every_sdk_speech_field_is_a_field_of_ours():
+    """A field a newer SDK adds must be decided on (handled, or documented as ignored), not
+    silently dropped by ``extra="ignore"``: this fails until it is added to the request model."""
+    from api.openai.protocol import OpenAISpeechRequest
+
+    assert sdk_speech_fields() <= set(OpenAISpeechRequest.model_fields)
+
+
+async def test_the_official_client_sending_every_sdk_field_is_served(settings: Settings):
+    """The installed SDK itself, with a value for each of its fields, over ASGI; each one's effect
+    is checked (the voice as ``{"id": ...}``, speed as the tempo, instructions, SSE in WAV)."""
+    import httpx2
+    import openai
+
+    sent = {
+        "model": "gpt-4o-mini-tts",
+        "input": "Every field at once.",
+        "voice": {"id": "female"},
+        "instructions": "Whisper.",
+        "response_format": "wav",
+        "speed": 2.0,
+        "stream_format": "sse",
+    }
+    assert set(sent) == sdk_speech_fields()
+    engine = FakeEngine()
+    async with running(settings, engine) as client:
+        transport = httpx2.ASGITransport(app=client.app)  # type: ignore[attr-defined]
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            sdk = openai.AsyncOpenAI(base_url="http://testserver/v1", api_key="unused", http_client=http, max_retries=0)
+            reply = await sdk.audio.speech.create(**sent)  # type: ignore[arg-type]
+    assert reply.response.headers["content-type"].startswith("text/event-stream")
+    events = _sse(reply.text)
+    assert events[-1]["type"] == "speech.audio.done"
+    assert decode(b"".join(base64.b64decode(e["audio"]) for e in events[:-1]))[0].size > 0
+    assert engine.requested_voices == [VoiceParams(name="female", tempo=2.0, instructions="Whisper.")]

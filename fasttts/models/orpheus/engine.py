@@ -19,7 +19,7 @@ its sampling settings.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,7 +194,7 @@ class OrpheusEngine(TTSEngine):
             request_id=uuid.uuid4().hex,
         )
 
-    async def generate_frames(self, text: str, voice: OrpheusVoice, sampling: SamplingParams) -> AsyncIterator[np.ndarray]:
+    async def generate_frames(self, text: str, voice: OrpheusVoice, sampling: SamplingParams) -> AsyncGenerator[np.ndarray, None]:
         """The LLM's answer as SNAC frames (7 codes each), one at a time as they complete."""
         request = self._request(self.prompt_ids(text, voice.name), sampling)
         codes: list[int] = []

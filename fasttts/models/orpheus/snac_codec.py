@@ -84,6 +84,8 @@ class PositionalNoise(nn.Module):
     """Drop-in for ``snac.layers.NoiseBlock``: ``x + n · linear(x)`` with ``n`` read from a fixed
     Gaussian table at each sample's absolute position instead of drawn afresh."""
 
+    table: torch.Tensor  # a buffer, registered in __init__
+
     def __init__(self, block: NoiseBlock, table: torch.Tensor, window: _NoiseWindow) -> None:
         super().__init__()
         self.linear = block.linear  # same parameter names as the official block
@@ -98,7 +100,8 @@ class PositionalNoise(nn.Module):
             offsets = torch.zeros(batch, dtype=torch.long, device=x.device)
         positions = (offsets.to(x.device)[:, None] * per_frame + torch.arange(length, device=x.device)) % len(self.table)
         noise = self.table[positions].to(x.dtype).unsqueeze(1)  # (B, 1, T)
-        return x + noise * self.linear(x)
+        gain: torch.Tensor = self.linear(x)
+        return x + noise * gain
 
 
 def _install_positional_noise(model: SNAC, seed: int) -> _NoiseWindow:
@@ -193,6 +196,6 @@ class SnacCodec:
         with self._lock, torch.inference_mode():
             self._window.frame_offsets = torch.as_tensor(offsets, device=self.device)
             self._window.num_frames = frames.shape[1]
-            audio = self.model.decode(codes)  # (B, 1, F · 2048)
+            audio: torch.Tensor = self.model.decode(codes)  # (B, 1, F · 2048)
             self.calls += 1
         return audio[:, 0].float().cpu().numpy()

@@ -19,9 +19,10 @@ same output as when run alone (where convolutions see zero padding at its end).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -163,7 +164,9 @@ class AdaLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         # x: [B, T, dim], cond: [B, condition_dim]
         x = F.layer_norm(x, (self.dim,), eps=self.eps)
-        return x * self.scale(cond).unsqueeze(1) + self.shift(cond).unsqueeze(1)
+        scale: torch.Tensor = self.scale(cond)
+        shift: torch.Tensor = self.shift(cond)
+        return x * scale.unsqueeze(1) + shift.unsqueeze(1)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -179,7 +182,7 @@ class ConvNeXtBlock(nn.Module):
         self.gamma = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.dwconv(_masked(x, mask)).transpose(1, 2)  # [B, T, C]
+        h: torch.Tensor = self.dwconv(_masked(x, mask)).transpose(1, 2)  # [B, T, C]
         h = self.norm(h, cond) if isinstance(self.norm, AdaLayerNorm) else self.norm(h)
         h = self.gamma * self.pwconv2(self.act(self.pwconv1(h)))
         return x + h.transpose(1, 2)
@@ -208,7 +211,7 @@ class VocosBackbone(nn.Module):
         x = x.transpose(1, 2)  # [B, dim, T]
         for block in self.convnext:
             x = block(x, cond, mask)
-        return self.final_layer_norm(x.transpose(1, 2))  # [B, T, dim]
+        return cast(torch.Tensor, self.final_layer_norm(x.transpose(1, 2)))  # [B, T, dim]
 
 
 class SamplingBlock(nn.Module):
@@ -252,7 +255,8 @@ class SamplingBlock(nn.Module):
             merged = repeated + self.de_conv_upsampler(x)
         if self.down == 1:
             return merged + repeated + merged
-        return self.conv_downsampler(merged) + F.avg_pool1d(repeated, self.down, self.down) + F.avg_pool1d(merged, self.down, self.down)
+        down: torch.Tensor = self.conv_downsampler(merged)
+        return down + F.avg_pool1d(repeated, self.down, self.down) + F.avg_pool1d(merged, self.down, self.down)
 
 
 def _resample_stages(dim: int, inter: int, ratios: list[int], *, up: bool) -> nn.ModuleList:
@@ -268,9 +272,16 @@ def _resample_stages(dim: int, inter: int, ratios: list[int], *, up: bool) -> nn
     )
 
 
+def _stage_pairs(stages: nn.ModuleList) -> Iterator[tuple[SamplingBlock, VocosBackbone]]:
+    """The stages of :func:`_resample_stages` as typed pairs (a ModuleList only knows it holds Modules)."""
+    for stage in stages:
+        sampler, backbone = cast(nn.ModuleList, stage)
+        yield cast(SamplingBlock, sampler), cast(VocosBackbone, backbone)
+
+
 def _run_stages(stages: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     # x: [B, T, C] -> [B, T, C]
-    for sampler, backbone in stages:  # type: ignore[misc]
+    for sampler, backbone in _stage_pairs(stages):
         if mask is not None and (sampler.up, sampler.down) != (1, 1):
             raise ValueError("padding masks need length-preserving stages (sample ratio 1)")
         x = backbone(sampler(x), mask=mask)
@@ -289,7 +300,8 @@ class FeatEncoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.encoder(x, mask=mask)  # [B, T, vocos_dim]
         x = _run_stages(self.downsample, x, mask)
-        return self.project(x).transpose(1, 2)  # [B, out_channels, T]
+        out: torch.Tensor = self.project(x)
+        return out.transpose(1, 2)  # [B, out_channels, T]
 
 
 class FeatDecoder(nn.Module):
@@ -361,7 +373,7 @@ class ResidualUnit(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         snake1, conv7, snake2, conv1 = self.block
-        return x + conv1(snake2(conv7(_masked(snake1(x), mask))))
+        return x + cast(torch.Tensor, conv1(snake2(conv7(_masked(snake1(x), mask)))))
 
 
 class DecoderBlock(nn.Module):
@@ -410,10 +422,10 @@ class WaveGenerator(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         conv_in, *blocks, snake, conv_out, tanh = self.model
         x = conv_in(_masked(x, mask))
-        for block in blocks:
+        for block in cast(list[DecoderBlock], blocks):
             x = block(x, mask)
             mask = None if mask is None else mask.repeat_interleave(block.stride, dim=2)
-        return tanh(conv_out(_masked(snake(x), mask)))
+        return cast(torch.Tensor, tanh(conv_out(_masked(snake(x), mask))))
 
 
 # --------------------------------------------------------------------- blocks: quantizers
@@ -441,7 +453,7 @@ class FactorizedVectorQuantize(nn.Module):
 
     def detokenize(self, ids: torch.Tensor) -> torch.Tensor:
         # ids: [B, T] -> [B, D, T]; the raw (unnormalised) code vectors, as the reference does
-        return self.out_project(self.codebook(ids).transpose(1, 2))
+        return cast(torch.Tensor, self.out_project(self.codebook(ids).transpose(1, 2)))
 
 
 class ResidualFSQ(nn.Module):
@@ -492,7 +504,7 @@ class ResidualFSQ(nn.Module):
         for q in range(ids.shape[-1]):
             level_ids = (ids[..., q, None] // basis) % levels
             codes = codes + (level_ids - half_width) / half_width * (levels.float() - 1) ** -q
-        return self.project_out(codes.to(self.project_out.weight.dtype))
+        return cast(torch.Tensor, self.project_out(codes.to(self.project_out.weight.dtype)))
 
 
 # --------------------------------------------------------------------- blocks: speaker encoder
@@ -505,7 +517,7 @@ class Conv1dReluBn(nn.Module):
         self.bn = nn.BatchNorm1d(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(F.relu(self.conv(x)))
+        return cast(torch.Tensor, self.bn(F.relu(self.conv(x))))
 
 
 class Res2Conv1dReluBn(nn.Module):
@@ -554,7 +566,7 @@ class SERes2Block(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.se_res2block(x)
+        return x + cast(torch.Tensor, self.se_res2block(x))
 
 
 class AttentiveStatsPool(nn.Module):
@@ -594,7 +606,7 @@ class EcapaTdnn(nn.Module):
 class RMSNorm(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.scale = dim**0.5
+        self.scale: float = dim**0.5
         self.gamma = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -617,9 +629,12 @@ class CrossAttention(nn.Module):
         context = torch.cat([x, context], dim=1)
         q = self.to_q(x)
         k, v = self.to_kv(context).chunk(2, dim=-1)
-        split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return torch.unflatten(t, -1, (self.heads, -1)).transpose(1, 2)
+
         out = F.scaled_dot_product_attention(split(q), split(k), split(v))  # [B, h, n, d]
-        return self.to_out(out.transpose(1, 2).flatten(2))
+        return cast(torch.Tensor, self.to_out(out.transpose(1, 2).flatten(2)))
 
 
 class GEGLU(nn.Module):
@@ -651,10 +666,11 @@ class PerceiverResampler(nn.Module):
         # x: [B, T, dim_context] -> [B, num_latents, dim]
         x = self.proj_context(x)
         latents = self.latents.unsqueeze(0).expand(x.shape[0], -1, -1)
-        for attn, ff in self.layers:  # type: ignore[misc]
+        for layer in self.layers:
+            attn, ff = cast(nn.ModuleList, layer)
             latents = attn(latents, x) + latents
             latents = ff(latents) + latents
-        return self.norm(latents)
+        return cast(torch.Tensor, self.norm(latents))
 
 
 class SpeakerEncoder(nn.Module):
@@ -677,7 +693,7 @@ class SpeakerEncoder(nn.Module):
     def detokenize(self, ids: torch.Tensor) -> torch.Tensor:
         # ids: [B, num_quantizers, token_num] -> d-vector [B, out_dim]
         z = self.quantizer.dequantize(ids.transpose(1, 2))  # [B, token_num, latent]
-        return self.project(z.transpose(1, 2).flatten(1))  # flattened latent-major, as reference
+        return cast(torch.Tensor, self.project(z.transpose(1, 2).flatten(1)))  # flattened latent-major, as reference
 
 
 # -------------------------------------------------------------------------------------- model
@@ -718,11 +734,12 @@ class BiCodec(nn.Module):
     def detokenize(self, semantic: torch.Tensor, global_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """semantic [B, T], global ids [B, num_quantizers, token_num], mask [B, T] (bool) ->
         waveform [B, 1, T * hop]."""
-        m = None if mask is None else mask.unsqueeze(1).to(self.decoder.model[0].weight.dtype)
+        first_conv = cast(WNConv1d, self.decoder.model[0])
+        m = None if mask is None else mask.unsqueeze(1).to(first_conv.weight.dtype)
         z_q = self.quantizer.detokenize(semantic)  # [B, D, T]
         d_vector = self.speaker_encoder.detokenize(global_ids)  # [B, out_dim]
         x = self.prenet(z_q, d_vector, m) + d_vector.unsqueeze(-1)
-        return self.decoder(x, m)
+        return cast(torch.Tensor, self.decoder(x, m))
 
 
 # ------------------------------------------------------------------------------------- loader

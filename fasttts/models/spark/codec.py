@@ -14,13 +14,14 @@ import copy
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
 import yaml
 
 from fasttts.errors import InvalidRequestError, ModelLoadError
-from fasttts.models.spark.bicodec import BiCodec, load_bicodec
+from fasttts.models.spark.bicodec import BiCodec, WNConv1d, load_bicodec
 from fasttts.models.spark.wav2vec import Wav2VecFeatures
 
 GlobalIds = np.ndarray  # int64 [num_global_tokens]
@@ -50,7 +51,7 @@ class SparkCodec:
 
     def __init__(
         self,
-        top_config: dict,
+        top_config: dict[str, Any],
         tokenizer_model: BiCodec,
         detokenizer_model: BiCodec,
         features: Wav2VecFeatures,
@@ -132,8 +133,8 @@ class SparkCodec:
             feats, lengths = self._features([wav for wav, _ in prepared])  # [B, T, C], [B]
             refs = torch.from_numpy(np.stack([ref for _, ref in prepared])).to(device)
             mask = torch.arange(feats.shape[1], device=device)[None, :] < lengths[:, None]
-            semantic, global_ids = self._tok.tokenize(feats, refs, mask)
-        semantic, global_ids = semantic.cpu().numpy(), global_ids.cpu().numpy()
+            semantic_t, global_t = self._tok.tokenize(feats, refs, mask)
+        semantic, global_ids = semantic_t.cpu().numpy(), global_t.cpu().numpy()
         return [(global_ids[i].reshape(-1).astype(np.int64), semantic[i, : int(n)].astype(np.int64)) for i, n in enumerate(lengths.tolist())]
 
     # -------------------------------------------------------------------------- detokenize
@@ -166,12 +167,12 @@ class SparkCodec:
         for row, i in enumerate(live):
             semantic[row, : lengths[i]] = pairs[i][1]
         global_ids = np.stack([pairs[i][0].reshape(self._global_shape) for i in live])
-        device = self._detok.decoder.model[0].weight.device
+        device = cast(WNConv1d, self._detok.decoder.model[0]).weight.device
         with torch.inference_mode():
             sem = torch.from_numpy(semantic).to(device)
             mask = torch.arange(t_max, device=device)[None, :] < torch.tensor([lengths[i] for i in live], device=device)[:, None]
-            wav = self._detok.detokenize(sem, torch.from_numpy(global_ids).to(device), mask)
-            wav = wav[:, 0].float().cpu().numpy()  # [B, t_max * hop]
+            wav_t = self._detok.detokenize(sem, torch.from_numpy(global_ids).to(device), mask)
+            wav = wav_t[:, 0].float().cpu().numpy()  # [B, t_max * hop]
         for row, i in enumerate(live):
             out[i] = np.ascontiguousarray(wav[row, : lengths[i] * self.hop])
         return out

@@ -24,7 +24,7 @@ from fasttts.devices import resolve_device
 from fasttts.engine.base import Capabilities, TTSEngine
 from fasttts.engine.batcher import MicroBatcher
 from fasttts.engine.streaming import ChunkedDecoder
-from fasttts.errors import GenerationError, InvalidRequestError, ModelLoadError, NotFoundError
+from fasttts.errors import GenerationError, InvalidRequestError, ModelLoadError, NotFoundError, UnsupportedFeatureError
 from fasttts.models.spark.tokens import NUM_GLOBAL, SparkGrammar, SparkVocab
 from fasttts.params import GENDERS, LEVELS, SamplingParams, VoiceParams
 
@@ -46,6 +46,9 @@ STREAM_MAX_CHUNK = 200
 STREAM_LEFT_CONTEXT = 20
 STREAM_LOOKAHEAD = 19
 STREAM_CROSSFADE = 640
+
+CodecIds = tuple[np.ndarray, np.ndarray]
+"""(global ids, semantic ids): what the codec's encoder returns and its decoder takes."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class SparkVoice:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SparkVoice:
-        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in state.items() if k in cls.__dataclass_fields__}
+        values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in state.items() if k in cls.__dataclass_fields__}
         if values.get("kind") not in ("create", "frozen", "clone"):
             raise InvalidRequestError(f"not a Spark voice state: kind={values.get('kind')!r}", param="voice")
         if values["kind"] in ("frozen", "clone") and len(values.get("global_ids") or ()) != NUM_GLOBAL:
@@ -104,8 +107,12 @@ class SparkEngine(TTSEngine):
         self.vocab = SparkVocab.from_tokenizer(tokenizer)
         self.fix_voice = fix_voice
         self.max_reference_seconds = max_reference_seconds
-        self._encoder: MicroBatcher = MicroBatcher(codec.tokenize_batch, batch_size=batch_size, wait_timeout=wait_timeout, name="spark-encode")
-        self._decoder: MicroBatcher = MicroBatcher(codec.detokenize_batch, batch_size=batch_size, wait_timeout=wait_timeout, name="spark-decode")
+        self._encoder: MicroBatcher[np.ndarray, CodecIds] = MicroBatcher(
+            codec.tokenize_batch, batch_size=batch_size, wait_timeout=wait_timeout, name="spark-encode"
+        )
+        self._decoder: MicroBatcher[CodecIds, np.ndarray] = MicroBatcher(
+            codec.detokenize_batch, batch_size=batch_size, wait_timeout=wait_timeout, name="spark-decode"
+        )
         self._voices: dict[str, SparkVoice] = {}
 
     @classmethod
@@ -158,7 +165,7 @@ class SparkEngine(TTSEngine):
         )
 
     # ------------------------------------------------------------------ codec API
-    async def tokenize(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    async def tokenize(self, audio: np.ndarray) -> CodecIds:
         """16 kHz mono audio → (32 global ids, semantic ids), through the micro-batcher."""
         return await self._encoder.submit(np.asarray(audio, dtype=np.float32))
 
@@ -167,7 +174,7 @@ class SparkEngine(TTSEngine):
         return await self._decoder.submit((np.asarray(global_ids, dtype=np.int64), np.asarray(semantic_ids, dtype=np.int64)))
 
     @property
-    def batchers(self) -> tuple[MicroBatcher, MicroBatcher]:
+    def batchers(self) -> tuple[MicroBatcher[np.ndarray, CodecIds], MicroBatcher[CodecIds, np.ndarray]]:
         return self._encoder, self._decoder
 
     # ------------------------------------------------------------------ voices
@@ -177,7 +184,9 @@ class SparkEngine(TTSEngine):
     def list_voices(self) -> list[str]:
         return [*BUILTIN_VOICES, *sorted(n for n in self._voices if n not in BUILTIN_VOICES)]
 
-    async def add_voice(self, name: str, reference_audio: bytes, reference_text: str | None = None) -> dict[str, Any]:
+    async def add_voice(self, name: str, reference_audio: bytes, reference_text: str | None = None, *, latent: bytes | None = None) -> dict[str, Any]:
+        if latent is not None:
+            raise UnsupportedFeatureError(f"latent_file: the {self.model_type} model takes no reference latent", param="latent_file")
         voice = await self._clone_voice(VoiceParams(reference_audio=reference_audio, reference_text=reference_text))
         self._voices[name] = voice
         return voice.to_state()

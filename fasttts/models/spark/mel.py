@@ -38,11 +38,11 @@ def mel_to_hz_slaney(mels: torch.Tensor) -> torch.Tensor:
 
 def slaney_mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int) -> torch.Tensor:
     """Triangular filterbank, shape [n_freqs, n_mels], as torchaudio's ``melscale_fbanks``."""
-    cpu = dict(dtype=torch.float64, device="cpu")  # also when built under a meta-device context
-    all_freqs = torch.linspace(0, sample_rate // 2, n_freqs, **cpu)
-    m_min = hz_to_mel_slaney(torch.tensor(float(f_min), **cpu))
-    m_max = hz_to_mel_slaney(torch.tensor(float(f_max), **cpu))
-    m_pts = torch.linspace(float(m_min), float(m_max), n_mels + 2, **cpu)
+    f64, cpu = torch.float64, "cpu"  # on the CPU also when built under a meta-device context
+    all_freqs = torch.linspace(0, sample_rate // 2, n_freqs, dtype=f64, device=cpu)
+    m_min = hz_to_mel_slaney(torch.tensor(float(f_min), dtype=f64, device=cpu))
+    m_max = hz_to_mel_slaney(torch.tensor(float(f_max), dtype=f64, device=cpu))
+    m_pts = torch.linspace(float(m_min), float(m_max), n_mels + 2, dtype=f64, device=cpu)
     f_pts = mel_to_hz_slaney(m_pts)  # [n_mels + 2]
     f_diff = f_pts[1:] - f_pts[:-1]  # [n_mels + 1]
     slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)  # [n_freqs, n_mels + 2]
@@ -55,6 +55,9 @@ def slaney_mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int,
 
 class MelSpectrogram(nn.Module):
     """Magnitude mel spectrogram: wav [B, N] -> mel [B, n_mels, 1 + N // hop]."""
+
+    window: torch.Tensor  # buffers, registered in __init__
+    fb: torch.Tensor
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ import copy
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import yaml
@@ -179,12 +179,12 @@ def wav2vec_config(size: Size) -> Wav2Vec2Config:
 # ----------------------------------------------------------------------------- initialisation
 
 
-def _fan_in(m: nn.Module) -> float:
+def _fan_in(m: nn.Conv1d | nn.ConvTranspose1d | nn.Linear) -> float:
     if isinstance(m, nn.ConvTranspose1d):
         return m.in_channels * m.kernel_size[0] / m.stride[0]
     if isinstance(m, nn.Conv1d):
         return m.in_channels / m.groups * m.kernel_size[0]
-    return float(m.in_features)  # type: ignore[union-attr]
+    return float(m.in_features)
 
 
 @torch.no_grad()
@@ -208,7 +208,7 @@ def init_bicodec(model: bc.BiCodec, generator: torch.Generator) -> None:
             m.scale.bias.fill_(1.0)
             m.shift.weight.normal_(0.0, 0.02, generator=generator)
         elif isinstance(m, bc.ResidualUnit):  # near-identity residual branches
-            m.block[3].weight.mul_(0.1)
+            cast(bc.WNConv1d, m.block[3]).weight.mul_(0.1)
     _calibrate_output(model, generator)
 
 
@@ -221,7 +221,7 @@ def _calibrate_output(model: bc.BiCodec, generator: torch.Generator, target_std:
     semantic = torch.randint(0, cfg.quantizer.codebook_size, (2, 25), generator=generator)
     global_shape = (2, spk.fsq_num_quantizers, spk.token_num)
     global_ids = torch.randint(0, math.prod(spk.fsq_levels), global_shape, generator=generator)
-    final_conv = model.decoder.model[-2]
+    final_conv = cast(bc.WNConv1d, model.decoder.model[-2])
     captured: list[torch.Tensor] = []
     handle = final_conv.register_forward_hook(lambda _m, _i, out: captured.append(out))
     model.eval()
@@ -229,7 +229,8 @@ def _calibrate_output(model: bc.BiCodec, generator: torch.Generator, target_std:
     handle.remove()
     std = captured[0].std().item()
     final_conv.weight.mul_(target_std / std)
-    final_conv.bias.zero_()
+    if final_conv.bias is not None:
+        final_conv.bias.zero_()
 
 
 def _checkpoint_state(model: bc.BiCodec) -> dict[str, torch.Tensor]:

@@ -183,7 +183,10 @@ class SparkGrammar(TokenConstraint):
 
     def __init__(self, vocab: SparkVocab, mode: str) -> None:
         v = vocab
-        one = lambda tid: ((tid, tid + 1),)
+
+        def one(tid: int) -> Ranges:
+            return ((tid, tid + 1),)
+
         steps: list[_Step] = []
         if mode == "create":
             steps += [

@@ -18,6 +18,7 @@ every tensor of the model must be in the file with its shape.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -57,12 +58,16 @@ class Wav2VecFeatures:
             raise ModelLoadError(f"attn_implementation must be 'eager' or 'sdpa', not {attn_implementation!r}")
         try:
             self.processor = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
-            model, info = Wav2Vec2Model.from_pretrained(
-                str(model_dir),
-                attn_implementation=attn_implementation,
-                output_loading_info=True,
-                local_files_only=True,
-                use_safetensors=weights.endswith(".safetensors"),
+            # transformers types the return as the model alone; output_loading_info adds the info dict
+            model, info = cast(
+                tuple[Wav2Vec2Model, dict[str, Any]],
+                Wav2Vec2Model.from_pretrained(
+                    str(model_dir),
+                    attn_implementation=attn_implementation,
+                    output_loading_info=True,
+                    local_files_only=True,
+                    use_safetensors=weights.endswith(".safetensors"),
+                ),
             )
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"cannot load wav2vec2 from {model_dir}: {exc}") from exc
@@ -74,15 +79,17 @@ class Wav2VecFeatures:
             raise ModelLoadError(f"wav2vec2 needs >= {last} layers for hidden state {last}, has {model.config.num_hidden_layers}")
         if model.config.num_hidden_layers > last:
             del model.encoder.layers[last:]
-            model.encoder.layer_norm = nn.Identity()
+            model.encoder.layer_norm = nn.Identity()  # type: ignore[assignment]  # the LayerNorm is dropped on purpose (module docstring)
             model.config.num_hidden_layers = last
-        self.model = model.to(device).eval()
+        # transformers wraps .to() with functools.wraps(nn.Module.to), which its stubs read as unbound
+        self.model: Wav2Vec2Model = model.to(device).eval()  # type: ignore[arg-type]
         self.device = torch.device(device)
         self.hidden_size: int = model.config.hidden_size
 
     def num_frames(self, n_samples: int) -> int:
         """Frames the conv front end yields for ``n_samples`` (0 when too short)."""
-        return int(self.model._get_feat_extract_output_lengths(torch.tensor(n_samples)).clamp(min=0))
+        n = cast(torch.LongTensor, torch.tensor(n_samples))  # an int64 tensor; transformers annotates the legacy class
+        return int(self.model._get_feat_extract_output_lengths(n).clamp(min=0))
 
     @torch.inference_mode()
     def __call__(self, wavs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
