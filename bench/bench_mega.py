@@ -103,7 +103,17 @@ async def main() -> None:
     out.parent.mkdir(exist_ok=True)
     with out.open("a") as f:
         f.write(
-            json.dumps({"machine": machine(), "commit": commit(), "size": args.size if not args.model_path else "release", "tokenizer": tokenizer(root), "steps": args.steps, **rows}) + "\n"
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "commit": commit(),
+                    "size": args.size if not args.model_path else "release",
+                    "tokenizer": tokenizer(root),
+                    "steps": args.steps,
+                    **rows,
+                }
+            )
+            + "\n"
         )
 
 

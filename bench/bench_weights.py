@@ -114,7 +114,10 @@ def main() -> None:
     parser.add_argument("--max_tokens", type=int, default=48, help="new tokens per request")
     args = parser.parse_args()
     bandwidth = read_bandwidth()
-    print(f"{machine()}; {torch.get_num_threads()} threads read {bandwidth / 1e9:.1f} GB/s; tokenizer {tokenizer(args.model_dir)}; load avg {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"{machine()}; {torch.get_num_threads()} threads read {bandwidth / 1e9:.1f} GB/s; tokenizer {tokenizer(args.model_dir)}; load avg {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     rows = []
     for fmt in args.formats:
         rows += asyncio.run(bench_format(fmt, args.model_dir, args.batch, args.max_tokens, bandwidth))
