@@ -43,8 +43,8 @@ def tokenizer(model_dir: str | Path | None) -> str:
     own, ``LLM/``'s for Spark, ``g2p/``'s for MegaTTS3): ``release BPE (N tokens)`` when the
     release's special tokens sit at their release ids, ``small BPE (N tokens)`` for the random-model
     writer's test tokenizer (same vocabulary rows and grammar, but text becomes other token counts),
-    ``none`` for a model without one (Piper), ``unknown`` when no directory is given."""
-    if model_dir is None:
+    ``none`` for a model without one (Piper), ``unknown`` without a local directory."""
+    if model_dir is None or not Path(model_dir).is_dir():
         return "unknown"
     root = Path(model_dir)
     path = next((d / "tokenizer.json" for d in (root, root / "LLM", root / "g2p") if (d / "tokenizer.json").is_file()), None)

@@ -288,10 +288,14 @@ class CausalLM(nn.Module):
         # greedy / top-k / top-p then break ties differently. So the slice is widened to float32
         # a cache-sized block of rows at a time, each block used and dropped: float32 logits with
         # no float32 copy of the head kept (a copy per window held up to 1.4 GB on Orpheus).
+        # (Measured on a 2-core EPYC: as fast as reading a cached float32 copy, where a fresh
+        # float32 slice per step, or a cache that thrashes over Orpheus's 7 windows, takes ~6x.)
         x = hidden.float()
         out = torch.empty(x.shape[0], hi - lo, dtype=torch.float32, device=x.device)
         step = max(1, HEAD_BLOCK_BYTES // (4 * weight.shape[1]))
+        block = torch.empty(min(step, hi - lo), weight.shape[1], dtype=torch.float32, device=x.device)
         for start in range(lo, hi, step):
-            stop = min(hi, start + step)
-            out[:, start - lo : stop - lo] = x @ weight[start:stop].float().T
+            rows = block[: min(hi, start + step) - start]
+            rows.copy_(weight[start : start + len(rows)])
+            out[:, start - lo : start - lo + len(rows)] = x @ rows.T
         return out
