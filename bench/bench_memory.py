@@ -93,7 +93,7 @@ async def measure(family: str, model_dir: str, dtype: str, tokens: int, text: st
     sampling = SamplingParams(max_tokens=tokens, seed=1)
     samples = 0
     async for chunk in engine.speak_stream(text, sampling=sampling):
-        kv = max(kv, cache.k.nbytes + cache.v.nbytes)
+        kv = max(kv, cache.nbytes())
         samples += len(chunk)
     decode_peak = _status("VmHWM")
     await engine.shutdown()

@@ -24,17 +24,19 @@ def _kernels():
 
 @pytest.mark.parametrize(("fmt", "layout", "name"), list(_kernels()))
 @pytest.mark.parametrize("rows", [1, 5, 33])
-def test_every_kernel_matches_float32_within_its_format(fmt, layout, name, rows):
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_every_kernel_matches_float32_within_its_format(fmt, layout, name, rows, with_bias):
     gen = torch.Generator().manual_seed(rows)
     w = torch.randn(96, 128, generator=gen) / 128**0.5
     x = torch.randn(rows, 128, generator=gen)
+    bias = torch.randn(96, generator=gen) if with_bias else None
     try:
         stored = layout.store(w)
         with torch.no_grad():
-            got = layout.kernels[name](x.to(ACTIVATION_DTYPE[fmt]), stored).float()
+            got = layout.kernels[name](x.to(ACTIVATION_DTYPE[fmt]), stored, None if bias is None else bias.to(ACTIVATION_DTYPE[fmt])).float()
     except (RuntimeError, NotImplementedError) as exc:
         pytest.skip(f"kernel not in this build: {exc}")
-    ref = F.linear(x, w)
+    ref = F.linear(x, w, bias)
     assert got.shape == ref.shape
     assert (got - ref).abs().max() <= TOLERANCE[fmt] * ref.pow(2).mean().sqrt()
 
@@ -49,8 +51,8 @@ def test_plan_times_every_bucket_against_float32_and_is_batch_invariant(fmt):
     stored = plan.layout.store(torch.randn(48, 32, generator=gen))
     x = torch.randn(20, 32, generator=gen).to(ACTIVATION_DTYPE[fmt])
     with torch.no_grad():
-        alone = plan.run(x[:1], stored)
-        assert all(torch.equal(plan.run(x[:rows], stored)[:1], alone) for rows in (2, 9, 20))
+        alone = plan.run(x[:1], stored, None)
+        assert all(torch.equal(plan.run(x[:rows], stored, None)[:1], alone) for rows in (2, 9, 20))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

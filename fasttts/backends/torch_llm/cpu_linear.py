@@ -46,7 +46,7 @@ SLOWER_MARGIN = 1.1  # timing noise allowance before a format counts as slower t
 ACTIVATION_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.bfloat16}
 
 Storage = tuple[torch.Tensor, ...]
-Run = Callable[[torch.Tensor, Storage], torch.Tensor]
+Run = Callable[[torch.Tensor, Storage, torch.Tensor | None], torch.Tensor]  # (x, stored weight, bias)
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,14 @@ def _packed(w: torch.Tensor, dtype: torch.dtype) -> Storage:
     return (torch.ops.mkldnn._reorder_linear_weight(w.to(dtype).contiguous(), BATCH_HINT),)
 
 
-def _run_packed(x: torch.Tensor, s: Storage) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x, s[0], None, "none", [], "")
+def _run_packed(x: torch.Tensor, s: Storage, bias: torch.Tensor | None) -> torch.Tensor:
+    out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, s[0], bias, "none", [], "")
+    return out
+
+
+def _plus(out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A kernel's fresh output with the bias added in place (kernels that take no bias)."""
+    return out if bias is None else out.add_(bias)
 
 
 def _quantize(w: torch.Tensor) -> Storage:
@@ -74,16 +80,16 @@ def _quantize(w: torch.Tensor) -> Storage:
     return q, scale.to(torch.bfloat16), scale
 
 
-def _dequantized_linear(x: torch.Tensor, s: Storage, dtype: torch.dtype) -> torch.Tensor:
+def _dequantized_linear(x: torch.Tensor, s: Storage, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
     """``x @ (q * scale)ᵀ`` as ``(x @ qᵀ) * scale``: one widening pass over the weight (int8
     values are exact in bfloat16), the per-channel scale applied to the few output rows instead."""
-    return (F.linear(x.to(dtype), s[0].to(dtype)) * s[2 if dtype == torch.float32 else 1]).to(x.dtype)
+    return _plus((F.linear(x.to(dtype), s[0].to(dtype)) * s[2 if dtype == torch.float32 else 1]).to(x.dtype), bias)
 
 
 LAYOUTS: dict[str, tuple[Layout, ...]] = {
     "float32": (
         Layout("packed", functools.partial(_packed, dtype=torch.float32), {"onednn": _run_packed}),
-        Layout("plain", lambda w: (w.float().contiguous(),), {"linear": lambda x, s: F.linear(x, s[0])}),
+        Layout("plain", lambda w: (w.float().contiguous(),), {"linear": lambda x, s, b: F.linear(x, s[0], b)}),
     ),
     "bfloat16": (
         Layout("packed", functools.partial(_packed, dtype=torch.bfloat16), {"onednn": _run_packed}),
@@ -91,8 +97,8 @@ LAYOUTS: dict[str, tuple[Layout, ...]] = {
             "plain",
             lambda w: (w.to(torch.bfloat16).contiguous(),),
             {
-                "linear": lambda x, s: F.linear(x, s[0]),
-                "widen-f32": lambda x, s: F.linear(x.float(), s[0].float()).to(x.dtype),
+                "linear": lambda x, s, b: F.linear(x, s[0], b),
+                "widen-f32": lambda x, s, b: _plus(F.linear(x.float(), s[0].float()).to(x.dtype), b),
             },
         ),
     ),
@@ -101,7 +107,7 @@ LAYOUTS: dict[str, tuple[Layout, ...]] = {
             "int8",
             _quantize,
             {
-                "int8pack": lambda x, s: torch._weight_int8pack_mm(x.contiguous(), s[0], s[1]),
+                "int8pack": lambda x, s, b: _plus(torch._weight_int8pack_mm(x.contiguous(), s[0], s[1]), b),
                 "dequant-bf16": functools.partial(_dequantized_linear, dtype=torch.bfloat16),
                 "dequant-f32": functools.partial(_dequantized_linear, dtype=torch.float32),
             },
@@ -142,7 +148,7 @@ def _agrees(layout: Layout, name: str, fmt: str) -> bool:
     w, x = torch.randn(24, 64, generator=gen), torch.randn(3, 64, generator=gen)
     try:
         with torch.no_grad():
-            got = layout.kernels[name](x.to(ACTIVATION_DTYPE[fmt]), layout.store(w)).float()
+            got = layout.kernels[name](x.to(ACTIVATION_DTYPE[fmt]), layout.store(w), None).float()
     except (RuntimeError, AttributeError, NotImplementedError) as exc:  # op missing in this build / CPU
         logger.debug("%s kernel %s unavailable: %s", fmt, name, exc)
         return False
@@ -155,19 +161,19 @@ def _invariant(run: Run, x: torch.Tensor, stored: Storage) -> bool:
     for one, takes a different path for one row than for many; such a kernel would make a
     request's tokens depend on how many others share its decode steps."""
     with torch.no_grad():
-        alone = run(x[:1], stored)
-        return all(torch.equal(run(x[:rows], stored)[:1], alone) for rows in (3, 8, 17, 32))
+        alone = run(x[:1], stored, None)
+        return all(torch.equal(run(x[:rows], stored, None)[:1], alone) for rows in (3, 8, 17, 32))
 
 
 def _time(run: Run, x: torch.Tensor, weights: list[Storage], reps: int = 3) -> float:
     """Best-of-``reps`` milliseconds per matrix for one pass over distinct ``weights``."""
     best = float("inf")
     with torch.no_grad():
-        run(x, weights[0])
+        run(x, weights[0], None)
         for _ in range(reps):
             t0 = time.perf_counter()
             for s in weights:
-                run(x, s)
+                run(x, s, None)
             best = min(best, (time.perf_counter() - t0) / len(weights))
     return best * 1e3
 
@@ -228,10 +234,10 @@ class CpuLinear(nn.Module):
         self.stored = plan.layout.store(linear.weight.detach())
         dtype = ACTIVATION_DTYPE[plan.format]
         self.bias = None if linear.bias is None else linear.bias.detach().to(dtype)
+        self._run = plan.run  # bound once: this is called ~100 times per decode step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.plan.run(x, self.stored)
-        return out if self.bias is None else out + self.bias
+        return self._run(x, self.stored, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, format={self.plan.format}"
@@ -239,7 +245,7 @@ class CpuLinear(nn.Module):
 
 def largest_linear(model: nn.Module) -> tuple[int, int]:
     """(out, in) of the biggest ``nn.Linear`` under ``model``: the shape the kernels are timed on."""
-    shapes = [(m.out_features, m.in_features) for m in model.modules() if type(m) is nn.Linear]
+    shapes = [(m.out_features, m.in_features) for m in model.modules() if isinstance(m, nn.Linear)]
     return max(shapes, key=lambda s: s[0] * s[1])
 
 
@@ -247,12 +253,12 @@ def pack_linears(model: nn.Module, device: torch.device, fmt: str, plan: Plan | 
     """Replace every ``nn.Linear`` under ``model`` by a :class:`CpuLinear` of format ``fmt`` (CPU
     only; ``plan`` defaults to the measured best for the model's largest layer). Returns the plan
     used, or None where nothing was replaced. The original weights are released."""
-    if device.type != "cpu" or fmt not in FORMATS or not any(type(m) is nn.Linear for m in model.modules()):
+    if device.type != "cpu" or fmt not in FORMATS or not any(isinstance(m, nn.Linear) for m in model.modules()):
         return None
     plan = plan or plan_for(fmt, *largest_linear(model), torch.get_num_threads())
     with torch.no_grad():
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):
-                if type(child) is nn.Linear:
+                if isinstance(child, nn.Linear):
                     setattr(parent, name, CpuLinear(child, plan))
     return plan

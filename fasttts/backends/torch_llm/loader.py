@@ -53,7 +53,7 @@ def resolve_dtype(dtype: str, device: torch.device, cfg: LLMConfig) -> str:
     return dtype
 
 
-AUTO_PROBE_SHAPE = (4864, 896)  # Spark's (Qwen2.5-0.5B's) MLP: auto decides on one shape, so tiny and full models agree
+AUTO_PROBE_SHAPE = (9728, 896)  # Spark's (Qwen2.5-0.5B's) fused gate/up: auto decides on one shape, so tiny and full models agree
 
 
 def auto_cpu_format() -> str:
@@ -89,7 +89,7 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
 
     with torch.device("meta"):
         model = CausalLM(cfg, attn_implementation)
-    expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
+    expected = {name: tuple(t.shape) for name, t in model.checkpoint_tensors().items()}  # fused linears as their parts
     shapes = {}
     for path in set(files.values()):
         with safe_open(str(path), framework="pt") as f:
@@ -131,7 +131,7 @@ def _read_weights(model: CausalLM, files: dict[str, Path]) -> None:
     """Fill every parameter from its file, read straight into it (at most one tensor staged). A
     function of its own so no reference to the plain weights outlives it: pack_linears then frees
     each one as it packs it."""
-    params = model.state_dict()
+    params = model.checkpoint_tensors()  # a fused linear's parts: row slices of its weight, read in place
     by_file: dict[Path, dict[str, torch.Tensor]] = {}
     for name, tensor in params.items():
         by_file.setdefault(files[name], {})[name] = tensor

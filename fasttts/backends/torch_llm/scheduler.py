@@ -33,6 +33,14 @@ class Sequence(ThreadRequest):
         return len(self.request.prompt_ids) + len(self.generated)
 
 
+Out = list[tuple[ThreadRequest, object]]  # tokens, ENDs and errors for the event loops, in order
+
+
+def _slot(seq: Sequence) -> int:
+    assert seq.slot is not None  # a sequence being prefilled or decoded holds a cache slot
+    return seq.slot
+
+
 @dataclass
 class SchedulerStats:
     """Counters proving (and measuring) batching."""
@@ -73,7 +81,9 @@ class Scheduler(EngineThread):
 
     # ------------------------------------------------------------------ engine thread
     def admit(self, newcomers: list[ThreadRequest]) -> None:
-        self._waiting.extend(newcomers)  # type: ignore[arg-type]
+        for seq in newcomers:
+            assert isinstance(seq, Sequence)  # stream() submits only this scheduler's own requests
+            self._waiting.append(seq)
 
     def requests(self) -> list[ThreadRequest]:
         return [*self._waiting, *self._running]
@@ -89,7 +99,7 @@ class Scheduler(EngineThread):
             self.cache.release(seq.slot)
             seq.slot = None
 
-    def step(self, out: list[tuple[ThreadRequest, object]]) -> None:
+    def step(self, out: Out) -> None:
         for seq in [s for s in self.requests() if s.cancelled]:
             self.stats.cancelled += 1
             self.retire(seq)
@@ -97,7 +107,7 @@ class Scheduler(EngineThread):
             self._prefill(out)
             self._decode(out)
 
-    def _prefill(self, out: list) -> None:
+    def _prefill(self, out: Out) -> None:
         """Prefill waiting prompts, at most ``prefill_chunk`` tokens per step: several short prompts
         that arrive together all start in one step (so none waits a decode step per earlier
         newcomer), while a long prompt is cut into chunks and running sequences decode in between."""
@@ -108,7 +118,7 @@ class Scheduler(EngineThread):
                 return
             budget -= used
 
-    def _prefill_one(self, out: list, budget: int) -> int:
+    def _prefill_one(self, out: Out, budget: int) -> int:
         """Prefill up to ``budget`` tokens of the first waiting prompt; returns how many (0: no slot)."""
         seq = self._waiting[0]
         if seq.slot is None:
@@ -116,6 +126,7 @@ class Scheduler(EngineThread):
                 return 0  # batch full: wait for a sequence to leave
             seq.slot = self.cache.acquire()
             self._reset_seen(seq)
+        slot = _slot(seq)
         prompt = seq.request.prompt_ids
         start, end = seq.prefilled, min(len(prompt), seq.prefilled + budget)
         self.cache.ensure_capacity(end)
@@ -123,9 +134,9 @@ class Scheduler(EngineThread):
         positions = torch.arange(start, end, device=self.device)
         mask = (torch.arange(end, device=self.device)[None, :] <= positions[:, None])[None, None]  # [1, 1, n, end]
         batch = AttnBatch(
-            slots=torch.full((n,), seq.slot, device=self.device),
+            slots=torch.full((n,), slot, device=self.device),
             positions=positions,
-            key_slots=slice(seq.slot, seq.slot + 1),
+            key_slots=slice(slot, slot + 1),
             key_len=end,
             mask=mask,
             queries_per_seq=n,
@@ -139,12 +150,12 @@ class Scheduler(EngineThread):
             self._sample_and_emit([seq], hidden[-1:], out)
         return n
 
-    def _decode(self, out: list) -> None:
+    def _decode(self, out: Out) -> None:
         """One token for every running sequence (including one whose prompt just finished)."""
-        seqs = sorted(self._running, key=lambda s: s.slot)  # consecutive slots read the cache without a copy
+        seqs = sorted(self._running, key=_slot)  # consecutive slots read the cache without a copy
         if not seqs:
             return
-        slot_ids = [s.slot for s in seqs]
+        slot_ids = [_slot(s) for s in seqs]
         consecutive = slot_ids == list(range(slot_ids[0], slot_ids[0] + len(seqs)))
         positions = torch.tensor([s.length - 1 for s in seqs], device=self.device)  # of each last token
         key_len = max(s.length for s in seqs)
@@ -162,7 +173,7 @@ class Scheduler(EngineThread):
         self._sample_and_emit(seqs, hidden, out)
 
     # ------------------------------------------------------------------ sampling and stopping
-    def _sample_and_emit(self, seqs: list[Sequence], hidden: torch.Tensor, out: list) -> None:
+    def _sample_and_emit(self, seqs: list[Sequence], hidden: torch.Tensor, out: Out) -> None:
         """Sample the next token of each sequence from hidden [B, C], emit it, retire finished ones."""
         allowed = [s.request.constraint.allowed(s.generated) if s.request.constraint else None for s in seqs]
         for seq, ranges in zip(seqs, allowed):
@@ -193,7 +204,7 @@ class Scheduler(EngineThread):
             ):
                 self._finish(seq, out)
 
-    def _finish(self, seq: Sequence, out: list) -> None:
+    def _finish(self, seq: Sequence, out: Out) -> None:
         self.stats.finished += 1
         out.append((seq, END))
         self.retire(seq)
