@@ -27,7 +27,7 @@ import functools
 import json
 import pickle
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import torch
@@ -62,8 +62,7 @@ class TokenConstraintProcessor:
 
     def __call__(self, logits: Any, custom_param_list: list[dict[str, Any] | None] | None = None) -> Any:
         for row, params in enumerate(custom_param_list or []):
-            encoded = (params or {}).get(CONSTRAINT_KEY)
-            if encoded is None:
+            if params is None or (encoded := params.get(CONSTRAINT_KEY)) is None:
                 continue
             constraint = decode_constraint(encoded)
             ranges = constraint.allowed(list(params["__req__"].output_ids))
@@ -151,7 +150,7 @@ class SGLangBackend(LLMBackend):
     def num_active(self) -> int:
         return len(self._active)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[int, None]:
         check_request(request, max_length=self.config.max_length, vocab_size=self._vocab_size)
         if request.max_tokens <= 0:
             return

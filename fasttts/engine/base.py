@@ -216,7 +216,8 @@ class TTSEngine(abc.ABC):
             if level is None and tempo is not None and (match := matching_level(tempo)) is not None:
                 level, tempo = match, None
         elif level is not None:
-            level, tempo = None, (tempo or 1.0) * LEVEL_TEMPO[level]
+            tempo = (tempo or 1.0) * LEVEL_TEMPO[level]
+            level = None
         if tempo is not None and matching_level(tempo) == "moderate":
             tempo = None
         return voice if (level, tempo) == (voice.speed, voice.tempo) else replace(voice, speed=level, tempo=tempo)
