@@ -311,7 +311,7 @@ class MegaEngine(TTSEngine):
         try:
             ids = [t async for t in generated]
         finally:
-            await generated.aclose()  # type: ignore[attr-defined]
+            await generated.aclose()
         return split_merged(self.vocab.merged(ids))
 
     async def _segment_stream(self, text: str, voice: MegaVoice, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
