@@ -29,7 +29,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from stamp import commit, machine
+from stamp import commit, machine, tokenizer
 
 MB = 1 << 20
 DTYPES = {"spark": ("float32", "bfloat16", "float16"), "orpheus": ("float32", "bfloat16", "float16")}
@@ -48,25 +48,15 @@ def _reset_peak() -> None:
 
 
 def tensor_bytes() -> int:
-    """Bytes of every distinct CPU tensor held by a live ``nn.Module`` (parameters, buffers and
-    plain tensor attributes such as oneDNN-packed weights), each storage counted once."""
-    import torch
+    """Bytes of every distinct CPU tensor held by a live ``nn.Module`` (:func:`fasttts.checkpoint.held_bytes`)."""
     from torch import nn
 
-    seen: dict[int, int] = {}
+    from fasttts.checkpoint import held_bytes
+
     with warnings.catch_warnings():  # isinstance() touches deprecated torch.distributed aliases
         warnings.simplefilter("ignore")
         modules = [obj for obj in gc.get_objects() if isinstance(obj, nn.Module)]
-    for obj in modules:
-        for t in [*obj._parameters.values(), *obj._buffers.values(), *(v for v in vars(obj).values() if isinstance(v, torch.Tensor))]:
-            if t is None or t.device.type != "cpu" or t.is_meta:
-                continue
-            try:
-                storage = t.untyped_storage()
-                seen[storage.data_ptr()] = storage.nbytes()
-            except (RuntimeError, NotImplementedError):  # opaque (e.g. mkldnn) tensors
-                seen[id(t)] = t.numel() * t.element_size()
-    return sum(seen.values())
+    return held_bytes(modules)
 
 
 async def measure(family: str, model_dir: str, dtype: str, tokens: int, text: str) -> dict:
@@ -109,16 +99,11 @@ async def measure(family: str, model_dir: str, dtype: str, tokens: int, text: st
         "decode_peak_mb": round(decode_peak / MB),
         "load_ratio": round(load_peak / (baseline + weights), 3),
         "decode_ratio": round(decode_peak / (baseline + weights + kv), 3),
-        "tokenizer": _tokenizer_kind(engine),
+        "tokenizer": tokenizer(model_dir),
         "machine": machine(),
         "commit": commit(),
     }
     return row
-
-
-def _tokenizer_kind(engine) -> str:
-    size = engine.tokenizer.get_vocab_size()
-    return f"release ({size} tokens)" if size > 100_000 else f"small ({size} tokens)"
 
 
 def main() -> None:

@@ -1,16 +1,19 @@
 """Strict checkpoint checking, the one way every loader (LLM, BiCodec, …) compares a checkpoint
 with the model its config describes: every problem is named at once, and nothing partial runs.
 Also :func:`read_safetensors_into`, which fills a model's tensors from a safetensors file without
-ever holding the checkpoint in memory beside them."""
+ever holding the checkpoint in memory beside them, :func:`read_safetensors`, which reads one
+whole the same way, and :func:`held_bytes`, what the loaded weights take."""
 
 from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import torch
+from torch import nn
 
 from fasttts.errors import ModelLoadError
 
@@ -44,6 +47,28 @@ _SAFETENSORS_DTYPES = {
 }
 
 
+def _header(f: BinaryIO) -> tuple[dict[str, Any], int]:
+    """A safetensors file's header (tensor name -> dtype, shape, offsets) and where its data starts."""
+    (size,) = struct.unpack("<Q", f.read(8))
+    header = json.loads(f.read(size))
+    header.pop("__metadata__", None)
+    return header, 8 + size
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, each in a CPU tensor of its own, read with plain file
+    reads (safetensors' ``load_file`` copies out of a memory map whose pages stay resident until
+    it returns: the checkpoint held twice at the peak; see :func:`read_safetensors_into`)."""
+    with open(path, "rb") as f:
+        header, _ = _header(f)
+    unknown = sorted({meta["dtype"] for meta in header.values()} - set(_SAFETENSORS_DTYPES))
+    if unknown:
+        raise ModelLoadError(f"{path}: unsupported tensor dtypes {', '.join(unknown)}")
+    targets = {name: torch.empty(meta["shape"], dtype=_SAFETENSORS_DTYPES[meta["dtype"]]) for name, meta in header.items()}
+    read_safetensors_into(path, targets)
+    return targets
+
+
 def read_safetensors_into(path: str | Path, targets: Mapping[str, torch.Tensor]) -> None:
     """Fill each ``targets[name]`` (already shaped like the checkpoint's tensor) from the
     safetensors file at ``path`` with plain file reads.
@@ -54,9 +79,7 @@ def read_safetensors_into(path: str | Path, targets: Mapping[str, torch.Tensor])
     float32 peaked at 19 GB for 12.9 GB of weights). Here a tensor stored in the target's dtype is
     read straight into it; otherwise one tensor at a time is staged on the CPU and converted."""
     with open(path, "rb", buffering=0) as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(size))
-        base = 8 + size
+        header, base = _header(f)
         for name, dest in targets.items():
             meta = header[name]
             dtype = _SAFETENSORS_DTYPES[meta["dtype"]]
@@ -76,3 +99,24 @@ def read_safetensors_into(path: str | Path, targets: Mapping[str, torch.Tensor])
             if not direct:
                 with torch.no_grad():
                     dest.copy_(buf)
+
+
+def held_bytes(modules: Iterable[nn.Module]) -> int:
+    """Bytes of every distinct CPU tensor the ``modules`` hold: parameters, buffers and tensors
+    kept as plain attributes, alone or in a tuple or list (the torch backend's packed linear weights),
+    each storage counted once. What "the weights in memory" means when a loader's peak is
+    compared with them: the layouts actually kept, not the checkpoint's bytes."""
+    seen: dict[int, int] = {}
+    for module in modules:
+        held: list[object] = [*module._parameters.values(), *module._buffers.values()]
+        for value in vars(module).values():
+            held.extend(value if isinstance(value, (tuple, list)) else (value,))
+        for t in held:
+            if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or t.is_meta:
+                continue
+            try:
+                storage = t.untyped_storage()
+                seen[storage.data_ptr()] = storage.nbytes()
+            except (RuntimeError, NotImplementedError):  # opaque (e.g. mkldnn) tensors
+                seen[id(t)] = t.numel() * t.element_size()
+    return sum(seen.values())

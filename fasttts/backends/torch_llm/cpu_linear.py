@@ -313,9 +313,10 @@ def pack_linears(model: nn.Module, device: torch.device, fmt: str, plan: Plan | 
     if device.type != "cpu" or fmt not in FORMATS or not any(isinstance(m, nn.Linear) for m in model.modules()):
         return None
     plan = plan or plan_for(fmt, *largest_linear(model), torch.get_num_threads())
+    # (parent, name) pairs, not the linears themselves: a list of modules would keep every plain
+    # weight alive until the last layer is packed, the whole decoder held twice at the peak
+    sites = [(parent, name) for parent in model.modules() for name, child in parent.named_children() if isinstance(child, nn.Linear)]
     with torch.no_grad():
-        for parent in list(model.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, nn.Linear):
-                    setattr(parent, name, CpuLinear(child, plan))
+        for parent, name in sites:
+            setattr(parent, name, CpuLinear(getattr(parent, name), plan))  # the plain weight goes here
     return plan

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fasttts.backends.engine_thread import END, EngineThread, ThreadRequest
+from fasttts.backends.engine_thread import END, Delivery, EngineThread, ThreadRequest
 from fasttts.backends.torch_llm.kv_cache import KVCache
 from fasttts.backends.torch_llm.model import AttnBatch, CausalLM
 from fasttts.backends.torch_llm.sampling import SamplingState, allowed_mask, sample, vocab_window
@@ -33,7 +33,7 @@ class Sequence(ThreadRequest):
         return len(self.request.prompt_ids) + len(self.generated)
 
 
-Out = list[tuple[ThreadRequest, object]]  # tokens, ENDs and errors for the event loops, in order
+Out = list[tuple[Sequence, Delivery]]  # tokens, ENDs and errors for the event loops, in order
 
 
 def _slot(seq: Sequence) -> int:
@@ -57,7 +57,7 @@ class SchedulerStats:
         return self.decode_tokens / self.decode_steps if self.decode_steps else 0.0
 
 
-class Scheduler(EngineThread):
+class Scheduler(EngineThread[Sequence]):
     name = "torch"
 
     def __init__(self, model: CausalLM, *, batch_size: int, max_length: int, prefill_chunk: int = 512) -> None:
@@ -80,17 +80,13 @@ class Scheduler(EngineThread):
         super().__init__()
 
     # ------------------------------------------------------------------ engine thread
-    def admit(self, newcomers: list[ThreadRequest]) -> None:
-        for seq in newcomers:
-            assert isinstance(seq, Sequence)  # stream() submits only this scheduler's own requests
-            self._waiting.append(seq)
+    def admit(self, newcomers: list[Sequence]) -> None:
+        self._waiting.extend(newcomers)
 
-    def requests(self) -> list[ThreadRequest]:
+    def requests(self) -> list[Sequence]:
         return [*self._waiting, *self._running]
 
-    def release(self, req: ThreadRequest) -> None:
-        seq = req
-        assert isinstance(seq, Sequence)
+    def release(self, seq: Sequence) -> None:
         if seq in self._waiting:
             self._waiting.remove(seq)
         if seq in self._running:

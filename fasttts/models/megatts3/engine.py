@@ -27,13 +27,14 @@ import numpy as np
 import torch
 
 from fasttts.audio.io import load_audio
-from fasttts.backends.base import GenerationRequest, LLMBackend
+from fasttts.backends.base import LLMBackend
 from fasttts.backends.registry import BackendConfig, create_backend
 from fasttts.config import Settings
 from fasttts.engine.base import SEGMENT_POSITION, Capabilities, TTSEngine
 from fasttts.engine.batcher import MicroBatcher
 from fasttts.errors import GenerationError, InvalidRequestError, ModelLoadError, NotFoundError, UnsupportedFeatureError
 from fasttts.models.megatts3 import frontend
+from fasttts.models.megatts3 import normalize as mega_normalize
 from fasttts.models.megatts3.duration import DurationState
 from fasttts.models.megatts3.g2p import MAX_NEW_TOKENS, G2PVocab, PhoneConstraint, split_merged
 from fasttts.models.megatts3.layers import length_regulate
@@ -181,6 +182,7 @@ class MegaEngine(TTSEngine):
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        await asyncio.to_thread(mega_normalize.wetext)  # load the reference's normaliser, if installed, before the first text
         await self.backend.start()
 
     async def shutdown(self) -> None:
@@ -207,6 +209,9 @@ class MegaEngine(TTSEngine):
     def default_voice(self) -> str:
         """No built-in voice: the first registered one (so OpenAI names fall back to a real voice)."""
         return min(self._voices) if self._voices else ""
+
+    def normalize(self, text: str) -> str:
+        return mega_normalize.normalize(text, language=self.language)
 
     def _split(self, text: str, split: SplitParams | None) -> list[str]:
         return chunk_text(self.normalize(text))
@@ -287,16 +292,8 @@ class MegaEngine(TTSEngine):
 
     # ------------------------------------------------------------------ synthesis
     async def _g2p(self, text: str, sampling: SamplingParams) -> tuple[list[int], list[int]]:
-        prompt = self.vocab.prompt(self.tokenizer.encode("<BOT>" + text + "<BOS>").ids)
-        request = GenerationRequest(
-            prompt_ids=prompt,
-            max_tokens=min(int(sampling.max_tokens or MAX_NEW_TOKENS), MAX_NEW_TOKENS),
-            temperature=0.0,
-            top_k=1,
-            stop_ids=frozenset({self.vocab.eos}),
-            seed=sampling.seed,
-            constraint=PhoneConstraint(self.vocab),
-        )
+        text_ids = self.tokenizer.encode("<BOT>" + text + "<BOS>").ids
+        request = self.vocab.request(text_ids, max_tokens=int(sampling.max_tokens or MAX_NEW_TOKENS), seed=sampling.seed)
         generated = self.backend.generate(request)
         try:
             ids = [t async for t in generated]

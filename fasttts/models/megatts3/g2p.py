@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fasttts.backends.base import Ranges, TokenConstraint, merge_ranges
+from fasttts.backends.base import GenerationRequest, Ranges, TokenConstraint, merge_ranges
 
 SIL = 145
 """The ``sil`` phone: it seeds the output and is kept as the first phone."""
@@ -69,6 +69,20 @@ class G2PVocab:
         """``<BOT>`` text ``<BOS>`` then the seeded ``sil`` (text ids from encoding the whole
         string, so ``<BOT>``/``<BOS>`` are already the first and last)."""
         return [*text_ids, self.speech0 + SIL]
+
+    def request(self, text_ids: Sequence[int], *, max_tokens: int = MAX_NEW_TOKENS, seed: int | None = None) -> GenerationRequest:
+        """What every backend is asked for one text: greedy (temperature 0, top-k 1: each engine
+        maps these to its own greedy), at most ``MAX_NEW_TOKENS``, ending at the g2p EOS, under the
+        phone constraint."""
+        return GenerationRequest(
+            prompt_ids=self.prompt(text_ids),
+            max_tokens=min(max_tokens, MAX_NEW_TOKENS),
+            temperature=0.0,
+            top_k=1,
+            stop_ids=frozenset({self.eos}),
+            seed=seed,
+            constraint=PhoneConstraint(self),
+        )
 
     def merged(self, generated: Sequence[int]) -> list[int]:
         """Generated ids → merged ids, the seeded ``sil`` first, EOS dropped."""
