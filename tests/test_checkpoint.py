@@ -50,3 +50,19 @@ def test_held_bytes_counts_each_storage_once_including_tuples() -> None:
     assert held_bytes([module]) == 128 + 16 + 8
     assert held_bytes([module, module]) == 128 + 16 + 8
     assert held_bytes(nn.Sequential(module, nn.Linear(2, 3)).modules()) == 128 + 16 + 8 + (6 + 3) * 4
+
+
+def test_a_dtype_change_is_read_in_blocks_into_row_slices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fasttts import checkpoint
+
+    monkeypatch.setattr(checkpoint, "STAGE_BYTES", 40)  # 20 bfloat16 values a block: 7 blocks for 130, the last partial
+    gen = torch.Generator().manual_seed(1)
+    tensors = {"q": torch.randn(10, 13, generator=gen).to(torch.bfloat16), "k": torch.randn(3, 13, generator=gen).to(torch.bfloat16)}
+    path = tmp_path / "m.safetensors"
+    save_file(tensors, str(path))
+    fused = torch.full((14, 13), -1.0)  # q's and k's rows stacked, one row left untouched
+    checkpoint.read_safetensors_into(path, {"q": fused[:10], "k": fused[10:13]})
+    assert torch.equal(fused[:10], tensors["q"].float()) and torch.equal(fused[10:13], tensors["k"].float())
+    assert bool((fused[13] == -1).all())
+    with pytest.raises(ModelLoadError, match="tensor q holds 260 bytes, its shape needs 240"):
+        checkpoint.read_safetensors_into(path, {"q": torch.empty(2, 60)})
