@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,9 +132,10 @@ class LLMBackend(abc.ABC):
     name: str = "base"
 
     @abc.abstractmethod
-    def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[int, None]:
         """Yield generated token ids one by one, ending at a stop id, ``max_tokens`` or when the
-        constraint is complete."""
+        constraint is complete. An async generator, so that a consumer stopping early can
+        ``aclose()`` it and the request ends then, not when the garbage collector gets to it."""
 
     async def start(self) -> None:
         """Start background machinery (threads, engines). Idempotent."""

@@ -14,21 +14,32 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import enum
 import logging
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from fasttts.backends.base import GenerationRequest, LLMBackend
 from fasttts.errors import BackendError
 
-__all__ = ["END", "EngineThread", "EngineThreadBackend", "ThreadRequest", "deliver", "stream"]
+__all__ = ["END", "Delivery", "EngineThread", "EngineThreadBackend", "ThreadRequest", "deliver", "stream"]
 
 logger = logging.getLogger(__name__)
 
-END = object()
-"""Queue item that ends a request's stream (after its last token)."""
+
+class _End(enum.Enum):
+    END = "end"
+
+
+END: Final = _End.END
+"""Queue item that ends a request's stream (after its last token). An enum member, not a bare
+``object()``, so that ``item is END`` narrows a :data:`Delivery` to the token or error it else is."""
+
+Delivery = int | BaseException | Literal[_End.END]
+"""What a step hands a request: a token, ``END``, or the error that ends it."""
 
 
 @dataclass(eq=False, kw_only=True)
@@ -38,17 +49,20 @@ class ThreadRequest:
 
     request: GenerationRequest
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
-    queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
     generated: list[int] = field(default_factory=list)
     cancelled: bool = False
 
 
-class EngineThread(abc.ABC):
+R = TypeVar("R", bound=ThreadRequest)
+
+
+class EngineThread(abc.ABC, Generic[R]):
     """Owns a model on one thread and serves every request through :meth:`step`.
 
-    Subclasses keep their requests in their own structures (admitted from :meth:`admit`), report
-    them through :meth:`requests`, and end each one with :meth:`retire` (after putting ``END`` or
-    an error in ``out``).
+    Subclasses keep their requests (of their own :class:`ThreadRequest` subclass ``R``) in their
+    own structures (admitted from :meth:`admit`), report them through :meth:`requests`, and end
+    each one with :meth:`retire` (after putting ``END`` or an error in ``out``).
     """
 
     name = "engine"
@@ -56,7 +70,7 @@ class EngineThread(abc.ABC):
     def __init__(self) -> None:
         self.num_active = 0  # submitted and not retired
         self._cond = threading.Condition()
-        self._inbox: deque[ThreadRequest] = deque()
+        self._inbox: deque[R] = deque()
         self._stopping = False
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -71,13 +85,13 @@ class EngineThread(abc.ABC):
             self._thread.join()
             raise self._error
 
-    def submit(self, req: ThreadRequest) -> None:
+    def submit(self, req: R) -> None:
         with self._cond:
             self._inbox.append(req)
             self.num_active += 1
             self._cond.notify()
 
-    def cancel(self, req: ThreadRequest) -> None:
+    def cancel(self, req: R) -> None:
         """Drop ``req`` at the next step (no-op once it has finished)."""
         with self._cond:
             req.cancelled = True
@@ -106,22 +120,22 @@ class EngineThread(abc.ABC):
         """Frees native resources once the thread has ended."""
 
     @abc.abstractmethod
-    def admit(self, newcomers: list[ThreadRequest]) -> None:
+    def admit(self, newcomers: list[R]) -> None:
         """Take newly submitted requests into the subclass's own structures (must not fail)."""
 
     @abc.abstractmethod
-    def requests(self) -> list[ThreadRequest]:
+    def requests(self) -> list[R]:
         """Every admitted request not yet retired."""
 
     @abc.abstractmethod
-    def step(self, out: list[tuple[ThreadRequest, object]]) -> None:
+    def step(self, out: list[tuple[R, Delivery]]) -> None:
         """Drop cancelled requests, run one model step; put each token, ``END`` or error in ``out``."""
 
     @abc.abstractmethod
-    def release(self, req: ThreadRequest) -> None:
+    def release(self, req: R) -> None:
         """Forget ``req`` and free what it holds (KV cells, cache slot)."""
 
-    def retire(self, req: ThreadRequest) -> None:
+    def retire(self, req: R) -> None:
         """``req`` is done (finished, cancelled or failed): release it and count it out."""
         self.release(req)
         with self._cond:
@@ -146,7 +160,7 @@ class EngineThread(abc.ABC):
                 newcomers = list(self._inbox)
                 self._inbox.clear()
             self.admit(newcomers)
-            out: list[tuple[ThreadRequest, object]] = []
+            out: list[tuple[R, Delivery]] = []
             try:
                 self.step(out)
             except Exception as exc:  # never let the thread die: fail the requests it was serving
@@ -160,15 +174,19 @@ class EngineThread(abc.ABC):
         deliver([(req, BackendError(f"{self.name} backend shut down")) for req in left])
 
 
-class EngineThreadBackend(LLMBackend):
-    """A backend served by an :class:`EngineThread`, built in a worker thread on first use."""
+E = TypeVar("E", bound=EngineThread[Any])
+
+
+class EngineThreadBackend(LLMBackend, Generic[E]):
+    """A backend served by an :class:`EngineThread` (of its own subclass ``E``), built in a worker
+    thread on first use."""
 
     def __init__(self) -> None:
-        self._engine: EngineThread | None = None
+        self._engine: E | None = None
         self._lock = asyncio.Lock()
 
     @abc.abstractmethod
-    def _build(self) -> EngineThread:
+    def _build(self) -> E:
         """Load the model and return its started engine (runs in a worker thread)."""
 
     async def start(self) -> None:
@@ -184,7 +202,7 @@ class EngineThreadBackend(LLMBackend):
                 await asyncio.to_thread(self._engine.stop)
                 self._engine = None
 
-    async def _running(self) -> EngineThread:
+    async def _running(self) -> E:
         await self.start()
         assert self._engine is not None
         return self._engine
@@ -200,10 +218,10 @@ class EngineThreadBackend(LLMBackend):
         return engine is None or await asyncio.to_thread(engine.wait_idle, timeout)
 
 
-def deliver(out: list[tuple[ThreadRequest, object]]) -> None:
+def deliver(out: Sequence[tuple[ThreadRequest, Delivery]]) -> None:
     """From an engine thread: put each item on its request's queue, one ``call_soon_threadsafe``
     per event loop. A request whose loop has closed is cancelled (nobody is listening)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[ThreadRequest, object]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[ThreadRequest, Delivery]]] = {}
     for req, item in out:
         by_loop.setdefault(req.loop, []).append((req, item))
     for loop, items in by_loop.items():
@@ -214,12 +232,12 @@ def deliver(out: list[tuple[ThreadRequest, object]]) -> None:
                 req.cancelled = True
 
 
-def _put_all(items: list[tuple[ThreadRequest, object]]) -> None:
+def _put_all(items: list[tuple[ThreadRequest, Delivery]]) -> None:
     for req, item in items:
         req.queue.put_nowait(item)
 
 
-async def stream(engine: EngineThread, req: ThreadRequest) -> AsyncIterator[int]:
+async def stream(engine: EngineThread[R], req: R) -> AsyncGenerator[int, None]:
     """Submit ``req`` and yield its tokens; closing this iterator cancels it (a backend's
     ``generate`` wraps it in :func:`contextlib.aclosing`, so that happens when its own consumer
     closes, not when the garbage collector gets to it)."""

@@ -26,18 +26,19 @@ import numpy as np
 
 from fasttts.errors import MissingExtraError, ModelLoadError
 
-__all__ = ["EmbeddingTable", "head_gguf"]
+__all__ = ["EmbeddingTable", "head_gguf", "require_gguf"]
 
 _TOKENIZER_KEYS = ("tokenizer.",)  # the whole text tokenizer goes: the derived model has none
 _HEAD_TENSORS = ("token_embd.weight", "output.weight")
 
 
-def _gguf():
+def require_gguf() -> None:
+    """Raise :class:`MissingExtraError` naming the extra unless gguf-py is installed. Callers then
+    ``import gguf`` themselves (a cached import), so its types are checked where it is used."""
     try:
-        import gguf
+        import gguf  # noqa: F401
     except ImportError:
         raise MissingExtraError("gguf", "llama-cpp") from None
-    return gguf
 
 
 def _cache_dir() -> Path:
@@ -70,9 +71,14 @@ def head_gguf(src: str | Path, ids: np.ndarray, cache_dir: str | Path | None = N
 
 
 def _write(src: Path, ids: np.ndarray, out: Path) -> None:
-    gguf = _gguf()
+    require_gguf()
+    import gguf
+
     reader = gguf.GGUFReader(str(src))
-    arch = reader.get_field("general.architecture").contents()
+    arch_field = reader.get_field("general.architecture")
+    if arch_field is None:
+        raise ModelLoadError(f"{src} has no general.architecture")
+    arch = str(arch_field.contents())
     tensors = {t.name: t for t in reader.tensors}
     embd = tensors.get("token_embd.weight")
     if embd is None:
@@ -101,7 +107,10 @@ class EmbeddingTable:
     """The full input embedding of a GGUF (``token_embd``), read row by row from the mapped file."""
 
     def __init__(self, path: str | Path) -> None:
-        gguf = self._gguf = _gguf()
+        require_gguf()
+        import gguf
+
+        self._dequantize = gguf.quants.dequantize
         reader = gguf.GGUFReader(str(path))
         tensor = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
         if tensor is None:
@@ -112,4 +121,4 @@ class EmbeddingTable:
     def rows(self, ids: list[int] | np.ndarray) -> np.ndarray:
         """[len(ids), dim] float32."""
         raw = self._data[np.asarray(ids, dtype=np.int64)]
-        return np.asarray(self._gguf.quants.dequantize(raw, self._type), dtype=np.float32).reshape(len(ids), self.dim)
+        return np.asarray(self._dequantize(raw, self._type), dtype=np.float32).reshape(len(ids), self.dim)

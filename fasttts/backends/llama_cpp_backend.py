@@ -25,7 +25,7 @@ import logging
 import os
 import random
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,8 @@ import numpy as np
 
 from fasttts.backends._constraint_utils import NumpySampler, allowed_ids
 from fasttts.backends.base import GenerationRequest, check_request
-from fasttts.backends.engine_thread import END, EngineThread, EngineThreadBackend, ThreadRequest, stream
-from fasttts.backends.gguf_head import EmbeddingTable, head_gguf
+from fasttts.backends.engine_thread import END, Delivery, EngineThread, EngineThreadBackend, ThreadRequest, stream
+from fasttts.backends.gguf_head import EmbeddingTable, head_gguf, require_gguf
 from fasttts.backends.registry import BackendConfig
 from fasttts.errors import BackendError, MissingExtraError, ModelLoadError
 
@@ -60,10 +60,9 @@ def _import_llama_cpp() -> Any:
 
 def gguf_file_type(path: str | Path) -> str:
     """The quantisation a GGUF file declares (``general.file_type``), e.g. ``"Q4_K_M"``."""
-    try:
-        import gguf
-    except ImportError:
-        raise MissingExtraError("gguf", "llama-cpp") from None
+    require_gguf()
+    import gguf
+
     field = gguf.GGUFReader(str(path)).get_field("general.file_type")
     if field is None:
         return "unknown"
@@ -115,7 +114,7 @@ class LlamaCppStats:
     cancelled: int = 0
 
 
-class _Engine(EngineThread):
+class _Engine(EngineThread[_Seq]):
     """Owns the llama.cpp model, context and batch; every decode happens on its thread."""
 
     name = "llama-cpp"
@@ -172,24 +171,23 @@ class _Engine(EngineThread):
         ll.llama_model_free(self.model)
 
     # ------------------------------------------------------------------ engine thread
-    def admit(self, newcomers: list[ThreadRequest]) -> None:
-        self._waiting.extend(newcomers)  # type: ignore[arg-type]
+    def admit(self, newcomers: list[_Seq]) -> None:
+        self._waiting.extend(newcomers)
 
-    def requests(self) -> list[ThreadRequest]:
+    def requests(self) -> list[_Seq]:
         return [*self._waiting, *self._active]
 
-    def release(self, req: ThreadRequest) -> None:
-        seq = req
-        assert isinstance(seq, _Seq)
+    def release(self, seq: _Seq) -> None:
         if seq in self._waiting:
             self._waiting.remove(seq)
         if seq in self._active:  # free its KV cells and sequence id
             self._active.remove(seq)
+            assert seq.seq_id is not None  # given on admission
             self.ll.llama_memory_seq_rm(self.memory, seq.seq_id, -1, -1)
             self._free_ids.append(seq.seq_id)
             self._reserved -= seq.reserved
 
-    def step(self, out: list[tuple[ThreadRequest, object]]) -> None:
+    def step(self, out: list[tuple[_Seq, Delivery]]) -> None:
         for seq in [s for s in self.requests() if s.cancelled]:
             self.stats.cancelled += 1
             self.retire(seq)
@@ -200,7 +198,7 @@ class _Engine(EngineThread):
             self._active.append(seq)
         self._decode(out)
 
-    def _decode(self, out: list[tuple[ThreadRequest, object]]) -> None:
+    def _decode(self, out: list[tuple[_Seq, Delivery]]) -> None:
         """One llama_decode: the next token of every generating sequence, then prompt chunks."""
         b, n, rows = self.batch, 0, []
         self._tokens.clear()
@@ -240,7 +238,7 @@ class _Engine(EngineThread):
         seq.n_past += 1
         return n + 1
 
-    def _sample(self, seq: _Seq, logits: np.ndarray, out: list[tuple[ThreadRequest, object]]) -> None:
+    def _sample(self, seq: _Seq, logits: np.ndarray, out: list[tuple[_Seq, Delivery]]) -> None:
         req = seq.request
         ranges = req.constraint.allowed(seq.generated) if req.constraint is not None else None
         token = seq.sampler.sample(logits, ranges, self.row_ids)
@@ -254,7 +252,7 @@ class _Engine(EngineThread):
             self.retire(seq)
 
 
-class LlamaCppBackend(EngineThreadBackend):
+class LlamaCppBackend(EngineThreadBackend[_Engine]):
     """``Class(BackendConfig)``; ``n_threads`` defaults to the CPUs this process may use."""
 
     name = "llama-cpp"
@@ -272,11 +270,10 @@ class LlamaCppBackend(EngineThreadBackend):
 
     @property
     def stats(self) -> LlamaCppStats:
-        return self._engine.stats if isinstance(self._engine, _Engine) else LlamaCppStats()
+        return self._engine.stats if self._engine is not None else LlamaCppStats()
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[int, None]:
         engine = await self._running()
-        assert isinstance(engine, _Engine)
         check_request(request, max_length=engine.n_ctx, vocab_size=engine.n_vocab)
         limit = min(request.max_tokens, engine.n_ctx - len(request.prompt_ids))
         if limit <= 0:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ import numpy as np
 
 from fasttts.backends._constraint_utils import allowed_mask
 from fasttts.backends.base import GenerationRequest, Ranges, check_request
-from fasttts.backends.engine_thread import END, EngineThread, EngineThreadBackend, ThreadRequest, stream
+from fasttts.backends.engine_thread import END, Delivery, EngineThread, EngineThreadBackend, ThreadRequest, stream
 from fasttts.backends.registry import BackendConfig
 from fasttts.errors import MissingExtraError, ModelLoadError
 
@@ -57,7 +57,7 @@ class _Request(ThreadRequest):
     processors: list[Any] = field(default_factory=list)
 
 
-class _Engine(EngineThread):
+class _Engine(EngineThread[_Request]):
     """Owns the MLX model; every MLX call happens on its thread (loaded there too)."""
 
     name = "mlx-lm"
@@ -88,20 +88,19 @@ class _Engine(EngineThread):
         self.vocab_size = int(model_config["vocab_size"])
         self.max_length = min(self.config.max_length, int(model_config.get("max_position_embeddings", self.config.max_length)))
 
-    def admit(self, newcomers: list[ThreadRequest]) -> None:
-        self._pending.extend(newcomers)  # type: ignore[arg-type]
+    def admit(self, newcomers: list[_Request]) -> None:
+        self._pending.extend(newcomers)
 
-    def requests(self) -> list[ThreadRequest]:
+    def requests(self) -> list[_Request]:
         return [*self._pending, *self._active]
 
-    def release(self, req: ThreadRequest) -> None:
-        assert isinstance(req, _Request)
+    def release(self, req: _Request) -> None:
         for group in (self._pending, self._active):
             if req in group:
                 group.remove(req)
         req.cache = req.logits = req.tokens = None  # the KV cache goes with them
 
-    def step(self, out: list[tuple[ThreadRequest, object]]) -> None:
+    def step(self, out: list[tuple[_Request, Delivery]]) -> None:
         for req in [r for r in self.requests() if r.cancelled]:
             self.retire(req)
         while self._pending:
@@ -161,7 +160,7 @@ class _Engine(EngineThread):
 
         return processor
 
-    def _decode(self, out: list[tuple[ThreadRequest, object]]) -> None:
+    def _decode(self, out: list[tuple[_Request, Delivery]]) -> None:
         """Sample one token for every active request, then feed each back (lazily)."""
         mx = self.mx
         if not self._active:
@@ -210,7 +209,7 @@ def _top_p(mx: Any, logits: Any, p: float) -> Any:
     return mx.where(keep, logits, mx.array(-float("inf"), dtype=logits.dtype))
 
 
-class MLXBackend(EngineThreadBackend):
+class MLXBackend(EngineThreadBackend[_Engine]):
     """``Class(BackendConfig)``; the model directory is the HF LLM directory itself."""
 
     name = "mlx-lm"
@@ -228,11 +227,10 @@ class MLXBackend(EngineThreadBackend):
     @property
     def max_batch(self) -> int:
         """The most requests that got a token in one step so far."""
-        return self._engine.max_batch if isinstance(self._engine, _Engine) else 0
+        return self._engine.max_batch if self._engine is not None else 0
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[int, None]:
         engine = await self._running()
-        assert isinstance(engine, _Engine)
         check_request(request, max_length=engine.max_length, vocab_size=engine.vocab_size)
         if request.max_tokens <= 0:
             return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import torch
 
@@ -25,7 +25,7 @@ from fasttts.backends.torch_llm.scheduler import Scheduler, SchedulerStats, Sequ
 __all__ = ["TorchBackend"]
 
 
-class TorchBackend(EngineThreadBackend):
+class TorchBackend(EngineThreadBackend[Scheduler]):
     name = "torch"
 
     def __init__(self, config: BackendConfig, *, prefill_chunk: int = 512) -> None:
@@ -51,7 +51,7 @@ class TorchBackend(EngineThreadBackend):
 
     @property
     def scheduler(self) -> Scheduler | None:
-        return self._engine if isinstance(self._engine, Scheduler) else None
+        return self._engine
 
     @property
     def model(self) -> CausalLM | None:
@@ -62,9 +62,8 @@ class TorchBackend(EngineThreadBackend):
         return self.model.weight_format if self.model is not None else None
 
     # ------------------------------------------------------------------ generation
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[int, None]:
         scheduler = await self._running()
-        assert isinstance(scheduler, Scheduler)
         check_request(request, max_length=scheduler.max_length, vocab_size=scheduler.vocab_size)
         if request.max_tokens <= 0:
             return

@@ -27,7 +27,7 @@ import asyncio
 import os
 import pickle
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import torch
@@ -38,15 +38,15 @@ from fasttts.errors import BackendError, InvalidRequestError, MissingExtraError
 
 try:  # only when this backend is chosen (the registry imports this module late)
     from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
-except ImportError:
-    LogitsProcessor = object  # type: ignore[assignment, misc]
+except ImportError:  # the ignores below depend on whether vllm is installed where mypy runs: "unused-ignore" keeps both cases clean
+    LogitsProcessor = object  # type: ignore[assignment, misc, unused-ignore]  # vllm installed: a class assigned over another
 
 __all__ = ["ConstraintLogitsProcessor", "VLLMBackend", "sampling_kwargs"]
 
 _EXTRA_KEY = "fasttts_constraint"
 
 
-class ConstraintLogitsProcessor(LogitsProcessor):  # type: ignore[misc, valid-type]
+class ConstraintLogitsProcessor(LogitsProcessor):  # type: ignore[misc, unused-ignore]  # vllm absent: its base is Any
     """Masks each constrained row of the batch to ``constraint.allowed(output_ids)``."""
 
     def __init__(self, vllm_config: Any, device: torch.device, is_pin_memory: bool) -> None:
@@ -176,7 +176,7 @@ class VLLMBackend(LLMBackend):
     def num_active(self) -> int:
         return len(self._active)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[int]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[int, None]:
         check_request(request, max_length=self.config.max_length, vocab_size=self._vocab_size)
         if request.max_tokens <= 0:
             return

@@ -18,8 +18,12 @@ Formats and their storage (all PyTorch's own ops; a kernel missing from this bui
 disagrees with ``F.linear`` on a probe, is left out):
 
 * ``float32`` / ``bfloat16``: oneDNN packed weight (``torch.ops.mkldnn``, what ``torch.compile``
-  uses on CPU), or the plain weight (``F.linear``, or for bfloat16 widened to float32 per call —
-  the fallback on CPUs without native bfloat16 arithmetic).
+  uses on CPU), or the plain weight (``F.linear``, or for bfloat16 widened to float32 per call).
+* ``bfloat16`` on CPUs without bfloat16 arithmetic (AVX2: oneDNN has no bfloat16 kernel there and
+  ``F.linear``'s is slower than float32 from 8 rows on): the bfloat16 values held in float16 for
+  FBGEMM's fp16 linear (16-bit weights widened in registers, float32 activations). Every bfloat16
+  value in float16's normal range (6.1e-5 to 65504 in magnitude) is exact in float16; smaller
+  ones keep an absolute error under 3e-8, which no dot product of an LLM's weights notices.
 * ``int8``: weight-only, symmetric per-output-channel scales; ``_weight_int8pack_mm`` on bfloat16
   activations, or dequantised per call to bfloat16 / float32 for many rows.
 """
@@ -46,7 +50,7 @@ SLOWER_MARGIN = 1.1  # timing noise allowance before a format counts as slower t
 ACTIVATION_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.bfloat16}
 
 Storage = tuple[torch.Tensor, ...]
-Run = Callable[[torch.Tensor, Storage], torch.Tensor]
+Run = Callable[[torch.Tensor, Storage, torch.Tensor | None], torch.Tensor]  # (x, stored weight, bias)
 
 
 @dataclass(frozen=True)
@@ -56,14 +60,64 @@ class Layout:
     name: str
     store: Callable[[torch.Tensor], Storage]  # float32/bfloat16 weight [N, K] -> stored tensors
     kernels: dict[str, Run]
+    activation: torch.dtype | None = None  # what the kernels take and return; None: the format's default
+
+    def activation_for(self, fmt: str) -> torch.dtype:
+        return self.activation or ACTIVATION_DTYPE[fmt]
 
 
 def _packed(w: torch.Tensor, dtype: torch.dtype) -> Storage:
     return (torch.ops.mkldnn._reorder_linear_weight(w.to(dtype).contiguous(), BATCH_HINT),)
 
 
-def _run_packed(x: torch.Tensor, s: Storage) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x, s[0], None, "none", [], "")
+def _run_packed(x: torch.Tensor, s: Storage, bias: torch.Tensor | None) -> torch.Tensor:
+    out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, s[0], bias, "none", [], "")
+    return out
+
+
+def _plus(out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A kernel's fresh output with the bias added in place (kernels that take no bias)."""
+    return out if bias is None else out.add_(bias)
+
+
+FBGEMM_MIN_ROWS = 3  # FBGEMM's 1- and 2-row fp16 kernels round differently from its 3..6-row ones
+FBGEMM_MAX_ROWS = 960  # longer inputs go in pieces of this many rows (a multiple of its 120-row blocks)
+
+
+@functools.cache
+def _fbgemm_rows() -> tuple[int, ...]:
+    """``rows[m]``: how many rows to hand FBGEMM's fp16 linear for an ``m``-row input so that every
+    row comes out bit-identical to that row computed alone. FBGEMM splits the rows into blocks of
+    1-6 by a fixed table and its 1- and 2-row kernels round differently, so an input whose split
+    leaves such a block is padded with zero rows to the next row count whose split does not.
+    Measured once on a small matrix: the split depends on the row count only."""
+    gen = torch.Generator().manual_seed(0)
+    w = torch.ops.quantized.linear_prepack_fp16(torch.randn(16, 64, generator=gen), None)
+    x = torch.randn(FBGEMM_MAX_ROWS + 8, 64, generator=gen)
+    with torch.no_grad():
+        padded = F.pad(x[:, None], (0, 0, 0, FBGEMM_MIN_ROWS - 1))  # [M, 3, K]: each row and two zero rows
+        alone = torch.stack([torch.ops.quantized.linear_dynamic_fp16(r, w)[0] for r in padded])
+        clean = [m >= FBGEMM_MIN_ROWS and torch.equal(torch.ops.quantized.linear_dynamic_fp16(x[:m], w), alone[:m]) for m in range(len(x) + 1)]
+    rows = [next((t for t in range(m, len(clean)) if clean[t]), 0) for m in range(FBGEMM_MAX_ROWS + 1)]
+    if not clean[FBGEMM_MAX_ROWS] or 0 in rows[1:]:
+        raise RuntimeError("FBGEMM's fp16 linear splits rows in a way this padding does not cover")
+    return tuple(rows)
+
+
+def _fp16_store(w: torch.Tensor) -> Storage:
+    """The format's bfloat16 values, packed by FBGEMM as float16 (exact: see the module docstring)."""
+    return (torch.ops.quantized.linear_prepack_fp16(w.to(torch.bfloat16).float().contiguous(), None),)
+
+
+def _run_fbgemm_fp16(x: torch.Tensor, s: Storage, bias: torch.Tensor | None) -> torch.Tensor:
+    rows = x.shape[0]
+    if rows > FBGEMM_MAX_ROWS:
+        return torch.cat([_run_fbgemm_fp16(x[i : i + FBGEMM_MAX_ROWS], s, bias) for i in range(0, rows, FBGEMM_MAX_ROWS)])
+    padded = _fbgemm_rows()[rows]
+    if padded != rows:
+        x = F.pad(x, (0, 0, 0, padded - rows))
+    out: torch.Tensor = torch.ops.quantized.linear_dynamic_fp16(x, s[0])
+    return _plus(out[:rows], bias)
 
 
 def _quantize(w: torch.Tensor) -> Storage:
@@ -74,16 +128,16 @@ def _quantize(w: torch.Tensor) -> Storage:
     return q, scale.to(torch.bfloat16), scale
 
 
-def _dequantized_linear(x: torch.Tensor, s: Storage, dtype: torch.dtype) -> torch.Tensor:
+def _dequantized_linear(x: torch.Tensor, s: Storage, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
     """``x @ (q * scale)ᵀ`` as ``(x @ qᵀ) * scale``: one widening pass over the weight (int8
     values are exact in bfloat16), the per-channel scale applied to the few output rows instead."""
-    return (F.linear(x.to(dtype), s[0].to(dtype)) * s[2 if dtype == torch.float32 else 1]).to(x.dtype)
+    return _plus((F.linear(x.to(dtype), s[0].to(dtype)) * s[2 if dtype == torch.float32 else 1]).to(x.dtype), bias)
 
 
 LAYOUTS: dict[str, tuple[Layout, ...]] = {
     "float32": (
         Layout("packed", functools.partial(_packed, dtype=torch.float32), {"onednn": _run_packed}),
-        Layout("plain", lambda w: (w.float().contiguous(),), {"linear": lambda x, s: F.linear(x, s[0])}),
+        Layout("plain", lambda w: (w.float().contiguous(),), {"linear": lambda x, s, b: F.linear(x, s[0], b)}),
     ),
     "bfloat16": (
         Layout("packed", functools.partial(_packed, dtype=torch.bfloat16), {"onednn": _run_packed}),
@@ -91,17 +145,18 @@ LAYOUTS: dict[str, tuple[Layout, ...]] = {
             "plain",
             lambda w: (w.to(torch.bfloat16).contiguous(),),
             {
-                "linear": lambda x, s: F.linear(x, s[0]),
-                "widen-f32": lambda x, s: F.linear(x.float(), s[0].float()).to(x.dtype),
+                "linear": lambda x, s, b: F.linear(x, s[0], b),
+                "widen-f32": lambda x, s, b: _plus(F.linear(x.float(), s[0].float()).to(x.dtype), b),
             },
         ),
+        Layout("fp16", _fp16_store, {"fbgemm": _run_fbgemm_fp16}, activation=torch.float32),
     ),
     "int8": (
         Layout(
             "int8",
             _quantize,
             {
-                "int8pack": lambda x, s: torch._weight_int8pack_mm(x.contiguous(), s[0], s[1]),
+                "int8pack": lambda x, s, b: _plus(torch._weight_int8pack_mm(x.contiguous(), s[0], s[1]), b),
                 "dequant-bf16": functools.partial(_dequantized_linear, dtype=torch.bfloat16),
                 "dequant-f32": functools.partial(_dequantized_linear, dtype=torch.float32),
             },
@@ -126,6 +181,11 @@ class Plan:
         return self.layout.kernels[self.kernel]
 
     @property
+    def activation(self) -> torch.dtype:
+        """The dtype the kernel takes and returns: the model's activations in this plan."""
+        return self.layout.activation_for(self.format)
+
+    @property
     def slower_than_float32(self) -> list[int]:
         """Row buckets where this format measured slower than float32 (empty: never)."""
         return [b for b, ms, ref in zip(ROW_BUCKETS, self.ms, self.float32_ms) if ms > ref * SLOWER_MARGIN]
@@ -142,7 +202,7 @@ def _agrees(layout: Layout, name: str, fmt: str) -> bool:
     w, x = torch.randn(24, 64, generator=gen), torch.randn(3, 64, generator=gen)
     try:
         with torch.no_grad():
-            got = layout.kernels[name](x.to(ACTIVATION_DTYPE[fmt]), layout.store(w)).float()
+            got = layout.kernels[name](x.to(layout.activation_for(fmt)), layout.store(w), None).float()
     except (RuntimeError, AttributeError, NotImplementedError) as exc:  # op missing in this build / CPU
         logger.debug("%s kernel %s unavailable: %s", fmt, name, exc)
         return False
@@ -155,19 +215,19 @@ def _invariant(run: Run, x: torch.Tensor, stored: Storage) -> bool:
     for one, takes a different path for one row than for many; such a kernel would make a
     request's tokens depend on how many others share its decode steps."""
     with torch.no_grad():
-        alone = run(x[:1], stored)
-        return all(torch.equal(run(x[:rows], stored)[:1], alone) for rows in (3, 8, 17, 32))
+        alone = run(x[:1], stored, None)
+        return all(torch.equal(run(x[:rows], stored, None)[:1], alone) for rows in (3, 8, 17, 32))
 
 
 def _time(run: Run, x: torch.Tensor, weights: list[Storage], reps: int = 3) -> float:
     """Best-of-``reps`` milliseconds per matrix for one pass over distinct ``weights``."""
     best = float("inf")
     with torch.no_grad():
-        run(x, weights[0])
+        run(x, weights[0], None)
         for _ in range(reps):
             t0 = time.perf_counter()
             for s in weights:
-                run(x, s)
+                run(x, s, None)
             best = min(best, (time.perf_counter() - t0) / len(weights))
     return best * 1e3
 
@@ -180,13 +240,14 @@ def _measure(fmt: str, out_features: int, in_features: int) -> Measured:
     count = min(32, max(2, -(-PROBE_BYTES // (4 * out_features * in_features))))  # tiny layers: no cache to spill
     gen = torch.Generator().manual_seed(0)
     dense = [torch.randn(out_features, in_features, generator=gen) / in_features**0.5 for _ in range(count)]
-    x = torch.randn(max(ROW_BUCKETS), in_features, generator=gen).to(ACTIVATION_DTYPE[fmt])
+    x_all = torch.randn(max(ROW_BUCKETS), in_features, generator=gen)
     found: Measured = {}
     for layout in LAYOUTS[fmt]:
         names = [n for n in layout.kernels if _agrees(layout, n, fmt)]
         if not names:
             continue
         weights = [layout.store(w) for w in dense]
+        x = x_all.to(layout.activation_for(fmt))
         for name in names:
             run = layout.kernels[name]
             found[(layout.name, name)] = (tuple(_time(run, x[:rows], weights) for rows in ROW_BUCKETS), _invariant(run, x, weights[0]))
@@ -196,11 +257,14 @@ def _measure(fmt: str, out_features: int, in_features: int) -> Measured:
 
 def _best_plan(fmt: str, found: Measured, float32_ms: tuple[float, ...]) -> Plan:
     """One kernel for every row count (switching kernels by batch size would change a row's
-    numbers with its neighbours): among batch-invariant kernels, the one whose times, each
-    relative to the fastest kernel at that row bucket, sum to the least."""
+    numbers with its neighbours): among batch-invariant kernels — those no slower than float32 at
+    any row bucket if there are any — the one whose times, each relative to the fastest kernel
+    at that row bucket, sum to the least."""
     if not found:
         raise RuntimeError(f"no {fmt} linear kernel works in this PyTorch build")
     pool = {k: v for k, v in found.items() if v[1]} or found
+    if float32_ms:
+        pool = {k: v for k, v in pool.items() if all(t <= ref * SLOWER_MARGIN for t, ref in zip(v[0], float32_ms))} or pool
     best_at = [min(ms[i] for ms, _ in found.values()) for i in range(len(ROW_BUCKETS))]
     (layout_name, kernel), (ms, invariant) = min(pool.items(), key=lambda kv: sum(t / b for t, b in zip(kv[1][0], best_at)))
     layout = next(lay for lay in LAYOUTS[fmt] if lay.name == layout_name)
@@ -226,12 +290,11 @@ class CpuLinear(nn.Module):
         super().__init__()
         self.in_features, self.out_features, self.plan = linear.in_features, linear.out_features, plan
         self.stored = plan.layout.store(linear.weight.detach())
-        dtype = ACTIVATION_DTYPE[plan.format]
-        self.bias = None if linear.bias is None else linear.bias.detach().to(dtype)
+        self.bias = None if linear.bias is None else linear.bias.detach().to(plan.activation)
+        self._run = plan.run  # bound once: this is called ~100 times per decode step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.plan.run(x, self.stored)
-        return out if self.bias is None else out + self.bias
+        return self._run(x, self.stored, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, format={self.plan.format}"
@@ -239,7 +302,7 @@ class CpuLinear(nn.Module):
 
 def largest_linear(model: nn.Module) -> tuple[int, int]:
     """(out, in) of the biggest ``nn.Linear`` under ``model``: the shape the kernels are timed on."""
-    shapes = [(m.out_features, m.in_features) for m in model.modules() if type(m) is nn.Linear]
+    shapes = [(m.out_features, m.in_features) for m in model.modules() if isinstance(m, nn.Linear)]
     return max(shapes, key=lambda s: s[0] * s[1])
 
 
@@ -247,12 +310,13 @@ def pack_linears(model: nn.Module, device: torch.device, fmt: str, plan: Plan | 
     """Replace every ``nn.Linear`` under ``model`` by a :class:`CpuLinear` of format ``fmt`` (CPU
     only; ``plan`` defaults to the measured best for the model's largest layer). Returns the plan
     used, or None where nothing was replaced. The original weights are released."""
-    if device.type != "cpu" or fmt not in FORMATS or not any(type(m) is nn.Linear for m in model.modules()):
+    if device.type != "cpu" or fmt not in FORMATS or not any(isinstance(m, nn.Linear) for m in model.modules()):
         return None
     plan = plan or plan_for(fmt, *largest_linear(model), torch.get_num_threads())
+    # (parent, name) pairs, not the linears themselves: a list of modules would keep every plain
+    # weight alive until the last layer is packed, the whole decoder held twice at the peak
+    sites = [(parent, name) for parent in model.modules() for name, child in parent.named_children() if isinstance(child, nn.Linear)]
     with torch.no_grad():
-        for parent in list(model.modules()):
-            for name, child in list(parent.named_children()):
-                if type(child) is nn.Linear:
-                    setattr(parent, name, CpuLinear(child, plan))
+        for parent, name in sites:
+            setattr(parent, name, CpuLinear(getattr(parent, name), plan))  # the plain weight goes here
     return plan

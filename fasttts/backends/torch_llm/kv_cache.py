@@ -1,6 +1,8 @@
 """A slot-based KV cache: one slot per running sequence, shared by all layers.
 
-Keys and values live in two preallocated tensors ``[layers, slots, kv_heads, capacity, head_dim]``.
+Keys and values live in one preallocated tensor ``[layers, 2, slots, kv_heads, capacity, head_dim]``
+(index 0 keys, 1 values), so a layer stores a token's key and value with one write: the model's
+fused q/k/v projection leaves them adjacent.
 A sequence takes a free slot when its prefill starts and gives it back when it finishes or is
 cancelled. Both the number of slots (up to ``max_slots``) and the capacity (up to
 ``max_capacity``) grow by doubling on demand, so a lightly loaded server holds little memory;
@@ -36,25 +38,23 @@ class KVCache:
 
     # ------------------------------------------------------------------ storage
     def _allocate(self, slots: int, capacity: int) -> None:
-        shape = (self.num_layers, slots, self.num_kv_heads, capacity, self.head_dim)
-        self.k = torch.zeros(shape, dtype=self.dtype, device=self.device)
-        self.v = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        shape = (self.num_layers, 2, slots, self.num_kv_heads, capacity, self.head_dim)
+        self.kv = torch.zeros(shape, dtype=self.dtype, device=self.device)
         self._free = sorted(set(range(slots)) - self._used, reverse=True)
 
     def _resize(self, slots: int, capacity: int) -> None:
-        old_k, old_v = self.k, self.v
-        keep_s, keep_c = min(slots, old_k.shape[1]), min(capacity, old_k.shape[3])
+        old = self.kv
+        keep_s, keep_c = min(slots, old.shape[2]), min(capacity, old.shape[4])
         self._allocate(slots, capacity)
-        self.k[:, :keep_s, :, :keep_c] = old_k[:, :keep_s, :, :keep_c]
-        self.v[:, :keep_s, :, :keep_c] = old_v[:, :keep_s, :, :keep_c]
+        self.kv[:, :, :keep_s, :, :keep_c] = old[:, :, :keep_s, :, :keep_c]
 
     @property
     def num_slots(self) -> int:
-        return self.k.shape[1]
+        return self.kv.shape[2]
 
     @property
     def capacity(self) -> int:
-        return self.k.shape[3]
+        return self.kv.shape[4]
 
     @property
     def num_free(self) -> int:
@@ -66,7 +66,7 @@ class KVCache:
         return len(self._used)
 
     def nbytes(self) -> int:
-        return self.k.numel() * self.k.element_size() * 2
+        return self.kv.numel() * self.kv.element_size()
 
     # ------------------------------------------------------------------ slots
     def acquire(self) -> int:
@@ -97,11 +97,11 @@ class KVCache:
             self._resize(self.num_slots, min(capacity, self.max_capacity))
 
     # ------------------------------------------------------------------ per-layer access
-    def write(self, layer: int, slots: torch.Tensor, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-        # slots, positions [N]; k, v [N, Hkv, D]
-        self.k[layer, slots, :, positions] = k
-        self.v[layer, slots, :, positions] = v
+    def write(self, layer: int, slots: torch.Tensor, positions: torch.Tensor, kv: torch.Tensor) -> None:
+        # slots, positions [N]; kv [N, 2, Hkv, D] (keys, values)
+        self.kv[layer][:, slots, :, positions] = kv
 
     def read(self, layer: int, slots: torch.Tensor | slice, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         # slots [B] -> keys, values [B, Hkv, L, D]; a slice of consecutive slots reads a view, no copy
-        return self.k[layer, slots, :, :length], self.v[layer, slots, :, :length]
+        kv = self.kv[layer][:, slots, :, :length]
+        return kv[0], kv[1]

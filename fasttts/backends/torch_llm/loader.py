@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from torch import nn
 
 from fasttts import devices
 from fasttts.backends.torch_llm.cpu_linear import ACTIVATION_DTYPE, largest_linear, pack_linears, plan_for
@@ -53,7 +54,7 @@ def resolve_dtype(dtype: str, device: torch.device, cfg: LLMConfig) -> str:
     return dtype
 
 
-AUTO_PROBE_SHAPE = (4864, 896)  # Spark's (Qwen2.5-0.5B's) MLP: auto decides on one shape, so tiny and full models agree
+AUTO_PROBE_SHAPE = (9728, 896)  # Spark's (Qwen2.5-0.5B's) fused gate/up: auto decides on one shape, so tiny and full models agree
 
 
 def auto_cpu_format() -> str:
@@ -89,7 +90,7 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
 
     with torch.device("meta"):
         model = CausalLM(cfg, attn_implementation)
-    expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
+    expected = {name: tuple(t.shape) for name, t in model.checkpoint_tensors().items()}  # fused linears as their parts
     shapes = {}
     for path in set(files.values()):
         with safe_open(str(path), framework="pt") as f:
@@ -107,8 +108,13 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
         shape = largest_linear(model.model)
         weight_format = auto_cpu_format() if weight_format == "auto" else weight_format
         plan = plan_for(weight_format, *shape, torch.get_num_threads())
-    torch_dtype = ACTIVATION_DTYPE.get(weight_format) or _DTYPES[weight_format]  # int8 models compute in bfloat16
-    model = model.to(dtype=torch_dtype).to_empty(device=dev)
+    torch_dtype = plan.activation if plan is not None else _DTYPES[weight_format]  # e.g. int8 models compute in bfloat16
+    model = model.to(dtype=torch_dtype)
+    if plan is not None:  # linears (read in the format's own dtype, then packed) and embeddings stay in it: a
+        for module in model.modules():  # bfloat16 model computing in float32 holds no float32 copy of either
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                module.to(dtype=ACTIVATION_DTYPE[weight_format])
+    model = model.to_empty(device=dev)
     _read_weights(model, files)
     if plan is not None:
         pack_linears(model.model, dev, weight_format, plan)  # decoder layers; the LM head is sliced per step
@@ -131,7 +137,7 @@ def _read_weights(model: CausalLM, files: dict[str, Path]) -> None:
     """Fill every parameter from its file, read straight into it (at most one tensor staged). A
     function of its own so no reference to the plain weights outlives it: pack_linears then frees
     each one as it packs it."""
-    params = model.state_dict()
+    params = model.checkpoint_tensors()  # a fused linear's parts: row slices of its weight, read in place
     by_file: dict[Path, dict[str, torch.Tensor]] = {}
     for name, tensor in params.items():
         by_file.setdefault(files[name], {})[name] = tensor

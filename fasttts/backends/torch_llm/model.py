@@ -24,12 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fasttts.backends.torch_llm.kv_cache import KVCache
 from fasttts.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_ARCHS = ("qwen2", "llama")
 HEAD_FLOAT32_ROWS = 32768  # LM-head slices up to this many rows get float32 logits in bfloat16 models
+HEAD_BLOCK_BYTES = 1 << 20  # float32 bytes of LM-head rows widened at a time for those logits
 
 
 # ----------------------------------------------------------------------------- config
@@ -117,31 +119,32 @@ def rope_inv_freq(cfg: LLMConfig) -> torch.Tensor:
     return torch.where(is_medium, smoothed, scaled)
 
 
-class RotaryEmbedding(nn.Module):
-    """cos/sin tables for arbitrary positions, computed in float32 like HF, then cast."""
+class RotaryEmbedding:
+    """RoPE tables, one row per position, computed once in float32 like HF (then cast) and grown by
+    doubling, so a forward only gathers its tokens' rows.
+
+    Row ``p`` holds ``cos`` and a signed ``sin``: HF's ``x·cos + rotate_half(x)·sin`` with
+    ``rotate_half(x) = cat(-x₂, x₁)`` equals ``x·cos + roll(x, D/2)·cat(-sin₁, sin₂)`` term for term
+    (negation is exact), which three in-place-able ops compute without splitting and joining halves."""
 
     def __init__(self, cfg: LLMConfig) -> None:
-        super().__init__()
-        # A plain attribute, not a buffer: it is not in checkpoints and survives meta-device init.
         self.inv_freq = rope_inv_freq(cfg)
+        self._tables: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}  # [P, 2, D]: cos, signed sin
 
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        # positions [N] -> cos, sin [N, D]
-        if self.inv_freq.device != positions.device:
-            self.inv_freq = self.inv_freq.to(positions.device)
-        freqs = positions.float()[:, None] * self.inv_freq[None, :]  # [N, D/2]
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(dtype), emb.sin().to(dtype)
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x [N, heads, D], cos/sin [N, D]
-    return x * cos[:, None] + rotate_half(x) * sin[:, None]
+    def __call__(self, positions: torch.Tensor, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, signed sin [N, 1, D] for ``positions`` [N], all below ``length``."""
+        key = (dtype, positions.device)
+        table = self._tables.get(key)
+        if table is None or table.shape[0] < length:
+            size = max(length, 2 * table.shape[0] if table is not None else 1024)
+            freqs = torch.arange(size, device=positions.device).float()[:, None] * self.inv_freq.to(positions.device)[None, :]
+            emb = torch.cat((freqs, freqs), dim=-1)  # [P, D]
+            half = freqs.shape[-1]
+            sin = emb.sin()
+            sin[:, :half].neg_()
+            table = self._tables[key] = torch.stack((emb.cos(), sin), dim=1).to(dtype)
+        rows = table[positions]  # [N, 2, D]
+        return rows[:, :1], rows[:, 1:]
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -156,6 +159,17 @@ class RMSNorm(nn.Module):
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x.to(dtype)
+
+
+class FusedLinear(nn.Linear):
+    """Several checkpoint linears that read the same input (q/k/v, gate/up) stacked by output rows:
+    one weight pass and one kernel call per token instead of two or three. ``parts`` names them,
+    in order, with their output sizes; :meth:`CausalLM.checkpoint_tensors` maps each checkpoint
+    tensor onto its row slice, so checkpoints keep the official layout and load straight in."""
+
+    def __init__(self, in_features: int, parts: dict[str, int], bias: bool) -> None:
+        super().__init__(in_features, sum(parts.values()), bias=bias)
+        self.parts = parts
 
 
 @dataclass
@@ -174,48 +188,66 @@ class AttnBatch:
     queries_per_seq: int  # Tq: N == B * Tq
 
 
+@dataclass
+class Step:
+    """What every layer of one forward shares, computed once per forward."""
+
+    batch: AttnBatch
+    cache: KVCache
+    cos: torch.Tensor  # [N, 1, D]
+    sin: torch.Tensor  # [N, 1, D], signed (see RotaryEmbedding)
+    blocked: torch.Tensor | None  # eager attention: [B, 1, rep·Tq, L] bool, True = masked out
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: LLMConfig, layer: int, impl: str) -> None:
         super().__init__()
         self.layer, self.impl = layer, impl
         self.h, self.hkv, self.d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        self.q_proj = nn.Linear(cfg.hidden_size, self.h * self.d, bias=cfg.qkv_bias)
-        self.k_proj = nn.Linear(cfg.hidden_size, self.hkv * self.d, bias=cfg.qkv_bias)
-        self.v_proj = nn.Linear(cfg.hidden_size, self.hkv * self.d, bias=cfg.qkv_bias)
+        self.scale = self.d**-0.5
+        kv = self.hkv * self.d
+        self.qkv_proj = FusedLinear(cfg.hidden_size, {"q_proj": self.h * self.d, "k_proj": kv, "v_proj": kv}, bias=cfg.qkv_bias)
         self.o_proj = nn.Linear(self.h * self.d, cfg.hidden_size, bias=cfg.o_bias)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, batch: AttnBatch, cache: Any) -> torch.Tensor:
-        n = x.shape[0]  # x [N, C]
-        q = apply_rope(self.q_proj(x).view(n, self.h, self.d), cos, sin)  # [N, H, D]
-        k = apply_rope(self.k_proj(x).view(n, self.hkv, self.d), cos, sin)  # [N, Hkv, D]
-        v = self.v_proj(x).view(n, self.hkv, self.d)
-        cache.write(self.layer, batch.slots, batch.positions, k, v)
-        keys, values = cache.read(self.layer, batch.key_slots, batch.key_len)  # [B, Hkv, L, D]
+    def forward(self, x: torch.Tensor, step: Step) -> torch.Tensor:
+        n, h, hkv, d = x.shape[0], self.h, self.hkv, self.d  # x [N, C]
+        qkv = self.qkv_proj(x)  # [N, (H + 2·Hkv)·D]: queries, keys, values
+        qk = qkv[:, : (h + hkv) * d].view(n, h + hkv, d)
+        rotated = qk.roll(d // 2, dims=-1)
+        qk.mul_(step.cos).addcmul_(rotated, step.sin)  # RoPE on queries and keys together, in place
+        batch = step.batch
+        step.cache.write(self.layer, batch.slots, batch.positions, qkv[:, h * d :].view(n, 2, hkv, d))  # keys, values
+        keys, values = step.cache.read(self.layer, batch.key_slots, batch.key_len)  # [B, Hkv, L, D]
         b, tq = n // batch.queries_per_seq, batch.queries_per_seq
-        q = q.view(b, tq, self.h, self.d).transpose(1, 2)  # [B, H, Tq, D]
         if self.impl == "sdpa":
-            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=batch.mask, enable_gqa=self.hkv != self.h)
-        else:  # eager, as HF: scores in model dtype, softmax in float32
-            rep = self.h // self.hkv
-            keys, values = keys.repeat_interleave(rep, dim=1), values.repeat_interleave(rep, dim=1)
-            scores = (q @ keys.transpose(-1, -2)) / math.sqrt(self.d)  # [B, H, Tq, L]
-            if batch.mask is not None:
-                scores = scores.masked_fill(~batch.mask, torch.finfo(scores.dtype).min)
-            out = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ values
-        return self.o_proj(out.transpose(1, 2).reshape(n, self.h * self.d))  # [N, C]
+            q = qkv[:, : h * d].view(b, tq, h, d).transpose(1, 2)  # [B, H, Tq, D]
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=batch.mask, enable_gqa=hkv != h)
+            out = out.transpose(1, 2).reshape(n, h * d)
+        else:  # as HF (scores in model dtype, softmax in float32), but each key/value head's query heads
+            rep = h // hkv  # are the rows of one matmul, instead of repeating its keys and values
+            q = qkv[:, : h * d].view(b, tq, hkv, rep, d).permute(0, 2, 3, 1, 4).reshape(b, hkv, rep * tq, d)
+            scores = (q @ keys.transpose(-1, -2)).mul_(self.scale)  # [B, Hkv, rep·Tq, L]
+            if step.blocked is not None:
+                scores.masked_fill_(step.blocked, torch.finfo(scores.dtype).min)
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+            out = (probs @ values).view(b, hkv, rep, tq, d).permute(0, 3, 1, 2, 4).reshape(n, h * d)
+        result: torch.Tensor = self.o_proj(out)  # [N, C]
+        return result
 
 
 class MLP(nn.Module):
-    """SwiGLU: down(silu(gate(x)) * up(x))."""
+    """SwiGLU: down(silu(gate(x)) * up(x)), gate and up one fused linear."""
 
     def __init__(self, cfg: LLMConfig) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias)
-        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias)
-        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=cfg.mlp_bias)
+        i = cfg.intermediate_size
+        self.gate_up_proj = FusedLinear(cfg.hidden_size, {"gate_proj": i, "up_proj": i}, bias=cfg.mlp_bias)
+        self.down_proj = nn.Linear(i, cfg.hidden_size, bias=cfg.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        result: torch.Tensor = self.down_proj(F.silu(gate).mul_(up))
+        return result
 
 
 class DecoderLayer(nn.Module):
@@ -226,9 +258,10 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, batch: AttnBatch, cache: Any) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, batch, cache)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x: torch.Tensor, step: Step) -> torch.Tensor:
+        # x is this forward's own (the embedding's output, then each layer's): residuals add in place
+        x.add_(self.self_attn(self.input_layernorm(x), step))
+        return x.add_(self.mlp(self.post_attention_layernorm(x)))
 
 
 class DecoderStack(nn.Module):
@@ -262,34 +295,71 @@ class CausalLM(nn.Module):
         self.rotary = RotaryEmbedding(cfg)
         self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.weight_format = "float32"  # what the decoder's linear weights are stored in; the loader sets it
-        self._head_float32: dict[tuple[int, int], torch.Tensor] = {}  # see logits()
 
     @property
     def lm_head_weight(self) -> torch.Tensor:
         return self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight  # [V, C]
 
-    def forward(self, tokens: torch.Tensor, batch: AttnBatch, cache: Any) -> torch.Tensor:
+    @property
+    def activation_dtype(self) -> torch.dtype:
+        """What hidden states and the KV cache are held in. Usually the weights' dtype; a bfloat16
+        model whose linear kernel computes in float32 keeps its embeddings (and head) in bfloat16."""
+        return self.model.norm.weight.dtype
+
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        """The model's tensors under the checkpoint's names and shapes: a fused linear's weight
+        (and bias) appear as the row slices its parts fill, views that a read into them fills."""
+        tensors = dict(self.state_dict())
+        for prefix, module in self.named_modules():
+            if not isinstance(module, FusedLinear):
+                continue
+            parent = prefix.rpartition(".")[0]
+            for kind in ("weight", "bias"):
+                fused = tensors.pop(f"{prefix}.{kind}", None)
+                if fused is not None:
+                    for part, rows in zip(module.parts, fused.split(list(module.parts.values()))):
+                        tensors[f"{parent}.{part}.{kind}"] = rows
+        return tensors
+
+    def forward(self, tokens: torch.Tensor, batch: AttnBatch, cache: KVCache) -> torch.Tensor:
         # tokens [N] -> hidden [N, C]
-        x = self.model.embed_tokens(tokens)
-        cos, sin = self.rotary(batch.positions, x.dtype)
+        x = self.model.embed_tokens(tokens).to(self.activation_dtype)
+        cos, sin = self.rotary(batch.positions, batch.key_len, x.dtype)
+        step = Step(batch, cache, cos, sin, self._blocked(batch))
         for layer in self.model.layers:
-            x = layer(x, cos, sin, batch, cache)
-        return self.model.norm(x)
+            x = layer(x, step)
+        hidden: torch.Tensor = self.model.norm(x)
+        return hidden
+
+    def _blocked(self, batch: AttnBatch) -> torch.Tensor | None:
+        """Eager attention's mask, once per forward: ``batch.mask`` negated and repeated for the
+        query heads each key/value head serves (see :class:`Attention`)."""
+        if self.attn_implementation != "eager" or batch.mask is None:
+            return None
+        b, _, tq, length = batch.mask.shape
+        rep = self.cfg.num_heads // self.cfg.num_kv_heads
+        return (~batch.mask).unsqueeze(2).expand(b, 1, rep, tq, length).reshape(b, 1, rep * tq, length)
 
     def logits(self, hidden: torch.Tensor, vocab_slice: tuple[int, int] | None = None) -> torch.Tensor:
         # hidden [B, C] -> float32 logits [B, V] (or [B, hi - lo])
         weight = self.lm_head_weight
         if vocab_slice is None:
-            return (hidden @ weight.T).float()
+            return (hidden.to(weight.dtype) @ weight.T).float()
         lo, hi = vocab_slice
         if weight.dtype == torch.float32 or hi - lo > HEAD_FLOAT32_ROWS:
-            return (hidden @ weight[lo:hi].T).float()
+            return (hidden.to(weight.dtype) @ weight[lo:hi].T).float()
         # bfloat16 logits carry 8 significant bits: among 8k semantic tokens the top ones tie, and
-        # greedy / top-k / top-p then break ties differently. A float32 copy of the slice (a few
-        # windows recur every step) gives float32 logits for ~2 % more bytes read per token.
-        head = self._head_float32.get(vocab_slice)
-        if head is None:
-            if len(self._head_float32) >= 4:
-                self._head_float32.clear()
-            head = self._head_float32[vocab_slice] = weight[lo:hi].float()
-        return hidden.float() @ head.T
+        # greedy / top-k / top-p then break ties differently. So the slice is widened to float32
+        # through one cache-sized block of rows, reused along it: float32 logits with no float32
+        # copy of the head kept (a cached copy per window held up to 1.4 GB on Orpheus).
+        # (Measured on a 2-core EPYC: as fast as reading a cached float32 copy, where a fresh
+        # float32 slice per step, or a cache that thrashes over Orpheus's 7 windows, takes ~6x.)
+        x = hidden.float()
+        out = torch.empty(x.shape[0], hi - lo, dtype=torch.float32, device=x.device)
+        step = max(1, HEAD_BLOCK_BYTES // (4 * weight.shape[1]))
+        block = torch.empty(min(step, hi - lo), weight.shape[1], dtype=torch.float32, device=x.device)
+        for start in range(lo, hi, step):
+            rows = block[: min(hi, start + step) - start]
+            rows.copy_(weight[start : start + len(rows)])
+            out[:, start - lo : start - lo + len(rows)] = x @ rows.T
+        return out

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fasttts.backends.engine_thread import END, EngineThread, ThreadRequest
+from fasttts.backends.engine_thread import END, Delivery, EngineThread, ThreadRequest
 from fasttts.backends.torch_llm.kv_cache import KVCache
 from fasttts.backends.torch_llm.model import AttnBatch, CausalLM
 from fasttts.backends.torch_llm.sampling import SamplingState, allowed_mask, sample, vocab_window
@@ -33,6 +33,14 @@ class Sequence(ThreadRequest):
         return len(self.request.prompt_ids) + len(self.generated)
 
 
+Out = list[tuple[Sequence, Delivery]]  # tokens, ENDs and errors for the event loops, in order
+
+
+def _slot(seq: Sequence) -> int:
+    assert seq.slot is not None  # a sequence being prefilled or decoded holds a cache slot
+    return seq.slot
+
+
 @dataclass
 class SchedulerStats:
     """Counters proving (and measuring) batching."""
@@ -49,7 +57,7 @@ class SchedulerStats:
         return self.decode_tokens / self.decode_steps if self.decode_steps else 0.0
 
 
-class Scheduler(EngineThread):
+class Scheduler(EngineThread[Sequence]):
     name = "torch"
 
     def __init__(self, model: CausalLM, *, batch_size: int, max_length: int, prefill_chunk: int = 512) -> None:
@@ -62,7 +70,7 @@ class Scheduler(EngineThread):
             head_dim=model.cfg.head_dim,
             max_slots=batch_size,
             max_capacity=max_length,
-            dtype=param.dtype,
+            dtype=model.activation_dtype,
             device=param.device,
         )
         self.stats = SchedulerStats()
@@ -72,15 +80,13 @@ class Scheduler(EngineThread):
         super().__init__()
 
     # ------------------------------------------------------------------ engine thread
-    def admit(self, newcomers: list[ThreadRequest]) -> None:
-        self._waiting.extend(newcomers)  # type: ignore[arg-type]
+    def admit(self, newcomers: list[Sequence]) -> None:
+        self._waiting.extend(newcomers)
 
-    def requests(self) -> list[ThreadRequest]:
+    def requests(self) -> list[Sequence]:
         return [*self._waiting, *self._running]
 
-    def release(self, req: ThreadRequest) -> None:
-        seq = req
-        assert isinstance(seq, Sequence)
+    def release(self, seq: Sequence) -> None:
         if seq in self._waiting:
             self._waiting.remove(seq)
         if seq in self._running:
@@ -89,7 +95,7 @@ class Scheduler(EngineThread):
             self.cache.release(seq.slot)
             seq.slot = None
 
-    def step(self, out: list[tuple[ThreadRequest, object]]) -> None:
+    def step(self, out: Out) -> None:
         for seq in [s for s in self.requests() if s.cancelled]:
             self.stats.cancelled += 1
             self.retire(seq)
@@ -97,7 +103,7 @@ class Scheduler(EngineThread):
             self._prefill(out)
             self._decode(out)
 
-    def _prefill(self, out: list) -> None:
+    def _prefill(self, out: Out) -> None:
         """Prefill waiting prompts, at most ``prefill_chunk`` tokens per step: several short prompts
         that arrive together all start in one step (so none waits a decode step per earlier
         newcomer), while a long prompt is cut into chunks and running sequences decode in between."""
@@ -108,7 +114,7 @@ class Scheduler(EngineThread):
                 return
             budget -= used
 
-    def _prefill_one(self, out: list, budget: int) -> int:
+    def _prefill_one(self, out: Out, budget: int) -> int:
         """Prefill up to ``budget`` tokens of the first waiting prompt; returns how many (0: no slot)."""
         seq = self._waiting[0]
         if seq.slot is None:
@@ -116,6 +122,7 @@ class Scheduler(EngineThread):
                 return 0  # batch full: wait for a sequence to leave
             seq.slot = self.cache.acquire()
             self._reset_seen(seq)
+        slot = _slot(seq)
         prompt = seq.request.prompt_ids
         start, end = seq.prefilled, min(len(prompt), seq.prefilled + budget)
         self.cache.ensure_capacity(end)
@@ -123,9 +130,9 @@ class Scheduler(EngineThread):
         positions = torch.arange(start, end, device=self.device)
         mask = (torch.arange(end, device=self.device)[None, :] <= positions[:, None])[None, None]  # [1, 1, n, end]
         batch = AttnBatch(
-            slots=torch.full((n,), seq.slot, device=self.device),
+            slots=torch.full((n,), slot, device=self.device),
             positions=positions,
-            key_slots=slice(seq.slot, seq.slot + 1),
+            key_slots=slice(slot, slot + 1),
             key_len=end,
             mask=mask,
             queries_per_seq=n,
@@ -139,12 +146,12 @@ class Scheduler(EngineThread):
             self._sample_and_emit([seq], hidden[-1:], out)
         return n
 
-    def _decode(self, out: list) -> None:
+    def _decode(self, out: Out) -> None:
         """One token for every running sequence (including one whose prompt just finished)."""
-        seqs = sorted(self._running, key=lambda s: s.slot)  # consecutive slots read the cache without a copy
+        seqs = sorted(self._running, key=_slot)  # consecutive slots read the cache without a copy
         if not seqs:
             return
-        slot_ids = [s.slot for s in seqs]
+        slot_ids = [_slot(s) for s in seqs]
         consecutive = slot_ids == list(range(slot_ids[0], slot_ids[0] + len(seqs)))
         positions = torch.tensor([s.length - 1 for s in seqs], device=self.device)  # of each last token
         key_len = max(s.length for s in seqs)
@@ -162,7 +169,7 @@ class Scheduler(EngineThread):
         self._sample_and_emit(seqs, hidden, out)
 
     # ------------------------------------------------------------------ sampling and stopping
-    def _sample_and_emit(self, seqs: list[Sequence], hidden: torch.Tensor, out: list) -> None:
+    def _sample_and_emit(self, seqs: list[Sequence], hidden: torch.Tensor, out: Out) -> None:
         """Sample the next token of each sequence from hidden [B, C], emit it, retire finished ones."""
         allowed = [s.request.constraint.allowed(s.generated) if s.request.constraint else None for s in seqs]
         for seq, ranges in zip(seqs, allowed):
@@ -193,7 +200,7 @@ class Scheduler(EngineThread):
             ):
                 self._finish(seq, out)
 
-    def _finish(self, seq: Sequence, out: list) -> None:
+    def _finish(self, seq: Sequence, out: Out) -> None:
         self.stats.finished += 1
         out.append((seq, END))
         self.retire(seq)

@@ -213,7 +213,7 @@ class OrpheusEngine(TTSEngine):
                     yield np.asarray(codes, dtype=np.int64)
                     codes = []
         finally:
-            await generated.aclose()  # type: ignore[attr-defined]
+            await generated.aclose()
 
     async def _segment_stream(self, text: str, voice: OrpheusVoice, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
         frames: list[np.ndarray] = []

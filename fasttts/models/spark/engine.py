@@ -347,7 +347,7 @@ class SparkEngine(TTSEngine):
                 elif voice.kind == "create" and g_lo <= token < g_hi and len(global_ids) < NUM_GLOBAL:
                     global_ids.append(token - g_lo)
         finally:
-            await generated.aclose()  # type: ignore[attr-defined]
+            await generated.aclose()
         if not semantic:
             return
         if len(global_ids) != NUM_GLOBAL:
