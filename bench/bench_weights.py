@@ -27,7 +27,7 @@ from stamp import append_rows, commit, machine, tokenizer
 
 from fasttts.backends.registry import BackendConfig, create_backend
 from fasttts.backends.torch_backend import TorchBackend
-from fasttts.backends.torch_llm.cpu_linear import ACTIVATION_DTYPE, CpuLinear
+from fasttts.backends.torch_llm.cpu_linear import CpuLinear
 
 WEIGHT_BYTES = {"float32": 4, "bfloat16": 2, "int8": 1}
 
@@ -93,7 +93,7 @@ async def bench_format(fmt: str, model_dir: Path, batches: list[int], tokens: in
             "loadavg_1m": os.getloadavg()[0],
             "kernel": plan.kernel,
             "threads": torch.get_num_threads(),
-            "activations": str(ACTIVATION_DTYPE[fmt]).removeprefix("torch."),
+            "activations": str(plan.activation).removeprefix("torch."),
             "tokenizer": tokenizer(model_dir),
             "machine": machine(),
             "commit": commit(),

@@ -300,6 +300,12 @@ class CausalLM(nn.Module):
     def lm_head_weight(self) -> torch.Tensor:
         return self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight  # [V, C]
 
+    @property
+    def activation_dtype(self) -> torch.dtype:
+        """What hidden states and the KV cache are held in. Usually the weights' dtype; a bfloat16
+        model whose linear kernel computes in float32 keeps its embeddings (and head) in bfloat16."""
+        return self.model.norm.weight.dtype
+
     def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
         """The model's tensors under the checkpoint's names and shapes: a fused linear's weight
         (and bias) appear as the row slices its parts fill, views that a read into them fills."""
@@ -317,7 +323,7 @@ class CausalLM(nn.Module):
 
     def forward(self, tokens: torch.Tensor, batch: AttnBatch, cache: KVCache) -> torch.Tensor:
         # tokens [N] -> hidden [N, C]
-        x = self.model.embed_tokens(tokens)
+        x = self.model.embed_tokens(tokens).to(self.activation_dtype)
         cos, sin = self.rotary(batch.positions, batch.key_len, x.dtype)
         step = Step(batch, cache, cos, sin, self._blocked(batch))
         for layer in self.model.layers:
@@ -338,10 +344,10 @@ class CausalLM(nn.Module):
         # hidden [B, C] -> float32 logits [B, V] (or [B, hi - lo])
         weight = self.lm_head_weight
         if vocab_slice is None:
-            return (hidden @ weight.T).float()
+            return (hidden.to(weight.dtype) @ weight.T).float()
         lo, hi = vocab_slice
         if weight.dtype == torch.float32 or hi - lo > HEAD_FLOAT32_ROWS:
-            return (hidden @ weight[lo:hi].T).float()
+            return (hidden.to(weight.dtype) @ weight[lo:hi].T).float()
         # bfloat16 logits carry 8 significant bits: among 8k semantic tokens the top ones tie, and
         # greedy / top-k / top-p then break ties differently. So the slice is widened to float32
         # through one cache-sized block of rows, reused along it: float32 logits with no float32
