@@ -125,10 +125,12 @@ def _read_exact(f: io.RawIOBase, flat: torch.Tensor, path: str | Path, name: str
 def held_bytes(modules: Iterable[nn.Module]) -> int:
     """Bytes of every distinct CPU tensor the ``modules`` hold: parameters, buffers and tensors
     kept as plain attributes, alone or in a tuple or list (the torch backend's packed linear weights),
-    each storage counted once. What "the weights in memory" means when a loader's peak is
+    each storage counted once, plus a module's ``opaque_bytes`` (packed weights that are no tensor). What "the weights in memory" means when a loader's peak is
     compared with them: the layouts actually kept, not the checkpoint's bytes."""
     seen: dict[int, int] = {}
+    opaque = 0
     for module in modules:
+        opaque += getattr(module, "opaque_bytes", 0)  # storage that is no tensor (FBGEMM's packed weights)
         held: list[object] = [*module._parameters.values(), *module._buffers.values()]
         for value in vars(module).values():
             held.extend(value if isinstance(value, (tuple, list)) else (value,))
@@ -140,4 +142,4 @@ def held_bytes(modules: Iterable[nn.Module]) -> int:
                 seen[storage.data_ptr()] = storage.nbytes()
             except (RuntimeError, NotImplementedError):  # opaque (e.g. mkldnn) tensors
                 seen[id(t)] = t.numel() * t.element_size()
-    return sum(seen.values())
+    return sum(seen.values()) + opaque

@@ -1,8 +1,8 @@
 """Loading an LLM, and decoding with it, never hold its weights twice: peak resident memory stays
 within 1.2x of the weights in memory plus the activations, as issue 18 asks.
 
-Measured in a fresh interpreter (``VmHWM``, the peak resident set, reset before each phase), on a
-4-layer model of ~65 MB, so the accounting is spelled out rather than hidden in the factor:
+Measured in a fresh interpreter (``VmHWM``, the peak resident set, reset before each phase), on an
+8-layer model of ~90 MB in bfloat16, so the accounting is spelled out rather than hidden in the factor:
 
 * ``baseline``: resident memory once torch and FastTTS are imported and one load and decode of
   the same model has run and been released: the interpreter, torch's libraries and thread pools,
@@ -11,13 +11,15 @@ Measured in a fresh interpreter (``VmHWM``, the peak resident set, reset before 
 * ``weights``: every tensor the loaded model holds (:func:`fasttts.checkpoint.held_bytes`): the
   linears' packed or chosen layouts, the embedding (also the tied LM head), norms and biases.
 * activations: while decoding, the KV cache at its largest. A step's other activations (hidden
-  states, logits of a 4,096-row head slice, for two sequences) are well under 1 MB here and must
-  fit in the 0.2 margin.
+  states, logits of an 8,192-row head slice, for two sequences) are well under 1 MB here and must
+  fit in the 0.2 margin, as must packing's one-layer transient (the largest linear being packed
+  beside its plain weight, e.g. widened to float32 for FBGEMM's float16 packing: ~12 MB here,
+  which is why the model has 8 layers, not 4).
 
 Load: ``peak - baseline <= 1.2 * weights``. Decode: ``peak - baseline <= 1.2 * (weights + kv)``.
-What the margin catches: a plain weight kept until every linear is packed (+0.5x here), a memory
+What the margin catches: a plain weight kept until every linear is packed (+0.6x float32 here), a memory
 map of the checkpoint left resident (+0.5x float32, +1.0x bfloat16), a float32 copy of the LM
-head's rows for the logits (+0.25x per 4,096-row window in bfloat16)."""
+head's rows for the logits (+0.18x per 8,192-row window in bfloat16, two windows here)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from fasttts.models.random_llm import SPARK_QWEN2_TINY, write_random_llm
 
 pytestmark = pytest.mark.slow
 
-SIZE = {**SPARK_QWEN2_TINY, "hidden": 512, "heads": 8, "kv_heads": 2, "intermediate": 2048, "layers": 4, "vocab_size": 32768}
+SIZE = {**SPARK_QWEN2_TINY, "hidden": 512, "heads": 8, "kv_heads": 2, "intermediate": 2048, "layers": 8, "vocab_size": 32768}
 FACTOR = 1.2
 
 PROBE = r"""
@@ -51,10 +53,10 @@ def status(field):
 def reset_peak():
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
 
-class TwoWindows(TokenConstraint):  # as Orpheus's grammar: a different 4,096-row slice of the head each step
+class TwoWindows(TokenConstraint):  # as Orpheus's grammar: another slice of the head each step (Spark's 8,192 rows)
     def allowed(self, generated):
         lo = 8192 if len(generated) % 2 else 16384
-        return ((lo, lo + 4096),)
+        return ((lo, lo + 8192),)
 
 async def run():
     backend = create_backend("torch", BackendConfig(model_dir=sys.argv[1], device="cpu", dtype=sys.argv[2], batch_size=2, max_length=512))
@@ -93,7 +95,7 @@ def _measure(tmp_path: Path, dtype: str) -> dict[str, int]:
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
 def test_loading_and_decoding_hold_the_weights_once(tmp_path: Path, dtype: str) -> None:
     m = _measure(tmp_path, dtype)
-    assert m["weights"] > 60 << 20, m
+    assert m["weights"] > 85 << 20, m
     load = (m["load_peak"] - m["baseline"]) / m["weights"]
     decode = (m["decode_peak"] - m["baseline"]) / (m["weights"] + m["kv"])
     assert load <= FACTOR, (load, m)

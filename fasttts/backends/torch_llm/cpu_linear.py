@@ -290,6 +290,8 @@ class CpuLinear(nn.Module):
         super().__init__()
         self.in_features, self.out_features, self.plan = linear.in_features, linear.out_features, plan
         self.stored = plan.layout.store(linear.weight.detach())
+        # FBGEMM's packed float16 weight is no tensor: its bytes, for fasttts.checkpoint.held_bytes
+        self.opaque_bytes = sum(2 * linear.weight.numel() for s in self.stored if not isinstance(s, torch.Tensor))
         self.bias = None if linear.bias is None else linear.bias.detach().to(plan.activation)
         self._run = plan.run  # bound once: this is called ~100 times per decode step
 
