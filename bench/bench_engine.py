@@ -17,7 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-from stamp import commit, machine
+from stamp import commit, machine, tokenizer
 
 from fasttts import AutoEngine, SamplingParams
 
@@ -57,7 +57,8 @@ async def run(args: argparse.Namespace) -> None:
     base_throughput = None
     out_file = Path(__file__).parent / "results" / "engine.jsonl"
     out_file.parent.mkdir(exist_ok=True)
-    print(f"machine: {machine()}  commit: {commit()}  model: {args.model_path}  backend: {args.backend}  torch_dtype: {args.torch_dtype}")
+    carries = tokenizer(args.model_path)
+    print(f"machine: {machine()}  commit: {commit()}  model: {args.model_path}  tokenizer: {carries}  backend: {args.backend}  torch_dtype: {args.torch_dtype}")
     print(f"{'text':6} {'N':>3} {'mode':9} {'wall s':>7} {'audio s':>8} {'RTF':>6} {'x vs N=1':>8} {'TTFA p50':>9} {'p95':>7}")
     for text_name in args.texts:
         for n in args.concurrency:
@@ -76,7 +77,7 @@ async def run(args: argparse.Namespace) -> None:
                 p95 = firsts[min(len(firsts) - 1, int(0.95 * len(firsts)))]
                 mode = "stream" if stream else "full"
                 print(f"{text_name:6} {n:>3} {mode:9} {wall:7.2f} {audio:8.2f} {rtf:6.3f} {speedup:8.2f} {p50:9.3f} {p95:7.3f}")
-                row = dict(machine=machine(), commit=commit(), model=args.model_path, backend=args.backend, torch_dtype=args.torch_dtype, text=text_name,
+                row = dict(machine=machine(), commit=commit(), model=args.model_path, tokenizer=carries, backend=args.backend, torch_dtype=args.torch_dtype, text=text_name,
                            concurrency=n, stream=stream, wall_s=wall, audio_s=audio, rtf=rtf, ttfa_p50=p50, ttfa_p95=p95)  # fmt: skip
                 with out_file.open("a") as f:
                     f.write(json.dumps(row) + "\n")

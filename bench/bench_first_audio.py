@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-from stamp import commit, machine
+from stamp import commit, machine, tokenizer
 
 from fasttts import AutoEngine, SamplingParams
 from fasttts.models.spark.engine import STREAM_FIRST_CHUNK, STREAM_LOOKAHEAD
@@ -48,7 +48,8 @@ async def run(args: argparse.Namespace) -> None:
     semantic = STREAM_FIRST_CHUNK + STREAM_LOOKAHEAD
     prefix = SparkGrammar(engine.vocab, "create").prefix_length  # the created voice's tokens
     weights = getattr(engine.backend, "weight_format", None)
-    print(f"{machine()}; backend {args.backend}, LLM weights {weights}; load avg {os.getloadavg()[0]:.1f}")
+    carries = tokenizer(args.model_path)
+    print(f"{machine()}; backend {args.backend}, LLM weights {weights}, tokenizer {carries}; load avg {os.getloadavg()[0]:.1f}")
     out = Path(__file__).parent / "results" / "first_audio.jsonl"
     out.parent.mkdir(exist_ok=True)
     for kind, name, tokens in (("frozen", "bench-frozen", semantic), ("created", "female", prefix + semantic)):
@@ -62,6 +63,7 @@ async def run(args: argparse.Namespace) -> None:
             ttfa_s=times,
             backend=args.backend,
             weights=weights,
+            tokenizer=carries,
             loadavg_1m=os.getloadavg()[0],
             machine=machine(),
             commit=commit(),

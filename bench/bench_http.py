@@ -32,7 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_engine import TEXTS
-from stamp import commit, machine
+from stamp import commit, machine, tokenizer
 
 
 class Server:
@@ -121,7 +121,8 @@ async def run(args: argparse.Namespace) -> None:
         urls.append(server.url)
     out_file = Path(args.results)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {machine()}  commit: {commit()}")
+    carries = tokenizer(args.model_path)  # a remote --url's model is not known here: "unknown"
+    print(f"machine: {machine()}  commit: {commit()}  model: {args.model_path}  tokenizer: {carries}")
     print(
         f"{'server':26} {'text':5} {'mode':6} {'N':>3} {'wall s':>7} {'audio s':>8} {'RTF':>6} {'TTFA p50':>9} {'p95':>7} {'tok/s':>7} {'peak MB':>8} {'health p99/max ms':>18}"
     )
@@ -149,7 +150,7 @@ async def run(args: argparse.Namespace) -> None:
                         audio = sum(r[0] for r in results)
                         firsts = sorted(r[1] for r in results)
                         p50, p95 = statistics.median(firsts), firsts[min(n - 1, int(0.95 * n))]
-                        row = dict(machine=machine(), commit=commit(), server=url, model=args.model_path, backend=args.backend,
+                        row = dict(machine=machine(), commit=commit(), server=url, model=args.model_path, tokenizer=carries, backend=args.backend,
                                    text=text_name, stream=stream, concurrency=n, wall_s=wall, audio_s=audio, rtf=wall / audio if audio else None,
                                    ttfa_p50=p50, ttfa_p95=p95, tokens_per_s=audio * args.token_rate / wall,
                                    peak_rss_mb=server.peak_rss_mb if server else None,

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stamp import append_rows, commit, machine
+from stamp import append_rows, commit, machine, tokenizer
 
 from fasttts.backends.base import GenerationRequest, TokenConstraint
 from fasttts.backends.registry import BackendConfig, create_backend
@@ -85,6 +85,8 @@ async def run(args: argparse.Namespace, model_dir: Path) -> list[dict]:
     )
     await backend.start()
     await one(backend, prompt, constraint, 8, 0)  # warm-up
+    carries = tokenizer(model_dir)
+    print(f"machine: {machine()}  commit: {commit()}  model: {model_dir}  tokenizer: {carries}")
     results = []
     for n in args.batch:
         steps0 = _steps(backend)
@@ -95,6 +97,7 @@ async def run(args: argparse.Namespace, model_dir: Path) -> list[dict]:
         row = {
             "backend": args.backend,
             "model_dir": str(model_dir),
+            "tokenizer": carries,
             "grammar": args.grammar,
             "cut_head": output_ids is not None,
             "batch": n,

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from stamp import commit, machine
+from stamp import commit, machine, tokenizer
 
 from fasttts.models.megatts3.engine import MegaEngine
 from fasttts.models.megatts3.pipeline import DiTItem, decode_audio, dit_inputs, sample_batch
@@ -103,7 +103,17 @@ async def main() -> None:
     out.parent.mkdir(exist_ok=True)
     with out.open("a") as f:
         f.write(
-            json.dumps({"machine": machine(), "commit": commit(), "size": args.size if not args.model_path else "release", "steps": args.steps, **rows}) + "\n"
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "commit": commit(),
+                    "size": args.size if not args.model_path else "release",
+                    "tokenizer": tokenizer(root),
+                    "steps": args.steps,
+                    **rows,
+                }
+            )
+            + "\n"
         )
 
 

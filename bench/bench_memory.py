@@ -10,8 +10,9 @@ One process per (model, dtype), so peaks do not mix. It prints, in MB:
 * ``load_peak``: the process's peak resident memory (``VmHWM``) once loading is done;
 * ``kv``: the KV cache at its largest while decoding (the activations that persist);
 * ``decode_peak``: peak resident memory during the decode (``VmHWM`` reset before it);
-* the ratios ``load_peak / (baseline + weights)`` and ``decode_peak / (baseline + weights + kv)``
-  (the target is at most 1.2: the weights are never held twice).
+* the ratios ``(load_peak - baseline) / weights`` and ``(decode_peak - baseline) / (weights + kv)``
+  (the target is at most 1.2: the weights are never held twice). The baseline is measured and
+  subtracted, not folded into the factor, where it would hide ~0.3 GB of transients.
 
 Rows are appended to bench/results/memory.jsonl with machine and commit. Memory is the
 process's own; other processes on a shared machine do not change it, but a machine short of
@@ -24,12 +25,13 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
-from stamp import commit, machine
+from stamp import commit, machine, tokenizer
 
 MB = 1 << 20
 DTYPES = {"spark": ("float32", "bfloat16", "float16"), "orpheus": ("float32", "bfloat16", "float16")}
@@ -48,25 +50,15 @@ def _reset_peak() -> None:
 
 
 def tensor_bytes() -> int:
-    """Bytes of every distinct CPU tensor held by a live ``nn.Module`` (parameters, buffers and
-    plain tensor attributes such as oneDNN-packed weights), each storage counted once."""
-    import torch
+    """Bytes of every distinct CPU tensor held by a live ``nn.Module`` (:func:`fasttts.checkpoint.held_bytes`)."""
     from torch import nn
 
-    seen: dict[int, int] = {}
+    from fasttts.checkpoint import held_bytes
+
     with warnings.catch_warnings():  # isinstance() touches deprecated torch.distributed aliases
         warnings.simplefilter("ignore")
         modules = [obj for obj in gc.get_objects() if isinstance(obj, nn.Module)]
-    for obj in modules:
-        for t in [*obj._parameters.values(), *obj._buffers.values(), *(v for v in vars(obj).values() if isinstance(v, torch.Tensor))]:
-            if t is None or t.device.type != "cpu" or t.is_meta:
-                continue
-            try:
-                storage = t.untyped_storage()
-                seen[storage.data_ptr()] = storage.nbytes()
-            except (RuntimeError, NotImplementedError):  # opaque (e.g. mkldnn) tensors
-                seen[id(t)] = t.numel() * t.element_size()
-    return sum(seen.values())
+    return held_bytes(modules)
 
 
 async def measure(family: str, model_dir: str, dtype: str, tokens: int, text: str) -> dict:
@@ -107,18 +99,14 @@ async def measure(family: str, model_dir: str, dtype: str, tokens: int, text: st
         "load_peak_mb": round(load_peak / MB),
         "kv_mb": round(kv / MB),
         "decode_peak_mb": round(decode_peak / MB),
-        "load_ratio": round(load_peak / (baseline + weights), 3),
-        "decode_ratio": round(decode_peak / (baseline + weights + kv), 3),
-        "tokenizer": _tokenizer_kind(engine),
+        "load_ratio": round((load_peak - baseline) / weights, 3),
+        "decode_ratio": round((decode_peak - baseline) / (weights + kv), 3),
+        "loadavg_1m": os.getloadavg()[0],
+        "tokenizer": tokenizer(model_dir),
         "machine": machine(),
         "commit": commit(),
     }
     return row
-
-
-def _tokenizer_kind(engine) -> str:
-    size = engine.tokenizer.get_vocab_size()
-    return f"release ({size} tokens)" if size > 100_000 else f"small ({size} tokens)"
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from stamp import commit, machine
+from stamp import commit, machine, tokenizer
 
 from fasttts.models.orpheus.engine import OrpheusEngine
 from fasttts.models.orpheus.random_model import SNAC_24KHZ, SNAC_TINY, write_random_orpheus, write_random_snac
@@ -98,6 +98,8 @@ async def main() -> None:
         codec_rows = [bench_codec(snac_dir, n, device) for n in args.concurrency]
         model_path = Path(args.model_path) if args.model_path else write_random_orpheus(Path(tmp) / "orpheus", size=args.size)
         engine = OrpheusEngine.load(model_path, backend=args.backend, batch_size=max(args.concurrency), llm_device=device, detokenizer_device=device)
+        carries = tokenizer(model_path)
+        print(f"model {model_path}: tokenizer {carries}")
         await engine.start()
         try:
             await bench_engine(engine, 1, 7 * 4)  # warm-up
@@ -111,6 +113,7 @@ async def main() -> None:
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "backend": args.backend,
         "model": str(args.model_path or f"random-{args.size}"),
+        "tokenizer": carries,
         "snac": args.snac,
         "device": device,
     }

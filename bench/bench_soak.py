@@ -26,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_http import Server
-from stamp import commit, machine
+from stamp import commit, machine, tokenizer
 
 TEXT = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background."
 
@@ -118,6 +118,7 @@ def main() -> None:
         "samples": samples,
         "wall_s": round(wall, 1),
         "model_path": args.model_path,
+        "tokenizer": tokenizer(args.model_path) if args.model_path else "none",  # the default Piper voice has no LLM
     }
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     with open(args.results, "a") as f:

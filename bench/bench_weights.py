@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 from bench_llm import grammar, one
-from stamp import append_rows, commit, machine
+from stamp import append_rows, commit, machine, tokenizer
 
 from fasttts.backends.registry import BackendConfig, create_backend
 from fasttts.backends.torch_backend import TorchBackend
-from fasttts.backends.torch_llm.cpu_linear import ACTIVATION_DTYPE, CpuLinear
+from fasttts.backends.torch_llm.cpu_linear import CpuLinear
 
 WEIGHT_BYTES = {"float32": 4, "bfloat16": 2, "int8": 1}
 
@@ -93,7 +93,8 @@ async def bench_format(fmt: str, model_dir: Path, batches: list[int], tokens: in
             "loadavg_1m": os.getloadavg()[0],
             "kernel": plan.kernel,
             "threads": torch.get_num_threads(),
-            "activations": str(ACTIVATION_DTYPE[fmt]).removeprefix("torch."),
+            "activations": str(plan.activation).removeprefix("torch."),
+            "tokenizer": tokenizer(model_dir),
             "machine": machine(),
             "commit": commit(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -113,7 +114,10 @@ def main() -> None:
     parser.add_argument("--max_tokens", type=int, default=48, help="new tokens per request")
     args = parser.parse_args()
     bandwidth = read_bandwidth()
-    print(f"{machine()}; {torch.get_num_threads()} threads read {bandwidth / 1e9:.1f} GB/s; load avg {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"{machine()}; {torch.get_num_threads()} threads read {bandwidth / 1e9:.1f} GB/s; tokenizer {tokenizer(args.model_dir)}; load avg {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     rows = []
     for fmt in args.formats:
         rows += asyncio.run(bench_format(fmt, args.model_dir, args.batch, args.max_tokens, bandwidth))

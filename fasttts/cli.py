@@ -106,8 +106,8 @@ async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
             segments = engine.script_segments(text, split=split)
         else:
             segments = engine.segments(text, _voice(args), split)
-        for segment in segments:  # models whose first and final segments differ need the count
-            segment.extra["count"] = len(segments)
+        for i, segment in enumerate(segments):  # models whose first and final segments differ need their places
+            segment.extra["position"] = (i, len(segments))
         pieces = []
         with Progress(
             TextColumn("[bold]synthesizing"), BarColumn(), TextColumn("{task.completed}/{task.total} segments"), TimeElapsedColumn(), disable=len(segments) < 2

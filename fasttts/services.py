@@ -45,6 +45,7 @@ class Services:
 
     async def stop(self) -> None:
         await self.jobs.stop()
+        await asyncio.to_thread(self.voices.close)
         if self.owns_engine:
             await self.engine.shutdown()
 

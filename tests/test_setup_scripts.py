@@ -40,5 +40,5 @@ def test_markers_are_evaluated_with_the_extra() -> None:
 
 
 def test_this_checkout_with_the_suites_extras_is_met() -> None:
-    done = subprocess.run([sys.executable, str(SCRIPT), "test", "llama-cpp", "mlx", "vllm-cpu"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(SCRIPT), "test", "llama-cpp", "mlx", "vllm-cpu", "mega"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout  # what scripts/setup.sh installed

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -126,7 +127,7 @@ async def clone_voice(
             return await run_as_job(
                 request, job_spec("speak", text, response_format, voice={"state": state}, sampling=_sampling(fields), split=_split(fields)), filename="clone"
             )
-        segments = engine.segments(text, voice, fields.split())
+        segments = await asyncio.to_thread(engine.segments, text, voice, fields.split())  # normalising can take a while (TTSEngine.segments)
         return await respond(
             request,
             engine,

@@ -17,7 +17,14 @@ on token ids (``skip_tokenizer_init``), streamed incrementally (``incremental_st
   request is aborted at once (``abort_request``), which frees its KV cache.
 
 Engine arguments: ``mem_fraction_static`` from ``gpu_memory_utilization``, ``context_length``
-from ``max_length``, ``max_running_requests`` from ``batch_size``, plus dtype, device and seed.
+from ``max_length``, ``max_running_requests`` from ``batch_size``, plus dtype, device and seed;
+and ``disable_overlap_schedule``: SGLang's overlap scheduler launches step N+1 (sampling, so our
+processor, included) before it appends step N's token to ``req.output_ids``, so a processor would
+see one token too few and a grammar that depends on position (Spark's) would mask for the step
+before. Without overlap each step's result is processed before the next step runs.
+
+Greedy (``temperature`` 0) needs nothing of ours: SGLang's ``SamplingParams`` turns a temperature
+below 1e-6 into ``top_k`` 1, which its sampler takes as argmax, after the custom processors ran.
 """
 
 from __future__ import annotations
@@ -128,6 +135,7 @@ class SGLangBackend(LLMBackend):
             device="cuda" if cfg.device == "auto" else cfg.device,
             random_seed=cfg.seed,
             enable_custom_logit_processor=True,
+            disable_overlap_schedule=True,  # the processor must see every token generated (module docstring)
             log_level="error",
         )
 

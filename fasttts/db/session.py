@@ -55,3 +55,12 @@ def engine_from_settings(settings: Settings) -> Engine:
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded attributes after commit (we hand ORM rows to response builders)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def close_sessions(sessions: sessionmaker[Session]) -> None:
+    """Close the pooled connections of the engine ``sessions`` are bound to: a service that stops
+    closes its database connections itself, rather than leave open sockets to the garbage collector
+    (and, on PostgreSQL, server backends to the idle timeout)."""
+    bind = sessions.kw.get("bind")
+    if isinstance(bind, Engine):
+        bind.dispose()

@@ -47,9 +47,9 @@ SEGMENT_CONCURRENCY = 8
 run at once (the LLM batches them), and no more audio than theirs waits in memory."""
 
 SEGMENT_POSITION: ContextVar[tuple[int, int | None] | None] = ContextVar("segment_position", default=None)
-"""(index, number of segments) of the segment the current task synthesises (the count is None when
-unknown, e.g. a job worker's single segment): models whose segments differ by position (MegaTTS3's
-first and final segments) read it in ``_segment_stream``."""
+"""(index, number of segments) of the segment the current task synthesises within its request (a
+job's chapter: ``Segment.extra["position"]``; the count is None when unknown): models whose segments
+differ by position (MegaTTS3's first and final segments) read it in ``_segment_stream``."""
 
 
 @dataclass(frozen=True)
@@ -290,7 +290,7 @@ class TTSEngine(abc.ABC):
         voice = VoiceParams(
             name=name if name or gender else self.default_voice, gender=gender, pitch=pitch, speed=speed, instructions=instructions, tempo=tempo
         )
-        async for chunk in self._run(self.segments(text, voice, split), sampling, stream=_stream):
+        async for chunk in self._run(await asyncio.to_thread(self.segments, text, voice, split), sampling, stream=_stream):
             yield chunk
 
     async def clone(self, text: str, reference_audio: bytes, reference_text: str | None = None, **kwargs: Unpack[CloneKwargs]) -> np.ndarray:
@@ -316,7 +316,7 @@ class TTSEngine(abc.ABC):
         if latent is not None and not self.capabilities.voice_latent:
             raise UnsupportedFeatureError(f"latent_file: the {self.model_type} model takes no reference latent", param="latent_file")
         voice = VoiceParams(reference_audio=reference_audio, reference_text=reference_text, pitch=pitch, speed=speed, tempo=tempo, reference_latent=latent)
-        async for chunk in self._run(self.segments(text, voice, split), sampling, stream=_stream):
+        async for chunk in self._run(await asyncio.to_thread(self.segments, text, voice, split), sampling, stream=_stream):
             yield chunk
 
     async def multi_speak(self, text: str, **kwargs: Unpack[ScriptKwargs]) -> np.ndarray:
@@ -332,7 +332,7 @@ class TTSEngine(abc.ABC):
         split: SplitParams | None = None,
         _stream: bool = True,
     ) -> AsyncGenerator[np.ndarray, None]:
-        segments = self.script_segments(text, default_voice=default_voice, split=split)
+        segments = await asyncio.to_thread(self.script_segments, text, default_voice=default_voice, split=split)
         async for chunk in self._run(segments, sampling, stream=_stream):
             yield chunk
 
@@ -346,7 +346,9 @@ class TTSEngine(abc.ABC):
         return segments
 
     def segments(self, text: str, voice: VoiceParams, split: SplitParams | None = None) -> list[Segment]:
-        """Cut text into the segments a request would synthesize (job workers store each one)."""
+        """Cut text into the segments a request would synthesize (job workers store each one).
+        Normalising may take a while (MegaTTS3's WeTextProcessing: seconds for a long text), so the
+        request paths call this, and :meth:`script_segments`, off the event loop."""
         voice = self.speed_plan(voice)
         return [Segment(t, voice, index=i) for i, t in enumerate(self._split(text, split))]
 
@@ -359,12 +361,13 @@ class TTSEngine(abc.ABC):
             yield chunk
 
     async def synthesize_segment(self, segment: Segment, sampling: SamplingParams | None = None) -> np.ndarray:
-        """Audio of a single segment, without any crossfade (job workers join segments later)."""
+        """Audio of a single segment, without any crossfade (job workers join segments later); its
+        place among its request's segments is ``segment.extra["position"]`` (index, count)."""
         plan = self.speed_plan(segment.voice)
         self.check_max_tokens([plan], sampling)
         voice = await self._resolve_voice(plan)
         resolved = _segment_sampling((sampling or SamplingParams()).with_defaults(self.default_sampling), segment)
-        token = SEGMENT_POSITION.set((segment.index, segment.extra.get("count")))
+        token = SEGMENT_POSITION.set(segment.extra.get("position", (segment.index, None)))
         try:
             return await _collect(self._segment_audio(segment.text, (voice, plan.tempo), resolved, stream=False))
         finally:

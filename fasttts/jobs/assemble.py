@@ -1,9 +1,14 @@
 """Turn a job's finished segments into its results: merged audio, chapters, M4B, subtitles.
 
-Segments are joined with the same :class:`SegmentJoiner` crossfade as the synchronous path (the
-engine's ``segment_crossfade_s``: MegaTTS3 overlaps more than the default), so a job and a sync
-request give the same audio. Subtitle cues come from where each segment starts in
-the joined audio (each join overlaps the previous segment by the crossfade).
+Each chapter is a request of its own: its segments were synthesised knowing their places in the
+chapter (:class:`~fasttts.jobs.runner.Claim`'s ``position``) and are joined with the same
+:class:`SegmentJoiner` crossfade as the synchronous path (the engine's ``segment_crossfade_s``:
+MegaTTS3 overlaps more than the default), so a chapter file is the request of its segments, ending
+as a request ends (MegaTTS3's final pause, nothing held back for a crossfade that never comes). The
+whole file is the chapters back to back, so it equals the chapter files concatenated and the M4B's
+audio; a job that is not an audiobook is one chapter, the sync request's audio. Subtitle cues come
+from where each segment starts in its chapter (each join overlaps the previous segment by the
+crossfade), shifted by the chapters before it.
 """
 
 from __future__ import annotations
@@ -58,13 +63,29 @@ def join_with_cues(pieces: list[Piece], rate: int, crossfade_s: float = SEGMENT_
     return audio, cues
 
 
+def join_chapters(pieces: list[Piece], chapters: int, rate: int, crossfade_s: float = SEGMENT_CROSSFADE_S) -> tuple[list[np.ndarray], list[Cue]]:
+    """Each chapter's pieces joined on their own (at least ``chapters`` of them, empty where a
+    chapter has no segment), and every piece's cue in the chapters laid back to back."""
+    ordered = sorted(pieces, key=lambda p: p.index)
+    count = max([chapters, *(p.chapter + 1 for p in ordered)])
+    audio: list[np.ndarray] = []
+    cues: list[Cue] = []
+    offset = 0  # samples
+    for c in range(count):
+        joined, chapter_cues = join_with_cues([p for p in ordered if p.chapter == c], rate, crossfade_s)
+        audio.append(joined)
+        cues += [Cue(offset / rate + q.start_s, offset / rate + q.end_s, q.text) for q in chapter_cues]
+        offset += len(joined)
+    return audio, cues
+
+
 def assemble(
     job_id: str, kind: str, fmt: str, rate: int, pieces: list[Piece], titles: list[str], store: ObjectStore, *, crossfade_s: float = SEGMENT_CROSSFADE_S
 ) -> dict[str, str]:
     """Write every artifact to ``store``; returns artifact name → key (all keys derive from the
     job id, so assembling twice overwrites)."""
-    pieces = sorted(pieces, key=lambda p: p.index)
-    audio, cues = join_with_cues(pieces, rate, crossfade_s)
+    chapter_audio, cues = join_chapters(pieces, len(titles), rate, crossfade_s)
+    audio = np.concatenate(chapter_audio) if chapter_audio else np.zeros(0, np.float32)
     result: dict[str, str] = {}
 
     def put(name: str, data: bytes, content_type: str) -> None:
@@ -79,9 +100,8 @@ def assemble(
     if kind == "audiobook":
         chapters: list[tuple[str, np.ndarray]] = []
         for c, title in enumerate(titles):
-            chapter_audio, _ = join_with_cues([p for p in pieces if p.chapter == c], rate, crossfade_s)
-            chapters.append((title or f"Chapter {c + 1}", chapter_audio))
-            put(f"chapters/{c + 1:03d}.{fmt}", encode_audio(chapter_audio, rate, fmt), CONTENT_TYPES[fmt])
+            chapters.append((title or f"Chapter {c + 1}", chapter_audio[c]))
+            put(f"chapters/{c + 1:03d}.{fmt}", encode_audio(chapter_audio[c], rate, fmt), CONTENT_TYPES[fmt])
         put("book.m4b", _m4b_bytes(chapters, rate), "audio/mp4")
     return result
 

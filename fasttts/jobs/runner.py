@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, select, update
+from sqlalchemy import case, func, select, update
 
 from fasttts.db import Job, utcnow
 from fasttts.db import Segment as SegmentRow
@@ -49,9 +49,12 @@ class Claim:
     voice: dict[str, Any]
     attempt: int
     request: dict[str, Any]
-    count: int
-    """The job's number of segments: a model whose segments differ by position (MegaTTS3 ends only
-    the last with a final pause) needs it, as a request's segments have it."""
+    position: tuple[int, int]
+    """(index within its chapter, the chapter's number of segments): a model whose segments differ
+    by position (MegaTTS3 starts the first with a lead-in and ends only the last with a final
+    pause) needs it, as a request's segments have it. Each chapter is placed as a request of its
+    own, so every chapter file ends as a whole request does (a job that is not an audiobook is one
+    chapter: its segments' places in the job)."""
 
 
 class JobRunner:
@@ -107,7 +110,10 @@ class JobRunner:
                     row = s.get_one(SegmentRow, seg_id)
                     s.refresh(row)
                     job = s.get_one(Job, jid)
-                    claims.append(Claim(row.id, jid, row.index, row.text, row.voice, row.attempt, job.request, job.segments_total))
+                    first, count = s.execute(
+                        select(func.min(SegmentRow.index), func.count()).where(SegmentRow.job_id == jid, SegmentRow.chapter == row.chapter)
+                    ).one()
+                    claims.append(Claim(row.id, jid, row.index, row.text, row.voice, row.attempt, job.request, (row.index - first, count)))
                 else:  # a racing worker won it
                     s.rollback()
         for jid in exhausted:
@@ -187,7 +193,7 @@ class JobRunner:
     async def _one(self, claim: Claim) -> None:
         voice = segment_voice(claim.voice, claim.request)
         sampling = JobSpec.from_dict(claim.request).sampling_params()
-        audio = await self.engine.synthesize_segment(Segment(claim.text, voice, index=claim.index, extra={"count": claim.count}), sampling)
+        audio = await self.engine.synthesize_segment(Segment(claim.text, voice, index=claim.index, extra={"position": claim.position}), sampling)
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         key = segment_key(claim.job_id, claim.index)
         await asyncio.to_thread(self.service.store.put, key, audio.astype("<f4").tobytes())

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fasttts.config import Settings
-from fasttts.db import FINAL_STATUSES, Job, Segment, prepare_schema, utcnow
+from fasttts.db import FINAL_STATUSES, Job, Segment, close_sessions, prepare_schema, utcnow
 from fasttts.engine.base import TTSEngine
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError, UnsupportedFeatureError
 from fasttts.jobs import store
@@ -92,10 +92,12 @@ class JobService:
             self._maintenance = asyncio.create_task(self._maintain())
 
     async def stop(self) -> None:
+        """Stop the maintenance loop and the dispatcher, then close the database connections."""
         if self._maintenance is not None:
             self._maintenance.cancel()
             await asyncio.gather(self._maintenance, return_exceptions=True)
         await self.dispatcher.stop()
+        await asyncio.to_thread(close_sessions, self.db)
 
     async def _maintain(self) -> None:
         """Reap abandoned segments and expire old results, forever (a failure just waits a round)."""
@@ -298,10 +300,11 @@ class JobService:
             logger.info("reaper: %d segment(s) requeued, %d job(s) re-dispatched", requeued, dispatched)
         return requeued, dispatched
 
-    def expire(self) -> int:
-        """Delete finished jobs (and their audio) whose results outlived the TTL."""
+    def expire(self, now: dt.datetime | None = None) -> int:
+        """Delete finished jobs (and their audio) whose results outlived the TTL by ``now`` (default:
+        the present; a test passes a moment past a job's ``expires_at`` rather than wait for it)."""
         with self.session() as s:
-            ids = list(s.scalars(select(Job.id).where(and_(Job.status.in_(FINAL_STATUSES), Job.expires_at < utcnow()))))
+            ids = list(s.scalars(select(Job.id).where(and_(Job.status.in_(FINAL_STATUSES), Job.expires_at < (now or utcnow())))))
         for job_id in ids:
             self._delete_storage(job_id)
             with self.session() as s:

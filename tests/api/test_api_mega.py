@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +146,52 @@ async def test_job_with_a_mega_voice(settings: Settings, mega_engine, mega_files
         audio = await client.get(job["results"]["audio.wav"].replace("http://testserver", ""))
         samples, rate = decode(audio.content)
         assert rate == 24000 and len(samples) > 0
+
+
+def _wav(data: bytes) -> np.ndarray:
+    with wave.open(io.BytesIO(data)) as w:
+        assert w.getsampwidth() == 2 and w.getframerate() == 24000
+        return decode_pcm(w.readframes(w.getnframes()))
+
+
+async def _finished(client, job: dict) -> dict:
+    for _ in range(1200):
+        job = (await client.get(f"/v1/jobs/{job['id']}")).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        await asyncio.sleep(0.05)
+    return job
+
+
+async def test_audiobook_chapters_end_as_requests_and_make_the_whole_file(settings: Settings, mega_engine, mega_files):
+    """Each chapter of a Mega audiobook is the request of its segments (its first with the lead-in,
+    its last with the final pause, nothing held back for a crossfade), and the whole file is the
+    chapter files back to back."""
+    from fasttts.params import SamplingParams, VoiceParams
+    from fasttts.text.chapters import chapters_from_text
+
+    one = "The first sentence of the first chapter is long enough to stand alone in its own segment here. It goes on with a second sentence, which the splitter has to put in a segment of its own."
+    book = f"Chapter 1\n{one}\n\nChapter 2\nThe second chapter is short."
+    _, wav, npy = mega_files
+    async with running(settings, mega_engine) as client:
+        r = await client.post("/v1/audio/voices", data={"name": "ann"}, files=_upload(wav, npy))
+        assert r.status_code == 201, r.text
+        r = await client.post("/v1/jobs", json={"kind": "audiobook", "text": book, "voice": {"name": "ann"}, "output_format": "wav", "sampling": SHORT})
+        assert r.status_code == 202, r.text
+        job = await _finished(client, r.json())
+        assert job["status"] == "succeeded", job
+        files = {name: _wav((await client.get(url.replace("http://testserver", ""))).content) for name, url in job["results"].items() if name.endswith(".wav")}
+    chapters, index = [], 0
+    for chapter in chapters_from_text(book):
+        segments = mega_engine.segments(chapter.text, VoiceParams(name="ann"))
+        for seg in segments:  # the job's seeds follow the segments' indices in the book
+            seg.index, index = index, index + 1
+        chapters.append(segments)
+    assert [len(c) for c in chapters] == [2, 1]
+    for c, segments in enumerate(chapters):
+        chunks = [a async for a in mega_engine.synthesize_segments(segments, SamplingParams(**SHORT))]
+        expected = np.concatenate(chunks)
+        got = files[f"chapters/{c + 1:03d}.wav"]
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=2e-4)  # 16-bit PCM; DiT batches differ by ~1e-6
+    np.testing.assert_array_equal(files["audio.wav"], np.concatenate([files["chapters/001.wav"], files["chapters/002.wav"]]))

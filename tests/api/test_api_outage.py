@@ -42,6 +42,8 @@ def proxied(settings: Settings) -> Iterator[tuple[Settings, Proxy, Proxy]]:
     try:
         yield updated, db_proxy, broker_proxy
     finally:
+        db_proxy.close()
+        broker_proxy.close()
         drop_pg_database(pg)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 
 import pytest
 
@@ -24,6 +25,7 @@ class Counter(EngineThread):
     def __init__(self, *, fail_at: int | None = None, setup_error: Exception | None = None, block: bool = False) -> None:
         self.fail_at, self.setup_error, self.block = fail_at, setup_error, block
         self.live: list[ThreadRequest] = []
+        self.admitted = threading.Event()  # set as the thread takes requests in: what a test waits on
         self.released: list[ThreadRequest] = []
         self.closed = False
         super().__init__()
@@ -38,6 +40,7 @@ class Counter(EngineThread):
 
     def admit(self, newcomers: list[ThreadRequest]) -> None:
         self.live.extend(newcomers)
+        self.admitted.set()
 
     def requests(self) -> list[ThreadRequest]:
         return list(self.live)
@@ -94,19 +97,17 @@ async def test_closing_the_consumer_cancels_and_stopping_fails_the_rest() -> Non
     req = ThreadRequest(request=GenerationRequest(prompt_ids=[1], max_tokens=5))
     tokens = stream(engine, req)
     waiting = asyncio.create_task(tokens.__anext__())
-    await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(engine.admitted.wait, 10)  # the thread holds the request
     waiting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await waiting
     await tokens.aclose()
-    for _ in range(100):
-        if engine.num_active == 0:
-            break
-        await asyncio.sleep(0.01)
+    assert await asyncio.to_thread(engine.wait_idle, 10)  # the timeout only guards a hang
     assert req.cancelled and engine.released == [req] and engine.num_active == 0
 
+    engine.admitted.clear()
     pending = asyncio.create_task(_collect(engine, 5))
-    await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(engine.admitted.wait, 10)
     await asyncio.to_thread(engine.stop)
     with pytest.raises(BackendError, match="counter backend shut down"):
         await pending

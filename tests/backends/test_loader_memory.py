@@ -1,6 +1,23 @@
-"""Loading an LLM never holds its weights twice: the checkpoint is read straight into the
-parameters (no memory map left resident, one tensor staged for a dtype change). Measured as the
-process's peak resident memory (VmHWM) in a fresh interpreter, against the bytes of the weights."""
+"""Loading an LLM, and decoding with it, never hold its weights twice: peak resident memory stays
+within 1.2x of the weights in memory plus the activations, as issue 18 asks.
+
+Measured in a fresh interpreter (``VmHWM``, the peak resident set, reset before each phase), on a
+4-layer model of ~65 MB, so the accounting is spelled out rather than hidden in the factor:
+
+* ``baseline``: resident memory once torch and FastTTS are imported and one load and decode of
+  the same model has run and been released: the interpreter, torch's libraries and thread pools,
+  the kernel plans the loader times once per layer shape (fixed costs, ~0.3 GB whatever the
+  model). Measured, and subtracted from each peak; not part of the 1.2.
+* ``weights``: every tensor the loaded model holds (:func:`fasttts.checkpoint.held_bytes`): the
+  linears' packed or chosen layouts, the embedding (also the tied LM head), norms and biases.
+* activations: while decoding, the KV cache at its largest. A step's other activations (hidden
+  states, logits of a 4,096-row head slice, for two sequences) are well under 1 MB here and must
+  fit in the 0.2 margin.
+
+Load: ``peak - baseline <= 1.2 * weights``. Decode: ``peak - baseline <= 1.2 * (weights + kv)``.
+What the margin catches: a plain weight kept until every linear is packed (+0.5x here), a memory
+map of the checkpoint left resident (+0.5x float32, +1.0x bfloat16), a float32 copy of the LM
+head's rows for the logits (+0.25x per 4,096-row window in bfloat16)."""
 
 from __future__ import annotations
 
@@ -17,42 +34,67 @@ from fasttts.models.random_llm import SPARK_QWEN2_TINY, write_random_llm
 pytestmark = pytest.mark.slow
 
 SIZE = {**SPARK_QWEN2_TINY, "hidden": 512, "heads": 8, "kv_heads": 2, "intermediate": 2048, "layers": 4, "vocab_size": 32768}
+FACTOR = 1.2
 
 PROBE = r"""
-import gc, json, math, sys
+import asyncio, gc, json, sys
 from pathlib import Path
 import torch
-from fasttts.backends.torch_llm.loader import load_model
+from fasttts.backends.base import GenerationRequest, TokenConstraint
+from fasttts.backends.registry import BackendConfig, create_backend
+from fasttts.checkpoint import held_bytes
+
 def status(field):
     line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field + ":"))
     return int(line.split()[1]) * 1024
-warm = load_model(sys.argv[1], device="cpu", dtype=sys.argv[2])  # one-time costs (meta init, kernel
-del warm                                                           # choice per layer shape) are not weights
+
+def reset_peak():
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+
+class TwoWindows(TokenConstraint):  # as Orpheus's grammar: a different 4,096-row slice of the head each step
+    def allowed(self, generated):
+        lo = 8192 if len(generated) % 2 else 16384
+        return ((lo, lo + 4096),)
+
+async def run():
+    backend = create_backend("torch", BackendConfig(model_dir=sys.argv[1], device="cpu", dtype=sys.argv[2], batch_size=2, max_length=512))
+    gc.collect()
+    reset_peak()
+    await backend.start()  # builds the model
+    load_peak, weights = status("VmHWM"), held_bytes(backend.model.modules())
+    gc.collect()
+    reset_peak()
+    requests = [GenerationRequest(prompt_ids=list(range(100, 100 + 40 + 9 * i)), max_tokens=48, temperature=0.8, seed=i, constraint=TwoWindows()) for i in range(2)]
+    async def drain(r):
+        return [t async for t in backend.generate(r)]
+    outs = await asyncio.gather(*(drain(r) for r in requests))
+    decode_peak, kv = status("VmHWM"), backend.scheduler.cache.nbytes()
+    await backend.shutdown()
+    assert [len(o) for o in outs] == [48, 48], outs
+    return {"load_peak": load_peak, "weights": weights, "decode_peak": decode_peak, "kv": kv}
+
+asyncio.run(run())  # one-time costs: kernel plans per layer shape, thread pools
 gc.collect()
-Path("/proc/self/clear_refs").write_text("5")
-before = status("VmRSS")
-model = load_model(sys.argv[1], device="cpu", dtype=sys.argv[2])
-peak = status("VmHWM")
-from safetensors import safe_open  # after the peak: only the header is read
-with safe_open(str(Path(sys.argv[1]) / "model.safetensors"), framework="pt") as f:
-    numel = sum(math.prod(f.get_slice(n).get_shape()) for n in f.keys())
-weights = numel * torch.empty(0, dtype=getattr(torch, sys.argv[2])).element_size()
-print(json.dumps({"before": before, "peak": peak, "weights": weights}))
+baseline = status("VmRSS")
+print(json.dumps({"baseline": baseline, **asyncio.run(run())}))
 """
 
 
-# Measured here: 1.48x the weights for either dtype (the weights, then the linears' packed or
-# chosen layouts built layer by layer, and the LM head's copy). A memory map of the bfloat16 file
-# left resident, the regression this guards against, adds +0.5x (float32) or +1.0x (bfloat16) more.
-@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
-def test_loading_holds_the_weights_once(tmp_path: Path, dtype: str) -> None:
+def _measure(tmp_path: Path, dtype: str) -> dict[str, int]:
     # stored in bfloat16: a float32 load converts every tensor, a bfloat16 load reads it as is
     model_dir = write_random_llm(tmp_path / "llm", arch="qwen2", size=SIZE, seed=0, dtype="bfloat16")
-    # a fixed mmap threshold: freed tensors go back to the system, so the warm-up load's memory is
-    # not silently reused by the measured one
+    # a fixed mmap threshold: freed tensors go back to the system, so the warm-up's memory is not
+    # silently reused by the measured run (which would hide its peak)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "65536"}
     out = subprocess.run([sys.executable, "-c", PROBE, str(model_dir), dtype], capture_output=True, text=True, env=env, check=True)
-    m = json.loads(out.stdout.strip().splitlines()[-1])
-    grown = m["peak"] - m["before"]
-    assert m["weights"] > 60 << 20
-    assert grown < 1.6 * m["weights"], (grown / m["weights"], m)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_loading_and_decoding_hold_the_weights_once(tmp_path: Path, dtype: str) -> None:
+    m = _measure(tmp_path, dtype)
+    assert m["weights"] > 60 << 20, m
+    load = (m["load_peak"] - m["baseline"]) / m["weights"]
+    decode = (m["decode_peak"] - m["baseline"]) / (m["weights"] + m["kv"])
+    assert load <= FACTOR, (load, m)
+    assert decode <= FACTOR, (decode, m)

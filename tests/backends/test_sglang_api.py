@@ -24,14 +24,21 @@ from conformance import CompleteAfter
 from fasttts.backends import sglang_backend
 from fasttts.backends.base import GenerationRequest
 from fasttts.backends.registry import BackendConfig
-from fasttts.backends.sglang_backend import CONSTRAINT_KEY, SGLangBackend, decode_constraint, sampling_params
+from fasttts.backends.sglang_backend import CONSTRAINT_KEY, SGLangBackend, TokenConstraintProcessor, decode_constraint, sampling_params
+from fasttts.models.megatts3.g2p import MAX_NEW_TOKENS, G2PVocab, PhoneConstraint
 
 pytestmark = pytest.mark.slow  # the probe imports SGLang's config modules (10-40 s)
 ROOT = Path(__file__).resolve().parents[2]
+MEGA_VOCAB = G2PVocab(bot=151665, bos=151666, speech0=151667)
+"""The MegaTTS3 release's g2p ids (its tokenizer: <BOT>, <BOS>, <Reserved_TTS_0>); 168,896 ids in all."""
+MEGA_VOCAB_SIZE = 168896
+G2P = MEGA_VOCAB.request([MEGA_VOCAB.bot, 9906, 1052, MEGA_VOCAB.bos], max_tokens=1000, seed=5)
+"""The request MegaEngine makes of its backend for one text (its own builder)."""
 REQUESTS = [
     GenerationRequest(prompt_ids=[1, 2], max_tokens=30),
     GenerationRequest(prompt_ids=[1], max_tokens=50, temperature=0.7, top_k=40, top_p=0.9, repetition_penalty=1.2,
                       seed=3, stop_ids=frozenset({7}), constraint=CompleteAfter((10, 20), 4), request_id="r-1"),
+    G2P,
 ]  # fmt: skip
 
 
@@ -44,7 +51,7 @@ def sglang_dir() -> str:
 def probe(server_args: list[dict[str, Any]], params: list[dict[str, Any]]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([sglang_dir(), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, str(Path(__file__).with_name("sglang_probe.py"))], env=env, text=True,
-                          input=json.dumps({"server_args": server_args, "sampling_params": params}),
+                          input=json.dumps({"server_args": server_args, "sampling_params": params, "vocab_size": MEGA_VOCAB_SIZE}),
                           capture_output=True, timeout=240)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
@@ -80,6 +87,9 @@ def test_server_args_accepts_every_engine_argument(api: dict[str, Any]) -> None:
     ours, old = api["server_args_errors"]
     assert ours is None
     assert old is not None and "stream_output" in old  # the keyword SGLang renamed is refused
+    # processors on, and no overlap scheduling: it would run a step's processor before the step
+    # before it has appended its token to req.output_ids (the backend's docstring)
+    assert api["server_args"][0] == {"disable_overlap_schedule": True, "enable_custom_logit_processor": True, "skip_tokenizer_init": True}
 
 
 def test_sampling_params_survive_sglangs_msgpack_ipc(api: dict[str, Any]) -> None:
@@ -93,6 +103,43 @@ def test_the_constraint_travels_as_json_and_decodes_to_an_equal_grammar() -> Non
     assert json.loads(json.dumps(params)) == params
     constraint = decode_constraint(params["custom_params"][CONSTRAINT_KEY])
     assert constraint.semantic == (10, 20) and constraint.allowed([]) == REQUESTS[1].constraint.allowed([])
+
+
+def test_the_g2p_request_is_greedy_capped_and_stopped_by_us(api: dict[str, Any]) -> None:
+    """SGLang resolves temperature 0 to its greedy (top_k 1, which its sampler takes as argmax after
+    the custom processors ran); max_new_tokens is MegaTTS3's 256; SGLang itself stops on nothing
+    (the model's EOS ignored, no stop ids): the backend stops at the g2p EOS, which it sees first."""
+    assert api["sampling_params_errors"][2] is None
+    resolved = api["sampling_params"][2]
+    assert resolved["top_k"] == 1 and resolved["top_p"] == 1.0
+    assert resolved["max_new_tokens"] == MAX_NEW_TOKENS == G2P.max_tokens
+    assert resolved["ignore_eos"] is True and resolved["stop_token_ids"] is None
+    assert G2P.stop_ids == {MEGA_VOCAB.eos} and resolved["sampling_seed"] == 5
+    spark = api["sampling_params"][1]  # a sampled request keeps its settings
+    assert (spark["temperature"], spark["top_k"], spark["top_p"]) == (0.7, 40, 0.9)
+
+
+def test_the_phone_constraint_travels_to_sglangs_processor_call(api: dict[str, Any]) -> None:
+    """The phone grammar decodes, in the scheduler, to the same ranges; the processor takes what
+    SGLang's ``CustomLogitProcessor.__call__`` is given, and reads ``__req__.output_ids``, which
+    ``Req`` has and SGLang adds to the custom params."""
+    import inspect
+
+    import torch
+
+    params = sampling_params(G2P)
+    assert json.loads(json.dumps(params)) == params
+    constraint = decode_constraint(params["custom_params"][CONSTRAINT_KEY])
+    assert isinstance(constraint, PhoneConstraint) and constraint.allowed([]) == PhoneConstraint(MEGA_VOCAB).allowed([])
+    assert list(inspect.signature(TokenConstraintProcessor.__call__).parameters)[1:] == api["processor_call"]
+    assert "output_ids" in api["req"]["attributes"] and api["req"]["adds_req_to_custom_params"]
+    logits = torch.zeros(2, MEGA_VOCAB_SIZE)
+    logits[:, 0] = 10.0  # the best token is not a phone: the mask must move argmax to one
+    rows = [{**params["custom_params"], "__req__": SimpleNamespace(output_ids=[MEGA_VOCAB.speech0 + 145])}, None]
+    out = TokenConstraintProcessor()(logits, rows)
+    allowed = torch.isfinite(out[0]).nonzero().flatten().tolist()
+    assert allowed == [t for lo, hi in constraint.allowed([]) for t in range(lo, hi)]
+    assert int(out[1].argmax()) == 0  # a row without a constraint is left alone
 
 
 def test_generate_and_abort_use_the_engines_signatures(api: dict[str, Any], backend: SGLangBackend) -> None:

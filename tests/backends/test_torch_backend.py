@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from fasttts.backends.base import GenerationRequest, Ranges, TokenConstraint
 from fasttts.backends.registry import BackendConfig, create_backend
 from fasttts.backends.torch_backend import TorchBackend
+from fasttts.backends.torch_llm.cpu_linear import CpuLinear
 from fasttts.backends.torch_llm.kv_cache import KVCache
 from fasttts.backends.torch_llm.loader import load_model
 from fasttts.backends.torch_llm.model import AttnBatch, CausalLM
@@ -69,7 +70,7 @@ def _cache(model: CausalLM, slots: int = 2) -> KVCache:
         head_dim=cfg.head_dim,
         max_slots=slots,
         max_capacity=4096,
-        dtype=model.lm_head_weight.dtype,
+        dtype=model.activation_dtype,
         device=torch.device("cpu"),
         initial_capacity=8,
     )
@@ -171,7 +172,13 @@ def test_float16_qwen2_is_promoted_with_a_warning(dirs, caplog) -> None:
     assert any("float16" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
     assert load_model(dirs["llama"], device="cpu", dtype="float16").lm_head_weight.dtype == torch.float16
     auto = load_model(dirs["llama"], device="cpu", dtype="auto")  # measured: bfloat16 unless it is slower here
-    assert auto.weight_format in ("float32", "bfloat16") and auto.lm_head_weight.dtype == getattr(torch, auto.weight_format)
+    assert auto.weight_format in ("float32", "bfloat16") and auto.activation_dtype == _activation(auto)
+    assert auto.lm_head_weight.dtype == getattr(torch, auto.weight_format)  # embeddings stay in the format's dtype
+
+
+def _activation(model: CausalLM) -> torch.dtype:
+    """The activation dtype of the kernel the loader measured best for ``model``'s format."""
+    return next(m.plan.activation for m in model.modules() if isinstance(m, CpuLinear))
 
 
 # Logits of a lower-precision format against float32 on the same checkpoint, relative to the
@@ -186,7 +193,8 @@ LOGIT_TOLERANCE = {"bfloat16": (0.25, 0.05), "int8": (0.35, 0.05)}
 @pytest.mark.parametrize("fmt", ["bfloat16", "int8"])
 def test_low_precision_logits_stay_near_float32(dirs, arch: str, fmt: str) -> None:
     ref_model, model = load_model(dirs[arch], device="cpu", dtype="float32"), load_model(dirs[arch], device="cpu", dtype=fmt)
-    assert model.weight_format == fmt and model.lm_head_weight.dtype == torch.bfloat16
+    assert model.weight_format == fmt and model.activation_dtype == _activation(model) != torch.float16
+    assert model.lm_head_weight.dtype == torch.bfloat16
     ids = prompt(48, seed=4)
     with torch.inference_mode():
         ref = _prefill(ref_model, _cache(ref_model), 0, ids, 0)

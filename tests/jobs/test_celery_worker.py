@@ -45,9 +45,8 @@ def worker_env(tmp_path, pg_url, seaweed) -> dict[str, str]:
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     code = "import sys; from workers.main import worker; sys.exit(worker(['--without-mingle', '--without-gossip', '--loglevel', 'WARNING']))"
-    return subprocess.Popen(
-        [sys.executable, "-c", code], cwd=REPO, env=os.environ | env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True
-    )
+    with open(log, "ab") as out:  # the worker has its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=os.environ | env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def settings_from(env: dict[str, str]) -> Settings:
@@ -82,19 +81,18 @@ async def test_sigkilled_worker_loses_nothing_and_repeats_only_inflight(worker_e
         finally:
             os.killpg(second.pid, signal.SIGKILL)
             second.wait()
+        assert job.status == "succeeded", job.error
+        segs = await asyncio.to_thread(service.segments, job.id)
+        # every segment synthesised exactly once, except those the killed worker held in flight
+        attempts = {s.index: s.attempt for s in segs}
+        assert all(attempts[i] == 1 for i in attempts if i not in in_flight), attempts
+        assert all(attempts[i] == 2 for i in in_flight), (attempts, in_flight)
+        assert sum(attempts.values()) == total + len(in_flight)
+        # one stored object per segment, at the key derived from its index: nothing written twice
+        keys = set(service.store.list(job_prefix(job.id) + "segments/"))
+        assert keys == {segment_key(job.id, i) for i in range(total)}
+        assert job.result and service.store.exists(job.result["audio.wav"])
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
         await service.stop()
-        await service.stop()
-    assert job.status == "succeeded", job.error
-    segs = await asyncio.to_thread(service.segments, job.id)
-    # every segment synthesised exactly once, except those the killed worker held in flight
-    attempts = {s.index: s.attempt for s in segs}
-    assert all(attempts[i] == 1 for i in attempts if i not in in_flight), attempts
-    assert all(attempts[i] == 2 for i in in_flight), (attempts, in_flight)
-    assert sum(attempts.values()) == total + len(in_flight)
-    # one stored object per segment, at the key derived from its index: nothing written twice
-    keys = set(service.store.list(job_prefix(job.id) + "segments/"))
-    assert keys == {segment_key(job.id, i) for i in range(total)}
-    assert job.result and service.store.exists(job.result["audio.wav"])

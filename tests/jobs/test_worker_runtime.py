@@ -25,7 +25,7 @@ from conftest import wait_final
 
 from api.app import create_app
 from fasttts.config import Settings
-from fasttts.db import Job, Voice, engine_from_settings, session_factory, upgrade_to_head
+from fasttts.db import Job, Voice, close_sessions, engine_from_settings, session_factory, upgrade_to_head
 from fasttts.jobs import JobSpec, build_job_service
 from workers.dispatch import CeleryDispatcher
 
@@ -62,14 +62,15 @@ def start_worker(flags: dict[str, str], log: Path, **env: str) -> subprocess.Pop
     argv = ["worker", *args, "--without-mingle", "--without-gossip", "--loglevel", "WARNING"]
     code = f"import sys, worker_probe; from fasttts.cli import main; sys.exit(main({argv!r}))"
     path = os.pathsep.join([str(REPO), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
-    return subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        env=os.environ | SECRETS | env | {"PYTHONPATH": path},
-        stdout=open(log, "ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with open(log, "ab") as out:  # the worker has its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env=os.environ | SECRETS | env | {"PYTHONPATH": path},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -98,10 +99,14 @@ async def finished(client: httpx.AsyncClient, job_id: str, timeout: float = 240.
 
 
 def stored_globals(settings: Settings, name: str) -> list[int]:
-    with session_factory(engine_from_settings(settings))() as s:
-        row = s.get(Voice, name)
-        assert row is not None
-        return list(row.state["global_ids"])
+    sessions = session_factory(engine_from_settings(settings))
+    try:
+        with sessions() as s:
+            row = s.get(Voice, name)
+            assert row is not None
+            return list(row.state["global_ids"])
+    finally:
+        close_sessions(sessions)
 
 
 def job_request(client: httpx.AsyncClient, job_id: str) -> dict:

@@ -18,8 +18,12 @@ Formats and their storage (all PyTorch's own ops; a kernel missing from this bui
 disagrees with ``F.linear`` on a probe, is left out):
 
 * ``float32`` / ``bfloat16``: oneDNN packed weight (``torch.ops.mkldnn``, what ``torch.compile``
-  uses on CPU), or the plain weight (``F.linear``, or for bfloat16 widened to float32 per call —
-  the fallback on CPUs without native bfloat16 arithmetic).
+  uses on CPU), or the plain weight (``F.linear``, or for bfloat16 widened to float32 per call).
+* ``bfloat16`` on CPUs without bfloat16 arithmetic (AVX2: oneDNN has no bfloat16 kernel there and
+  ``F.linear``'s is slower than float32 from 8 rows on): the bfloat16 values held in float16 for
+  FBGEMM's fp16 linear (16-bit weights widened in registers, float32 activations). Every bfloat16
+  value in float16's normal range (6.1e-5 to 65504 in magnitude) is exact in float16; smaller
+  ones keep an absolute error under 3e-8, which no dot product of an LLM's weights notices.
 * ``int8``: weight-only, symmetric per-output-channel scales; ``_weight_int8pack_mm`` on bfloat16
   activations, or dequantised per call to bfloat16 / float32 for many rows.
 """
@@ -56,6 +60,10 @@ class Layout:
     name: str
     store: Callable[[torch.Tensor], Storage]  # float32/bfloat16 weight [N, K] -> stored tensors
     kernels: dict[str, Run]
+    activation: torch.dtype | None = None  # what the kernels take and return; None: the format's default
+
+    def activation_for(self, fmt: str) -> torch.dtype:
+        return self.activation or ACTIVATION_DTYPE[fmt]
 
 
 def _packed(w: torch.Tensor, dtype: torch.dtype) -> Storage:
@@ -70,6 +78,46 @@ def _run_packed(x: torch.Tensor, s: Storage, bias: torch.Tensor | None) -> torch
 def _plus(out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """A kernel's fresh output with the bias added in place (kernels that take no bias)."""
     return out if bias is None else out.add_(bias)
+
+
+FBGEMM_MIN_ROWS = 3  # FBGEMM's 1- and 2-row fp16 kernels round differently from its 3..6-row ones
+FBGEMM_MAX_ROWS = 960  # longer inputs go in pieces of this many rows (a multiple of its 120-row blocks)
+
+
+@functools.cache
+def _fbgemm_rows() -> tuple[int, ...]:
+    """``rows[m]``: how many rows to hand FBGEMM's fp16 linear for an ``m``-row input so that every
+    row comes out bit-identical to that row computed alone. FBGEMM splits the rows into blocks of
+    1-6 by a fixed table and its 1- and 2-row kernels round differently, so an input whose split
+    leaves such a block is padded with zero rows to the next row count whose split does not.
+    Measured once on a small matrix: the split depends on the row count only."""
+    gen = torch.Generator().manual_seed(0)
+    w = torch.ops.quantized.linear_prepack_fp16(torch.randn(16, 64, generator=gen), None)
+    x = torch.randn(FBGEMM_MAX_ROWS + 8, 64, generator=gen)
+    with torch.no_grad():
+        padded = F.pad(x[:, None], (0, 0, 0, FBGEMM_MIN_ROWS - 1))  # [M, 3, K]: each row and two zero rows
+        alone = torch.stack([torch.ops.quantized.linear_dynamic_fp16(r, w)[0] for r in padded])
+        clean = [m >= FBGEMM_MIN_ROWS and torch.equal(torch.ops.quantized.linear_dynamic_fp16(x[:m], w), alone[:m]) for m in range(len(x) + 1)]
+    rows = [next((t for t in range(m, len(clean)) if clean[t]), 0) for m in range(FBGEMM_MAX_ROWS + 1)]
+    if not clean[FBGEMM_MAX_ROWS] or 0 in rows[1:]:
+        raise RuntimeError("FBGEMM's fp16 linear splits rows in a way this padding does not cover")
+    return tuple(rows)
+
+
+def _fp16_store(w: torch.Tensor) -> Storage:
+    """The format's bfloat16 values, packed by FBGEMM as float16 (exact: see the module docstring)."""
+    return (torch.ops.quantized.linear_prepack_fp16(w.to(torch.bfloat16).float().contiguous(), None),)
+
+
+def _run_fbgemm_fp16(x: torch.Tensor, s: Storage, bias: torch.Tensor | None) -> torch.Tensor:
+    rows = x.shape[0]
+    if rows > FBGEMM_MAX_ROWS:
+        return torch.cat([_run_fbgemm_fp16(x[i : i + FBGEMM_MAX_ROWS], s, bias) for i in range(0, rows, FBGEMM_MAX_ROWS)])
+    padded = _fbgemm_rows()[rows]
+    if padded != rows:
+        x = F.pad(x, (0, 0, 0, padded - rows))
+    out: torch.Tensor = torch.ops.quantized.linear_dynamic_fp16(x, s[0])
+    return _plus(out[:rows], bias)
 
 
 def _quantize(w: torch.Tensor) -> Storage:
@@ -101,6 +149,7 @@ LAYOUTS: dict[str, tuple[Layout, ...]] = {
                 "widen-f32": lambda x, s, b: _plus(F.linear(x.float(), s[0].float()).to(x.dtype), b),
             },
         ),
+        Layout("fp16", _fp16_store, {"fbgemm": _run_fbgemm_fp16}, activation=torch.float32),
     ),
     "int8": (
         Layout(
@@ -132,6 +181,11 @@ class Plan:
         return self.layout.kernels[self.kernel]
 
     @property
+    def activation(self) -> torch.dtype:
+        """The dtype the kernel takes and returns: the model's activations in this plan."""
+        return self.layout.activation_for(self.format)
+
+    @property
     def slower_than_float32(self) -> list[int]:
         """Row buckets where this format measured slower than float32 (empty: never)."""
         return [b for b, ms, ref in zip(ROW_BUCKETS, self.ms, self.float32_ms) if ms > ref * SLOWER_MARGIN]
@@ -148,7 +202,7 @@ def _agrees(layout: Layout, name: str, fmt: str) -> bool:
     w, x = torch.randn(24, 64, generator=gen), torch.randn(3, 64, generator=gen)
     try:
         with torch.no_grad():
-            got = layout.kernels[name](x.to(ACTIVATION_DTYPE[fmt]), layout.store(w), None).float()
+            got = layout.kernels[name](x.to(layout.activation_for(fmt)), layout.store(w), None).float()
     except (RuntimeError, AttributeError, NotImplementedError) as exc:  # op missing in this build / CPU
         logger.debug("%s kernel %s unavailable: %s", fmt, name, exc)
         return False
@@ -186,13 +240,14 @@ def _measure(fmt: str, out_features: int, in_features: int) -> Measured:
     count = min(32, max(2, -(-PROBE_BYTES // (4 * out_features * in_features))))  # tiny layers: no cache to spill
     gen = torch.Generator().manual_seed(0)
     dense = [torch.randn(out_features, in_features, generator=gen) / in_features**0.5 for _ in range(count)]
-    x = torch.randn(max(ROW_BUCKETS), in_features, generator=gen).to(ACTIVATION_DTYPE[fmt])
+    x_all = torch.randn(max(ROW_BUCKETS), in_features, generator=gen)
     found: Measured = {}
     for layout in LAYOUTS[fmt]:
         names = [n for n in layout.kernels if _agrees(layout, n, fmt)]
         if not names:
             continue
         weights = [layout.store(w) for w in dense]
+        x = x_all.to(layout.activation_for(fmt))
         for name in names:
             run = layout.kernels[name]
             found[(layout.name, name)] = (tuple(_time(run, x[:rows], weights) for rows in ROW_BUCKETS), _invariant(run, x, weights[0]))
@@ -202,11 +257,14 @@ def _measure(fmt: str, out_features: int, in_features: int) -> Measured:
 
 def _best_plan(fmt: str, found: Measured, float32_ms: tuple[float, ...]) -> Plan:
     """One kernel for every row count (switching kernels by batch size would change a row's
-    numbers with its neighbours): among batch-invariant kernels, the one whose times, each
-    relative to the fastest kernel at that row bucket, sum to the least."""
+    numbers with its neighbours): among batch-invariant kernels — those no slower than float32 at
+    any row bucket if there are any — the one whose times, each relative to the fastest kernel
+    at that row bucket, sum to the least."""
     if not found:
         raise RuntimeError(f"no {fmt} linear kernel works in this PyTorch build")
     pool = {k: v for k, v in found.items() if v[1]} or found
+    if float32_ms:
+        pool = {k: v for k, v in pool.items() if all(t <= ref * SLOWER_MARGIN for t, ref in zip(v[0], float32_ms))} or pool
     best_at = [min(ms[i] for ms, _ in found.values()) for i in range(len(ROW_BUCKETS))]
     (layout_name, kernel), (ms, invariant) = min(pool.items(), key=lambda kv: sum(t / b for t, b in zip(kv[1][0], best_at)))
     layout = next(lay for lay in LAYOUTS[fmt] if lay.name == layout_name)
@@ -232,8 +290,7 @@ class CpuLinear(nn.Module):
         super().__init__()
         self.in_features, self.out_features, self.plan = linear.in_features, linear.out_features, plan
         self.stored = plan.layout.store(linear.weight.detach())
-        dtype = ACTIVATION_DTYPE[plan.format]
-        self.bias = None if linear.bias is None else linear.bias.detach().to(dtype)
+        self.bias = None if linear.bias is None else linear.bias.detach().to(plan.activation)
         self._run = plan.run  # bound once: this is called ~100 times per decode step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -256,9 +313,10 @@ def pack_linears(model: nn.Module, device: torch.device, fmt: str, plan: Plan | 
     if device.type != "cpu" or fmt not in FORMATS or not any(isinstance(m, nn.Linear) for m in model.modules()):
         return None
     plan = plan or plan_for(fmt, *largest_linear(model), torch.get_num_threads())
+    # (parent, name) pairs, not the linears themselves: a list of modules would keep every plain
+    # weight alive until the last layer is packed, the whole decoder held twice at the peak
+    sites = [(parent, name) for parent in model.modules() for name, child in parent.named_children() if isinstance(child, nn.Linear)]
     with torch.no_grad():
-        for parent in list(model.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, nn.Linear):
-                    setattr(parent, name, CpuLinear(child, plan))
+        for parent, name in sites:
+            setattr(parent, name, CpuLinear(getattr(parent, name), plan))  # the plain weight goes here
     return plan

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from torch import nn
 
 from fasttts import devices
 from fasttts.backends.torch_llm.cpu_linear import ACTIVATION_DTYPE, largest_linear, pack_linears, plan_for
@@ -107,8 +108,13 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
         shape = largest_linear(model.model)
         weight_format = auto_cpu_format() if weight_format == "auto" else weight_format
         plan = plan_for(weight_format, *shape, torch.get_num_threads())
-    torch_dtype = ACTIVATION_DTYPE.get(weight_format) or _DTYPES[weight_format]  # int8 models compute in bfloat16
-    model = model.to(dtype=torch_dtype).to_empty(device=dev)
+    torch_dtype = plan.activation if plan is not None else _DTYPES[weight_format]  # e.g. int8 models compute in bfloat16
+    model = model.to(dtype=torch_dtype)
+    if plan is not None:  # linears (read in the format's own dtype, then packed) and embeddings stay in it: a
+        for module in model.modules():  # bfloat16 model computing in float32 holds no float32 copy of either
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                module.to(dtype=ACTIVATION_DTYPE[weight_format])
+    model = model.to_empty(device=dev)
     _read_weights(model, files)
     if plan is not None:
         pack_linears(model.model, dev, weight_format, plan)  # decoder layers; the LM head is sliced per step

@@ -70,7 +70,7 @@ class Scheduler(EngineThread[Sequence]):
             head_dim=model.cfg.head_dim,
             max_slots=batch_size,
             max_capacity=max_length,
-            dtype=param.dtype,
+            dtype=model.activation_dtype,
             device=param.device,
         )
         self.stats = SchedulerStats()

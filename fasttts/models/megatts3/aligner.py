@@ -9,6 +9,8 @@ the whole prefix every step; this one keeps a key/value cache (the same numbers)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -44,11 +46,12 @@ class MultiHeadAttention(nn.Module):
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
         out = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v), is_causal=causal and q.shape[1] > 1)
-        return self.out(out.transpose(1, 2).flatten(2))
+        return cast(torch.Tensor, self.out(out.transpose(1, 2).flatten(2)))
 
 
 def _ln(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    return norm(x.float()).type(x.dtype)
+    out: torch.Tensor = norm(x.float())
+    return out.type(x.dtype)
 
 
 class Block(nn.Module):
@@ -67,7 +70,7 @@ class Block(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         h = _ln(self.attn_ln, x)
         x = x + self.attn.attend(self.attn.query(h), self.attn.key(h), self.attn.value(h), causal=False)
-        return x + self.mlp(_ln(self.mlp_ln, x))
+        return self._mlp(x)
 
     def decode(self, x: torch.Tensor, cross_kv: tuple[torch.Tensor, torch.Tensor], cache: list[torch.Tensor] | None) -> torch.Tensor:
         """Decoder block over new tokens x; ``cache`` holds [keys, values] of earlier tokens and is
@@ -82,11 +85,21 @@ class Block(nn.Module):
         x = x + self.attn.attend(self.attn.query(h), k, v, causal=causal)
         h = _ln(self.cross_attn_ln, x)
         x = x + self.cross_attn.attend(self.cross_attn.query(h), *cross_kv, causal=False)
-        return x + self.mlp(_ln(self.mlp_ln, x))
+        return self._mlp(x)
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        return x + cast(torch.Tensor, self.mlp(_ln(self.mlp_ln, x)))
+
+
+def _blocks(blocks: nn.ModuleList) -> Sequence[Block]:
+    """The blocks of an encoder or decoder, typed (a ModuleList only knows it holds Modules)."""
+    return cast(Sequence[Block], blocks)
 
 
 class AudioEncoder(nn.Module):
     """``AudioEncoder``: two convs (the second stride 2), fixed sinusoids, blocks, ``ln_post``."""
+
+    positional_embedding: torch.Tensor  # buffer, registered in __init__
 
     def __init__(self, cfg: AlignerConfig) -> None:
         super().__init__()
@@ -99,7 +112,7 @@ class AudioEncoder(nn.Module):
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = F.gelu(self.conv2(F.gelu(self.conv1(mel)))).transpose(1, 2)
         x = x + self.positional_embedding[: x.shape[1]]
-        for block in self.blocks:
+        for block in _blocks(self.blocks):
             x = block.encode(x)
         return _ln(self.ln_post, x)
 
@@ -119,9 +132,9 @@ class TextDecoder(nn.Module):
         self, tokens: torch.Tensor, offset: int, cross: list[tuple[torch.Tensor, torch.Tensor]], caches: list[list[torch.Tensor]] | None
     ) -> torch.Tensor:
         x = self.token_embedding(tokens) + self.positional_embedding[offset : offset + tokens.shape[1]]
-        for i, block in enumerate(self.blocks):
+        for i, block in enumerate(_blocks(self.blocks)):
             x = block.decode(x, cross[i], None if caches is None else caches[i])
-        return self.out_proj(_ln(self.ln, x))
+        return cast(torch.Tensor, self.out_proj(_ln(self.ln, x)))
 
 
 class Aligner(nn.Module):
@@ -135,12 +148,15 @@ class Aligner(nn.Module):
 
     def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
         """[B, n_mels, F] → [B, F/2, width]."""
-        return self.encoder(mel)
+        return cast(torch.Tensor, self.encoder(mel))
 
     def logits(self, tokens: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Whole-prefix logits [B, L, vocab] (``Whisper.logits`` without a cache)."""
-        cross = [(b.cross_attn.key(audio), b.cross_attn.value(audio)) for b in self.decoder.blocks]
-        return self.decoder(tokens, 0, cross, None)
+        return cast(torch.Tensor, self.decoder(tokens, 0, self._cross(audio), None))
+
+    def _cross(self, audio: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every decoder block's cross-attention keys and values of the encoded audio."""
+        return [(b.cross_attn.key(audio), b.cross_attn.value(audio)) for b in _blocks(self.decoder.blocks)]
 
     @torch.inference_mode()
     def align_tokens(self, mel: torch.Tensor) -> list[int]:
@@ -151,7 +167,7 @@ class Aligner(nn.Module):
         weights still give a well-formed alignment. Returns the tokens after START, END excluded."""
         frames = mel.shape[-1]
         audio = self.embed_audio(mel)
-        cross = [(b.cross_attn.key(audio), b.cross_attn.value(audio)) for b in self.decoder.blocks]
+        cross = self._cross(audio)
         caches: list[list[torch.Tensor]] = [[] for _ in self.decoder.blocks]
         vocab = self.cfg.vocab
         phone_mask = torch.full((vocab,), float("-inf"), device=mel.device)

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from fasttts.errors import ModelLoadError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 SIZES_KEY = "fasttts_sizes"
+Config = TypeVar("Config", bound="DataclassInstance")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -31,7 +35,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _sized(cls: type, data: dict[str, Any], where: Path) -> Any:
+def _sized(cls: type[Config], data: dict[str, Any], where: Path) -> Config:
     sizes = data.get(SIZES_KEY) or {}
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(sizes) - names)

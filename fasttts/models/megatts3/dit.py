@@ -9,6 +9,8 @@ time per row, so the CFG rows of several requests (of different lengths) run in 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,7 +53,7 @@ class Attention(nn.Module):
         q, k, v = (p(x).view(b, t, self.heads, self.head_dim) for p in (self.wq, self.wk, self.wv))
         q, k = apply_rope(q, rope), apply_rope(k, rope)
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
-        return self.wo(out.transpose(1, 2).reshape(b, t, -1))
+        return cast(torch.Tensor, self.wo(out.transpose(1, 2).reshape(b, t, -1)))
 
 
 class FeedForward(nn.Module):
@@ -63,7 +65,7 @@ class FeedForward(nn.Module):
         self.w2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)))
+        return cast(torch.Tensor, self.w2(F.silu(self.w1(x))))
 
 
 class AdaLNZero(nn.Module):
@@ -92,13 +94,17 @@ class Block(nn.Module):
         self.attention_norm = AdaLNZero(cfg.hidden)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.attention_norm(t)
-        h = x + gate_msa * self.attention(_norm(x) * (1 + scale_msa) + shift_msa, rope, mask)
-        return h + gate_mlp * self.feed_forward(_norm(h) * (1 + scale_mlp) + shift_mlp)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = cast(tuple[torch.Tensor, ...], self.attention_norm(t))
+        attn: torch.Tensor = self.attention(_norm(x) * (1 + scale_msa) + shift_msa, rope, mask)
+        h = x + gate_msa * attn
+        ff: torch.Tensor = self.feed_forward(_norm(h) * (1 + scale_mlp) + shift_mlp)
+        return h + gate_mlp * ff
 
 
 class Transformer(nn.Module):
     """``transformer.Transformer``: blocks, final AdaLN (scale, shift), ``out_proj``."""
+
+    rope: torch.Tensor  # buffer, registered in __init__
 
     def __init__(self, cfg: DiTConfig) -> None:
         super().__init__()
@@ -111,7 +117,7 @@ class Transformer(nn.Module):
         for layer in self.layers:
             x = layer(x, t, self.rope, mask)
         scale, shift = self.norm(t)
-        return self.out_proj(_norm(x) * (1 + scale) + shift)
+        return cast(torch.Tensor, self.out_proj(_norm(x) * (1 + scale) + shift))
 
 
 class TimeEmbedding(nn.Module):
@@ -123,7 +129,7 @@ class TimeEmbedding(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.time_mlp(sinusoid_table(t * TIME_SCALE, self.freq_dim))
+        return cast(torch.Tensor, self.time_mlp(sinusoid_table(t * TIME_SCALE, self.freq_dim)))
 
 
 # ----------------------------------------------------------------------------- model
@@ -151,17 +157,18 @@ class Diffusion(nn.Module):
         [R, F/4, hidden] (``prenet(local_cond) + x_ling`` of ``Diffusion._forward``)."""
         nonpad = (phone > 0).float()[..., None]
         other = (self.tone_embed(tone) + phone_positions(phone.shape[1], self.cfg.hidden, phone.device)) * nonpad
-        x_ling = self.ph_encoder(phone, other_embeds=other) * nonpad
+        x_ling: torch.Tensor = self.ph_encoder(phone, other_embeds=other) * nonpad
         x_ling = self.ling_pre_net(expand_states(x_ling, dur).transpose(1, 2)).transpose(1, 2)
         local = self.local_cond_project(torch.cat([lat_ctx, self.ctx_mask_proj(ctx_mask)], dim=-1))
-        return self.prenet(local) + x_ling
+        cond: torch.Tensor = self.prenet(local)
+        return cond + x_ling
 
     def velocity(self, x: torch.Tensor, cond: torch.Tensor, ctx_mask: torch.Tensor, t: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Network output for noisy latents x [R, T, C] at times t [R]; ``key_mask`` [R, T] (True =
         real frame) lets rows of different lengths share a batch."""
         h = self.x_prenet(x * (1 - ctx_mask)) + cond
         mask = None if key_mask is None else key_mask[:, None, None, :]
-        return self.postnet(self.encoder(h, self.f5_time_embed(t), mask))
+        return cast(torch.Tensor, self.postnet(self.encoder(h, self.f5_time_embed(t), mask)))
 
 
 def time_schedule(steps: int) -> torch.Tensor:
@@ -175,7 +182,7 @@ def amo_step(z: torch.Tensor, t: float, t_next: float, v: torch.Tensor, noise: t
     z = z.float()
     o = min(t_next + AMO_OVERSHOOT * (t_next - t), 1.0)
     a = t_next / o
-    b = max((1 - t_next) ** 2 - (a * (1 - o)) ** 2, 0.0) ** 0.5
+    b: float = max((1 - t_next) ** 2 - (a * (1 - o)) ** 2, 0.0) ** 0.5  # float ** float is typed Any (it may be complex)
     return a * (z + (o - t) * v.float()) + b * noise
 
 

@@ -10,7 +10,9 @@ reference steps through it one code at a time: the same numbers).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +60,7 @@ class RotSelfAttention(nn.Module):
             future = torch.ones(t, k.shape[2], dtype=torch.bool, device=x.device).triu(past + 1)
             scores = scores.masked_fill(future, -1e8)
         out = F.softmax(scores.float(), dim=-1).type_as(scores) @ v
-        return self.out_proj(out.transpose(1, 2).reshape(b, t, c))
+        return cast(torch.Tensor, self.out_proj(out.transpose(1, 2).reshape(b, t, c)))
 
 
 class FFN(nn.Module):
@@ -70,7 +72,8 @@ class FFN(nn.Module):
         self.ffn_2 = nn.Linear(hidden, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ffn_2(F.gelu(self.ffn_1["1"](x.transpose(1, 2)).transpose(1, 2)))
+        h: torch.Tensor = self.ffn_1["1"](x.transpose(1, 2))
+        return cast(torch.Tensor, self.ffn_2(F.gelu(h.transpose(1, 2))))
 
 
 class DecoderLayer(nn.Module):
@@ -87,12 +90,14 @@ class DecoderLayer(nn.Module):
     def forward(self, x: torch.Tensor, positions: torch.Tensor, cache: list[torch.Tensor]) -> torch.Tensor:
         if self.post_ln:
             x = self.layer_norm1(x + self.self_attn(x, positions, cache))
-            return self.layer_norm2(x + self.ffn(x))
+            return cast(torch.Tensor, self.layer_norm2(x + self.ffn(x)))
         x = x + self.self_attn(self.layer_norm1(x), positions, cache)
-        return x + self.ffn(self.layer_norm2(x))
+        return x + cast(torch.Tensor, self.ffn(self.layer_norm2(x)))
 
 
 class Wrapped(nn.Module):
+    """A decoder layer under the official ``op`` name."""
+
     def __init__(self, layer: DecoderLayer) -> None:
         super().__init__()
         self.op = layer
@@ -135,6 +140,7 @@ class DurationLM(nn.Module):
         if not cfg.use_post_ln:
             self.layer_norm = nn.LayerNorm(d)
         self.layers = nn.ModuleList(Wrapped(DecoderLayer(d, cfg.dec_heads, cfg.lm_bias, cfg.use_post_ln)) for _ in range(cfg.dec_layers))
+        self.project_out_dim: nn.Sequential | nn.Linear
         if cfg.model_type == "ar_mse":
             self.project_out_dim = nn.Sequential(nn.Linear(d, 1), nn.Softplus())
         else:
@@ -150,7 +156,8 @@ class DurationLM(nn.Module):
         nonpad = (phone > 0).float()[..., None]
         other = self.ling_label_embed_layers["tone"](tone) + phone_positions(phone.shape[1], self.cfg.enc_hidden, phone.device)
         x = self.encoder(phone, other_embeds=other * nonpad) * nonpad
-        return self.enc_proj(x)[phone > 0][None][:, : self.cfg.max_tokens]
+        states: torch.Tensor = self.enc_proj(x)
+        return states[phone > 0][None][:, : self.cfg.max_tokens]
 
     def _absolute(self, steps: torch.Tensor, dim: int) -> torch.Tensor:
         """``SinusoidalPositionalEmbedding`` (padding index 0) at 1-based steps (``use_pos_embed``)."""
@@ -163,11 +170,11 @@ class DurationLM(nn.Module):
         x = self.code_emb(codes) + ling
         if self.cfg.use_pos_embed:
             x = x + self._absolute(steps, x.shape[-1]).to(x)
-        for layer, cache in zip(self.layers, caches):
+        for layer, cache in zip(cast(Sequence[Wrapped], self.layers), caches):
             x = layer.op(x, positions, cache)
         if not self.cfg.use_post_ln:
             x = self.layer_norm(x)
-        return self.project_out_dim(x)
+        return cast(torch.Tensor, self.project_out_dim(x))
 
     def _code(self, out: torch.Tensor) -> int:
         if self.cfg.model_type == "ar_mse":

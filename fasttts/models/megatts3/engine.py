@@ -18,22 +18,23 @@ import concurrent.futures
 import io
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from fasttts.audio.io import load_audio
-from fasttts.backends.base import GenerationRequest, LLMBackend
+from fasttts.backends.base import LLMBackend
 from fasttts.backends.registry import BackendConfig, create_backend
 from fasttts.config import Settings
 from fasttts.engine.base import SEGMENT_POSITION, Capabilities, TTSEngine
 from fasttts.engine.batcher import MicroBatcher
 from fasttts.errors import GenerationError, InvalidRequestError, ModelLoadError, NotFoundError, UnsupportedFeatureError
 from fasttts.models.megatts3 import frontend
+from fasttts.models.megatts3 import normalize as mega_normalize
 from fasttts.models.megatts3.duration import DurationState
 from fasttts.models.megatts3.g2p import MAX_NEW_TOKENS, G2PVocab, PhoneConstraint, split_merged
 from fasttts.models.megatts3.layers import length_regulate
@@ -52,6 +53,9 @@ DUR_DISTURB = 0.1
 DUR_ALPHA = 1.0
 DIT_BATCH = 8
 """Requests whose DiT sampling may share forwards (3 CFG rows each)."""
+T = TypeVar("T")
+DecodeItem = tuple[torch.Tensor, torch.Tensor]
+"""What the WaveVAE micro-batcher decodes: (the DiT's latent [T, 32], the prompt latent [P, 32])."""
 
 
 @dataclass
@@ -99,7 +103,7 @@ class MegaVoice:
 def read_latent(data: bytes, expected_frames: int) -> np.ndarray:
     """A ``.npy`` prompt latent → [P, 32] float32; 400-class errors name ``latent_file``."""
     try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
+        array: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as exc:
         raise InvalidRequestError(f"latent_file: not a .npy array ({exc})", param="latent_file") from exc
     if array.ndim == 3 and array.shape[0] == 1:
@@ -125,6 +129,9 @@ class MegaEngine(TTSEngine):
     default_role_dir = "data/mega-roles"
     default_sampling = SamplingParams(temperature=0.0, top_k=1, top_p=1.0, repetition_penalty=1.0, max_tokens=MAX_NEW_TOKENS)
     segment_crossfade_s = 0.16
+    default_voice = ""
+    """No built-in voice: the first registered one, kept up to date as voices come and go (so
+    OpenAI names fall back to a real voice)."""
 
     def __init__(
         self,
@@ -148,8 +155,10 @@ class MegaEngine(TTSEngine):
         self.device = device
         self.max_reference_seconds = max_reference_seconds
         self._compute = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mega-frontend")
-        self._dit = MicroBatcher(self._dit_batch, batch_size=batch_size, wait_timeout=wait_timeout, name="mega-dit")
-        self._decoder = MicroBatcher(self._decode_batch, batch_size=batch_size, wait_timeout=wait_timeout, name="mega-decode")
+        self._dit: MicroBatcher[DiTItem, torch.Tensor] = MicroBatcher(self._dit_batch, batch_size=batch_size, wait_timeout=wait_timeout, name="mega-dit")
+        self._decoder: MicroBatcher[DecodeItem, torch.Tensor] = MicroBatcher(
+            self._decode_batch, batch_size=batch_size, wait_timeout=wait_timeout, name="mega-decode"
+        )
         self.dit_forward_rows: list[int] = []
         """The batch size (rows) of every DiT forward, for metrics and tests."""
         self._voices: dict[str, MegaVoice] = {}
@@ -181,6 +190,7 @@ class MegaEngine(TTSEngine):
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        await asyncio.to_thread(mega_normalize.wetext)  # load the reference's normaliser, if installed, before the first text
         await self.backend.start()
 
     async def shutdown(self) -> None:
@@ -190,10 +200,10 @@ class MegaEngine(TTSEngine):
         self._compute.shutdown(wait=False, cancel_futures=True)
 
     @property
-    def batchers(self) -> tuple[MicroBatcher, MicroBatcher]:
+    def batchers(self) -> tuple[MicroBatcher[DiTItem, torch.Tensor], MicroBatcher[DecodeItem, torch.Tensor]]:
         return self._dit, self._decoder
 
-    async def _run_compute(self, fn, *args):
+    async def _run_compute(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._compute, fn, *args)
 
     # ------------------------------------------------------------------ voices
@@ -203,10 +213,8 @@ class MegaEngine(TTSEngine):
     def list_voices(self) -> list[str]:
         return sorted(self._voices)
 
-    @property  # type: ignore[override]
-    def default_voice(self) -> str:
-        """No built-in voice: the first registered one (so OpenAI names fall back to a real voice)."""
-        return min(self._voices) if self._voices else ""
+    def normalize(self, text: str) -> str:
+        return mega_normalize.normalize(text, language=self.language)
 
     def _split(self, text: str, split: SplitParams | None) -> list[str]:
         return chunk_text(self.normalize(text))
@@ -214,14 +222,20 @@ class MegaEngine(TTSEngine):
     async def add_voice(self, name: str, reference_audio: bytes, reference_text: str | None = None, *, latent: bytes | None = None) -> dict[str, Any]:
         voice = await self._preprocess(reference_audio, latent, reference_text)
         self._voices[name] = voice
+        self._voices_changed()
         return voice.to_state()
 
     def load_voice(self, name: str, state: dict[str, Any]) -> None:
         self._voices[name] = MegaVoice.from_state(state)
+        self._voices_changed()
 
     def remove_voice(self, name: str) -> None:
         if self._voices.pop(name, None) is None:
             raise NotFoundError(f"voice '{name}' not found", param="voice")
+        self._voices_changed()
+
+    def _voices_changed(self) -> None:
+        self.default_voice = min(self._voices) if self._voices else ""
 
     async def _preprocess(self, audio_bytes: bytes, latent: bytes | None, reference_text: str | None) -> MegaVoice:
         """``preprocess``: alignment of the reference, its latent and loudness (once per voice)."""
@@ -235,7 +249,8 @@ class MegaEngine(TTSEngine):
         win = self.parts.dit_config.win_size
         frames = frontend.prompt_frames(len(wav), win)
         padded = frontend.pad_reference(wav, win)
-        latent_array = None if self.parts.has_encoder else read_latent(latent, frames // 4)  # type: ignore[arg-type]
+        # without the encoder, ``latent`` is there (checked above); with it, the encoder makes the latent
+        latent_array = read_latent(latent, frames // 4) if latent is not None and not self.parts.has_encoder else None
 
         def align() -> tuple[list[int], list[int], list[int], float, np.ndarray]:
             mel = frontend.aligner_mel(padded).to(self.device)
@@ -247,10 +262,10 @@ class MegaEngine(TTSEngine):
                 lat = self.parts.wavvae.encode_latent(audio, torch.Generator().manual_seed(self.seed))[0, : frames // 4].float().cpu().numpy()
             return phones, tones, durs, frontend.integrated_loudness(padded), lat
 
-        phones, tones, durs, loudness, latent_array = await self._run_compute(align)
+        phones, tones, durs, loudness, prompt_latent = await self._run_compute(align)
         if not phones:
             raise InvalidRequestError("reference_audio: the aligner found no phones in the reference", param="reference_audio")
-        return MegaVoice(phones, tones, durs, latent_array, loudness, (reference_text or "").strip() or None)
+        return MegaVoice(phones, tones, durs, prompt_latent, loudness, (reference_text or "").strip() or None)
 
     async def _resolve_voice(self, voice: VoiceParams) -> MegaVoice:
         if voice.state is not None:
@@ -287,21 +302,13 @@ class MegaEngine(TTSEngine):
 
     # ------------------------------------------------------------------ synthesis
     async def _g2p(self, text: str, sampling: SamplingParams) -> tuple[list[int], list[int]]:
-        prompt = self.vocab.prompt(self.tokenizer.encode("<BOT>" + text + "<BOS>").ids)
-        request = GenerationRequest(
-            prompt_ids=prompt,
-            max_tokens=min(int(sampling.max_tokens or MAX_NEW_TOKENS), MAX_NEW_TOKENS),
-            temperature=0.0,
-            top_k=1,
-            stop_ids=frozenset({self.vocab.eos}),
-            seed=sampling.seed,
-            constraint=PhoneConstraint(self.vocab),
-        )
+        text_ids = self.tokenizer.encode("<BOT>" + text + "<BOS>").ids
+        request = self.vocab.request(text_ids, max_tokens=int(sampling.max_tokens or MAX_NEW_TOKENS), seed=sampling.seed)
         generated = self.backend.generate(request)
         try:
             ids = [t async for t in generated]
         finally:
-            await generated.aclose()  # type: ignore[attr-defined]
+            await generated.aclose()
         return split_merged(self.vocab.merged(ids))
 
     async def _segment_stream(self, text: str, voice: MegaVoice, sampling: SamplingParams, *, stream: bool) -> AsyncIterator[np.ndarray]:
@@ -324,16 +331,16 @@ class MegaEngine(TTSEngine):
         inputs = dit_inputs(voice.phones, voice.tones, voice.mel2ph, phones[:n], tones[:n], dur, torch.from_numpy(voice.latent), 4)
         item = DiTItem(*inputs, steps=options["steps"], text_weight=options["text_weight"], speaker_weight=options["speaker_weight"], generator=generator)
         latent = await self._dit.submit(item)
-        wav = await self._decoder.submit((latent, torch.from_numpy(voice.latent)))
-        wav = frontend.match_loudness(wav.numpy(), voice.loudness)
+        decoded = await self._decoder.submit((latent, torch.from_numpy(voice.latent)))
+        wav = frontend.match_loudness(decoded.numpy(), voice.loudness)
         if not len(wav):
             raise GenerationError("the segment decoded to no audio")
         yield wav
 
-    def _dit_batch(self, items: list[DiTItem]) -> list[torch.Tensor]:
+    def _dit_batch(self, items: Sequence[DiTItem]) -> list[torch.Tensor]:
         return sample_batch(self.parts.dit, items, self.device, on_forward=self.dit_forward_rows.append)
 
-    def _decode_batch(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    def _decode_batch(self, items: Sequence[DecodeItem]) -> list[torch.Tensor]:
         return [decode_audio(self.parts.wavvae, latent, prompt, self.device) for latent, prompt in items]
 
 

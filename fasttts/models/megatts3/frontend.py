@@ -44,7 +44,7 @@ def pad_reference(wav: np.ndarray, win_size: int) -> np.ndarray:
 def _mel_filters(sr: int = ALIGN_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
     """librosa's ``filters.mel`` (Slaney scale and area normalisation), as Whisper ships it."""
 
-    def hz_to_mel(f: np.ndarray) -> np.ndarray:
+    def hz_to_mel(f: float | np.ndarray) -> np.ndarray:
         f = np.asarray(f, dtype=np.float64)
         mel = f / (200.0 / 3)
         log_t = f >= 1000.0
@@ -60,7 +60,7 @@ def _mel_filters(sr: int = ALIGN_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS)
     ramps = mel_f[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]
     upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0, np.minimum(lower, upper))
+    weights: np.ndarray = np.maximum(0, np.minimum(lower, upper))
     weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
     return weights.astype(np.float32)
 

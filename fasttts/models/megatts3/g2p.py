@@ -12,8 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from fasttts.backends.base import Ranges, TokenConstraint, merge_ranges
+from fasttts.backends.base import GenerationRequest, Ranges, TokenConstraint, merge_ranges
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 SIL = 145
 """The ``sil`` phone: it seeds the output and is kept as the first phone."""
@@ -51,12 +55,12 @@ class G2PVocab:
     speech0: int
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: object) -> G2PVocab:
+    def from_tokenizer(cls, tokenizer: Tokenizer) -> G2PVocab:
         from fasttts.errors import ModelLoadError
         from fasttts.models.random_llm import token_id
 
-        vocab = cls(token_id(tokenizer, "<BOT>"), token_id(tokenizer, "<BOS>"), token_id(tokenizer, "<Reserved_TTS_0>"))  # type: ignore[arg-type]
-        size = tokenizer.get_vocab_size(with_added_tokens=True)  # type: ignore[attr-defined]
+        vocab = cls(token_id(tokenizer, "<BOT>"), token_id(tokenizer, "<BOS>"), token_id(tokenizer, "<Reserved_TTS_0>"))
+        size = tokenizer.get_vocab_size(with_added_tokens=True)
         if vocab.speech0 + SPEECH_SPAN > size:
             raise ModelLoadError(f"the g2p tokenizer needs {SPEECH_SPAN} ids from <Reserved_TTS_0> ({vocab.speech0}); it has {size}")
         return vocab
@@ -69,6 +73,20 @@ class G2PVocab:
         """``<BOT>`` text ``<BOS>`` then the seeded ``sil`` (text ids from encoding the whole
         string, so ``<BOT>``/``<BOS>`` are already the first and last)."""
         return [*text_ids, self.speech0 + SIL]
+
+    def request(self, text_ids: Sequence[int], *, max_tokens: int = MAX_NEW_TOKENS, seed: int | None = None) -> GenerationRequest:
+        """What every backend is asked for one text: greedy (temperature 0, top-k 1: each engine
+        maps these to its own greedy), at most ``MAX_NEW_TOKENS``, ending at the g2p EOS, under the
+        phone constraint."""
+        return GenerationRequest(
+            prompt_ids=self.prompt(text_ids),
+            max_tokens=min(max_tokens, MAX_NEW_TOKENS),
+            temperature=0.0,
+            top_k=1,
+            stop_ids=frozenset({self.eos}),
+            seed=seed,
+            constraint=PhoneConstraint(self),
+        )
 
     def merged(self, generated: Sequence[int]) -> list[int]:
         """Generated ids → merged ids, the seeded ``sil`` first, EOS dropped."""

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -108,7 +109,8 @@ class ConvReluNorm(nn.Module):
         h = x
         for conv, norm in zip(self.conv_layers, self.norm_layers):
             h = torch.relu(norm(conv(h * mask)))
-        return (x + self.proj(h)) * mask
+        out: torch.Tensor = self.proj(h)
+        return (x + out) * mask
 
 
 class RelAttention(nn.Module):
@@ -143,7 +145,7 @@ class RelAttention(nn.Module):
         valid = (cols >= 0) & (cols < t)
         p_rel = p.gather(-1, cols.clamp(0, t - 1).expand(b, self.heads, t, 2 * w + 1)) * valid
         out = out + torch.matmul(p_rel, self.emb_rel_v[0])
-        return self.conv_o(out.transpose(2, 3).reshape(b, c, t))
+        return cast(torch.Tensor, self.conv_o(out.transpose(2, 3).reshape(b, c, t)))
 
 
 class ConvFFN(nn.Module):
@@ -155,7 +157,8 @@ class ConvFFN(nn.Module):
         self.conv_2 = nn.Conv1d(filters, channels, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.conv_2(torch.relu(self.conv_1(x * mask)) * mask) * mask
+        h: torch.Tensor = self.conv_2(torch.relu(self.conv_1(x * mask)) * mask)
+        return h * mask
 
 
 class RelEncoderStack(nn.Module):
@@ -203,4 +206,5 @@ class RelTransformerEncoder(nn.Module):
         mask = (torch.arange(x.shape[2], device=x.device)[None] < lengths[:, None]).to(x.dtype)[:, None]
         if self.has_prenet:
             x = self.pre(x, mask)
-        return self.encoder(x, mask).transpose(1, 2)
+        out: torch.Tensor = self.encoder(x, mask)
+        return out.transpose(1, 2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -28,6 +29,7 @@ from fasttts.models.megatts3.wavvae import ENCODER_PREFIXES, WavVAEDecoder
 PARTS = ("aligner_lm", "duration_lm", "diffusion_transformer", "wavvae", "g2p")
 SUB_KEYS = {"aligner_lm": "model", "duration_lm": "dur_model", "diffusion_transformer": "dit", "wavvae": "model_gen"}
 _STEPS = re.compile(r"model_ckpt_steps_(\d+)\.ckpt$")
+Model = TypeVar("Model", bound=nn.Module)
 
 
 def checkpoint_file(folder: Path) -> Path:
@@ -63,7 +65,7 @@ def read_state(path: Path, sub_key: str) -> dict[str, torch.Tensor]:
     return {_clean(k): v for k, v in state[sub_key].items()}
 
 
-def load_into(model: nn.Module, state: dict[str, torch.Tensor], *, where: str, ignore_prefixes: tuple[str, ...] = ()) -> nn.Module:
+def load_into(model: Model, state: dict[str, torch.Tensor], *, where: str, ignore_prefixes: tuple[str, ...] = ()) -> Model:
     """Check ``state`` strictly against ``model`` (every problem named) and load it."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     check_tensors(expected, {k: tuple(v.shape) for k, v in state.items()}, where=where, ignore=lambda n: n.startswith(ignore_prefixes))
@@ -101,7 +103,7 @@ def load_parts(root: str | Path, device: str = "cpu") -> MegaParts:
     dur_cfg = DurationConfig.load(root / "duration_lm" / "config.yaml")
     vae_cfg = WavVAEConfig.load(root / "wavvae" / "config.yaml")
 
-    def part(name: str, model: nn.Module) -> nn.Module:
+    def part(name: str, model: Model) -> Model:
         path = checkpoint_file(root / name)
         return load_into(model, read_state(path, SUB_KEYS[name]), where=str(path)).to(device)
 
@@ -116,4 +118,4 @@ def load_parts(root: str | Path, device: str = "cpu") -> MegaParts:
     has_encoder = full.is_file()  # as the reference: model_only_last.ckpt is the full model, loaded strictly
     model = WavVAEDecoder(vae_cfg, with_encoder=has_encoder)
     wavvae = load_into(model, state, where=str(path), ignore_prefixes=() if has_encoder else ENCODER_PREFIXES).to(device)
-    return MegaParts(aligner, duration, dit, wavvae, has_encoder, dit_cfg, root / "g2p")  # type: ignore[arg-type]
+    return MegaParts(aligner, duration, dit, wavvae, has_encoder, dit_cfg, root / "g2p")

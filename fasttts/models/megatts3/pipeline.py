@@ -12,7 +12,7 @@ All tensors are on the networks' device; randomness comes only from the generato
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -86,7 +86,7 @@ def dit_inputs(
     dur: torch.Tensor,
     latent: torch.Tensor,
     vae_stride: int,
-) -> tuple[torch.Tensor, ...]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(phone, tone, dur, lat_ctx, ctx_mask) for the three CFG rows (speaker+text, text, none)."""
     mel2ph = torch.cat([mel2ph_ref, length_regulate(dur[None])[0] + len(ref_phone)])
     mel2ph = mel2ph[: len(mel2ph) // FRAMES_MULTIPLE * FRAMES_MULTIPLE]
@@ -108,7 +108,9 @@ def _pad_to(x: torch.Tensor, length: int, dim: int = 1) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def sample_batch(dit: Diffusion, items: Sequence[DiTItem], device: torch.device | str = "cpu", on_forward=None) -> list[torch.Tensor]:
+def sample_batch(
+    dit: Diffusion, items: Sequence[DiTItem], device: torch.device | str = "cpu", on_forward: Callable[[int], object] | None = None
+) -> list[torch.Tensor]:
     """Flow-matching sampling of several requests in lock-step; returns each one's latent [T, 32].
     Requests with different step counts share forwards while both still run. ``on_forward(rows)``
     is told the batch size of every DiT forward (for metrics and tests)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -145,9 +145,12 @@ def write_random_mega(model_dir: str | Path, *, size: str = "tiny", seed: int = 
     del aligner
     duration = DurationLM(DurationConfig.load(root / "duration_lm" / "config.yaml"))
     _randomize(duration, gen)
+    head = duration.project_out_dim
+    assert isinstance(head, nn.Sequential)  # ar_mse in both sizes: Linear, then Softplus
+    linear = cast(nn.Linear, head[0])
     with torch.no_grad():  # a few frames per phone, as a trained model predicts
-        duration.project_out_dim[0].weight.mul_(0.1)
-        duration.project_out_dim[0].bias.fill_(6.0)
+        linear.weight.mul_(0.1)
+        linear.bias.fill_(6.0)
     _save(duration, root / "duration_lm" / "model_only_last.ckpt", SUB_KEYS["duration_lm"])
     del duration
     vae = WavVAEDecoder(WavVAEConfig.load(root / "wavvae" / "config.yaml"), with_encoder=full_wavvae)

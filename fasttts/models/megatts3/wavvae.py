@@ -11,6 +11,7 @@ bring their latent as a ``.npy``.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -38,9 +39,9 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.sin(x) + x
-        a = F.interpolate(x, scale_factor=self.r, mode="nearest")
+        a: torch.Tensor = F.interpolate(x, scale_factor=self.r, mode="nearest")
         a = self.upsample["3"](F.pad(F.leaky_relu(a, LEAK), (3, 3), mode="reflect"))
-        b = self.trans_upsample["1"](F.leaky_relu(x, LEAK))
+        b: torch.Tensor = self.trans_upsample["1"](F.leaky_relu(x, LEAK))
         return a + b
 
 
@@ -66,7 +67,7 @@ class MRF(nn.Module):
         self.block1, self.block2, self.block3 = (MRFBranch(channels, k) for k in MRF_KERNELS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.block1(x) + self.block2(x) + self.block3(x)) / 3
+        return cast(torch.Tensor, self.block1(x) + self.block2(x) + self.block3(x)) / 3
 
 
 class Generator(nn.Module):
@@ -95,17 +96,26 @@ class Generator(nn.Module):
         for i in range(self.stages):
             x = self.model_up[str(2 + 2 * i + 1)](self.model_up[str(2 + 2 * i)](x))
         x = self.model_up[str(self.final_index)](F.pad(F.leaky_relu(x, LEAK), (3, 3), mode="reflect"))
-        return torch.tanh(x) if self.use_tanh else self.model_up[str(self.final_index + 1)](x)
+        if self.use_tanh:
+            return torch.tanh(x)
+        return cast(torch.Tensor, self.model_up[str(self.final_index + 1)](x))
 
 
 # ----------------------------------------------------------------------------- encoder blocks
+class _WrappedConv(nn.Module):
+    """The weight-normed conv under ``SConv1d``'s ``conv.conv`` name."""
+
+    def __init__(self, conv: WNConv1d) -> None:
+        super().__init__()
+        self.conv = conv
+
+
 class SConv(nn.Module):
     """``SConv1d`` (non-causal, weight norm, reflect padding to whole strides), as ``conv.conv``."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Module()
-        self.conv.conv = WNConv1d(cin, cout, kernel, stride=stride, dilation=dilation)
+        self.conv = _WrappedConv(WNConv1d(cin, cout, kernel, stride=stride, dilation=dilation))
         self.kernel, self.stride, self.dilation = kernel, stride, dilation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,7 +128,7 @@ class SConv(nn.Module):
         left, right = total - right, right + extra
         grow = max(left, right) - length + 1 if length <= max(left, right) else 0  # reflect needs a longer input
         padded = F.pad(F.pad(x, (0, grow)), (left, right), mode="reflect")
-        return self.conv.conv(padded[..., : padded.shape[-1] - grow])
+        return cast(torch.Tensor, self.conv.conv(padded[..., : padded.shape[-1] - grow]))
 
 
 class SEANetBlock(nn.Module):
@@ -130,7 +140,7 @@ class SEANetBlock(nn.Module):
         self.shortcut = SConv(dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shortcut(x) + self.block["3"](F.elu(self.block["1"](F.elu(x))))
+        return cast(torch.Tensor, self.shortcut(x) + self.block["3"](F.elu(self.block["1"](F.elu(x)))))
 
 
 class SLSTM(nn.Module):
@@ -141,6 +151,7 @@ class SLSTM(nn.Module):
         self.lstm = nn.LSTM(dim, dim, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y: torch.Tensor
         y, _ = self.lstm(x.permute(2, 0, 1))
         return y.permute(1, 2, 0) + x
 
@@ -173,6 +184,14 @@ class SEANetEncoder(nn.Module):
 
 
 # ----------------------------------------------------------------------------- model
+class _WrappedEncoder(nn.Module):
+    """The SEANet encoder under ``WavVAE_V3``'s ``encoder.encoder`` name."""
+
+    def __init__(self, encoder: SEANetEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+
 class WavVAEDecoder(nn.Module):
     """``WavVAE_V3``: the decoder, plus the encoder when the checkpoint is a full one."""
 
@@ -180,8 +199,7 @@ class WavVAEDecoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         if with_encoder:
-            self.encoder = nn.Module()
-            self.encoder.encoder = SEANetEncoder(cfg)
+            self.encoder = _WrappedEncoder(SEANetEncoder(cfg))
             self.proj_to_z = nn.Linear(cfg.enc_dim, 2 * cfg.latent_dim)
         self.has_encoder = with_encoder
         self.proj_to_decoder = nn.Linear(cfg.latent_dim, cfg.proj_channels)
@@ -191,7 +209,7 @@ class WavVAEDecoder(nn.Module):
     @torch.inference_mode()
     def encode_latent(self, audio: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """[B, samples] at 24 kHz → a posterior sample [B, samples/960, latent_dim] (``encode_latent``)."""
-        z = self.proj_to_z(self.encoder.encoder(audio).transpose(1, 2))
+        z: torch.Tensor = self.proj_to_z(self.encoder.encoder(audio).transpose(1, 2))
         mean, logvar = z.chunk(2, dim=-1)
         std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
         noise = torch.randn(mean.transpose(1, 2).shape, generator=generator).to(mean).transpose(1, 2)
@@ -201,7 +219,7 @@ class WavVAEDecoder(nn.Module):
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """[B, T, latent_dim] → [B, 1, hop · T]."""
         x = self.proj_to_decoder(latent).transpose(1, 2)
-        return self.decoder(self.latent_upsampler(x))
+        return cast(torch.Tensor, self.decoder(self.latent_upsampler(x)))
 
 
 ENCODER_PREFIXES = ("encoder.", "proj_to_z.")

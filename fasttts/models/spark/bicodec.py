@@ -27,10 +27,9 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 import yaml
-from safetensors.torch import load_file
 from torch import nn
 
-from fasttts.checkpoint import check_tensors
+from fasttts.checkpoint import check_tensors, read_safetensors
 from fasttts.errors import ModelLoadError
 from fasttts.models.spark.mel import MelSpectrogram
 
@@ -798,7 +797,7 @@ def load_bicodec(model_dir: Path | str, device: torch.device | str = "cpu") -> B
     if not ckpt.is_file():
         raise ModelLoadError(f"BiCodec checkpoint not found: {ckpt}")
     try:
-        state = load_file(str(ckpt))
+        state = read_safetensors(ckpt)  # plain reads: no memory map resident beside the weights
     except Exception as exc:  # safetensors raises several types for a corrupt file
         raise ModelLoadError(f"cannot read BiCodec checkpoint {ckpt}: {exc}") from exc
     with torch.device("meta"):

