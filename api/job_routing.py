@@ -20,7 +20,7 @@ from fasttts.audio import load_audio
 from fasttts.audio.encode import CONTENT_TYPES, delivered_rate, encode_audio
 from fasttts.db import FINAL_STATUSES
 from fasttts.errors import GenerationError
-from fasttts.jobs import JobSpec
+from fasttts.jobs import JobSpec, VoiceSpec
 
 POLL_INTERVAL_S = 0.2
 
@@ -78,7 +78,7 @@ def job_spec(kind: str, text: str, fmt: str, *, voice: dict[str, Any], sampling:
         kind=kind,
         text=text,
         output_format=fmt,
-        voice=voice,  # type: ignore[arg-type]
+        voice=VoiceSpec.from_dict(voice),
         sampling={k: v for k, v in sampling.items() if v is not None},
         split=split,
     )

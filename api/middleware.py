@@ -78,7 +78,7 @@ class RequestContextMiddleware:
         """A bug is still answered as JSON (OpenAI's shape on /v1) carrying the request id."""
         message = "internal server error"
         if scope["path"].startswith("/v1/"):
-            body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+            body: dict[str, object] = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
         else:
             body = {"detail": message}
         await JSONResponse(body, status_code=500)(scope, _no_receive, send)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 
-from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from fasttts import net
 from fasttts.audio.io import load_audio

@@ -18,7 +18,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ logger = logging.getLogger("fasttts.api")
 class AudioSource:
     """One admitted synthesis request's audio chunks (see the module docstring)."""
 
-    def __init__(self, request: Request, chunks: AsyncIterator[np.ndarray], sample_rate: int, slot: Slot) -> None:
+    def __init__(self, request: Request, chunks: AsyncGenerator[np.ndarray, None], sample_rate: int, slot: Slot) -> None:
         self._chunks = chunks
         self._slot = slot
         self._first: np.ndarray | None = None
@@ -77,7 +77,7 @@ class AudioSource:
 
     async def close(self) -> None:
         try:
-            await self._chunks.aclose()  # type: ignore[attr-defined]
+            await self._chunks.aclose()
         finally:
             self._slot.release()
 

@@ -7,7 +7,8 @@ naming the field *before* any audio work, from :class:`fasttts.engine.base.Capab
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TypeVar
 
 import numpy as np
 from fastapi import Request
@@ -21,6 +22,8 @@ from fasttts.errors import InvalidRequestError, UnsupportedFeatureError
 from fasttts.text import check_characters
 
 NEUTRAL_LEVEL = "moderate"
+
+L = TypeVar("L", bound=str)  # a level (a Literal) stays one through check_pitch
 """A pitch of ``moderate`` asks for no change, so any model accepts it."""
 
 
@@ -33,7 +36,7 @@ def check_text(text: str, settings: Settings, *, param: str = "text") -> str:
     return text
 
 
-def check_pitch(engine: TTSEngine, pitch: str | None) -> str | None:
+def check_pitch(engine: TTSEngine, pitch: L | None) -> L | None:
     """The pitch to pass on: ``moderate`` dropped where the model has no pitch control, any other
     level refused there. (Speed needs no check: every model meets it, see ``TTSEngine.speed_plan``.)"""
     if pitch == NEUTRAL_LEVEL and not engine.capabilities.pitch:
@@ -43,12 +46,12 @@ def check_pitch(engine: TTSEngine, pitch: str | None) -> str | None:
     return pitch
 
 
-async def once(result: Awaitable[np.ndarray]) -> AsyncIterator[np.ndarray]:
+async def once(result: Awaitable[np.ndarray]) -> AsyncGenerator[np.ndarray, None]:
     """A whole-audio call seen as a one-chunk stream, so file responses share the streaming path."""
     yield await result
 
 
-async def start_source(request: Request, engine: TTSEngine, make: Callable[[], AsyncIterator[np.ndarray]]) -> AudioSource:
+async def start_source(request: Request, engine: TTSEngine, make: Callable[[], AsyncGenerator[np.ndarray, None]]) -> AudioSource:
     """Admit the request (429 when full), start generation and wait for its first audio."""
     slot = request.app.state.limiter.acquire()
     try:
@@ -65,7 +68,7 @@ async def respond(
     *,
     stream: bool,
     fmt: str,
-    streaming: Callable[[], AsyncIterator[np.ndarray]],
+    streaming: Callable[[], AsyncGenerator[np.ndarray, None]],
     whole: Callable[[], Awaitable[np.ndarray]],
     filename: str = "speech",
     rate: int | None = None,

@@ -48,7 +48,7 @@ def _add_flag(parser: argparse.ArgumentParser, name: str, field: FieldInfo) -> N
     annotation = field.annotation
     union = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
     base = next(a for a in typing.get_args(annotation) if a is not type(None)) if union else annotation
-    default = GUIDE_DEFAULT_TEXT.get(name, field.default if field.default_factory is None else field.default_factory())  # type: ignore[call-arg]
+    default = GUIDE_DEFAULT_TEXT.get(name, field.get_default(call_default_factory=True))
     kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{field.description or ''} (default: {default})".strip()}
     flags = [SHORT_FLAGS[name], f"--{name}"] if name in SHORT_FLAGS else [f"--{name}"]
     if base is bool:

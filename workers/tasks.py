@@ -9,7 +9,7 @@ from workers.app import app
 from workers.runtime import get_runtime
 
 
-@app.task(name="fasttts.run_job", bind=True, max_retries=None)
+@app.task(name="fasttts.run_job", bind=True, max_retries=None)  # type: ignore[untyped-decorator]  # Celery ships no type hints
 def run_job(self: Task, job_id: str) -> None:
     """Work on a job until nothing is left to claim; an outage retries later instead of failing."""
     runtime = get_runtime()

@@ -32,7 +32,7 @@ from api.schemas import SamplingFields
 from api.streaming import sse_response
 from api.synthesis import check_pitch, check_text, respond, start_source
 from fasttts.config import Settings
-from fasttts.engine.base import TTSEngine
+from fasttts.engine.base import SpeakKwargs, TTSEngine
 from fasttts.errors import NotFoundError
 
 DEFAULT_VOICE_MAP: dict[str, tuple[str, ...]] = {
@@ -111,7 +111,7 @@ async def create_speech(request: Request, body: OpenAISpeechRequest, engine: TTS
     voice = resolve_voice(body.voice_name, engine, settings)
     pitch, tempo = check_pitch(engine, body.pitch), body.speed
     fields = SamplingFields.model_validate(body.model_dump(include=set(SamplingFields.model_fields)))
-    kwargs = dict(pitch=pitch, tempo=tempo, instructions=body.instructions, sampling=fields.sampling(), split=fields.split())
+    kwargs = SpeakKwargs(pitch=pitch, tempo=tempo, instructions=body.instructions, sampling=fields.sampling(), split=fields.split())
     if body.stream_format == "sse":
         input_tokens = await _count_tokens(engine, text)
         source = await unless_disconnected(request, start_source(request, engine, lambda: engine.speak_stream(text, voice, **kwargs)))

@@ -16,13 +16,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
 
 from api.deps import APIKey, SettingsDep
 from api.forms import CappedFormRoute
 from api.reference import check_audio, read_upload
-from fasttts.db import JOB_STATUSES, Job
+from fasttts.db import Job, JobStatus
 from fasttts.errors import InvalidRequestError, NotFoundError, NotReadyError
-from fasttts.jobs import JobService, JobSpec
+from fasttts.jobs import JobService, JobSpec, VoiceSpec
 from fasttts.params import TEMPO_LIMIT, Gender, Level, ResponseFormat
 from fasttts.storage import LocalStore
 
@@ -84,7 +85,7 @@ class JobOut(BaseModel):
     id: str
     object: Literal["job"] = "job"
     kind: str
-    status: Literal[JOB_STATUSES]  # type: ignore[valid-type]
+    status: JobStatus
     output_format: str
     progress: ProgressOut
     error: str | None
@@ -146,9 +147,9 @@ async def _parse(request: Request, settings: Any) -> tuple[JobCreate, dict[str, 
         except ValidationError as e:
             raise _invalid(e, "request") from None
         extra: dict[str, Any] = {}
-        if (book := form.get("file")) is not None and hasattr(book, "read"):
+        if isinstance(book := form.get("file"), UploadFile):
             extra |= {"book": await read_upload(book, settings, param="file"), "filename": book.filename, "content_type": book.content_type}
-        if (ref := form.get("reference_audio")) is not None and hasattr(ref, "read"):
+        if isinstance(ref := form.get("reference_audio"), UploadFile):
             extra["reference_audio"] = await read_upload(ref, settings, param="reference_audio")
     if "reference_audio" in extra:  # decoded once here so bad audio is a 4xx at submit, never a failure (or worse) in a worker
         await check_audio(extra["reference_audio"], settings, REFERENCE_CHECK_RATE, param="reference_audio")
@@ -191,7 +192,7 @@ async def create_job(
     spec = JobSpec(
         kind=body.kind,
         text=body.text,
-        voice=body.voice.model_dump(),
+        voice=VoiceSpec.from_dict(body.voice.model_dump()),
         output_format=body.output_format,
         sampling=body.sampling,
         split=body.split,
@@ -211,7 +212,7 @@ async def create_job(
 @router.get("", response_model=JobList, summary="List jobs")
 async def list_jobs(
     request: Request,
-    status: Literal[JOB_STATUSES] | None = None,  # type: ignore[valid-type]
+    status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobList:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
@@ -12,7 +12,7 @@ from api.deps import APIKey, EngineDep, SettingsDep
 from api.openai import serving
 from api.openai.protocol import AudioModelList, ErrorResponse, ModelCard, ModelList, OpenAISpeechRequest
 
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 429, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 429, 503)}
 
 router = APIRouter(prefix="/v1", dependencies=[APIKey], tags=["openai"], responses=ERRORS)
 

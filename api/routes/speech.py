@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -35,6 +35,7 @@ from api.schemas import (
     WindowSize,
 )
 from api.synthesis import check_pitch, check_text, respond
+from fasttts.engine.base import CloneKwargs, ScriptKwargs, SpeakKwargs
 from fasttts.errors import InvalidRequestError, UnsupportedFeatureError
 from fasttts.params import VoiceParams
 
@@ -56,7 +57,7 @@ def _split(fields: SamplingFields) -> dict[str, object]:
     return fields.model_dump(include={"length_threshold", "window_size"})
 
 
-AUDIO_RESPONSES = {
+AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Audio in the requested format (a complete file, or chunked when stream=true).",
         "content": {"audio/mpeg": {}, "audio/wav": {}, "audio/flac": {}, "audio/ogg": {}, "audio/aac": {}, "audio/pcm": {}},
@@ -146,7 +147,7 @@ async def clone_voice(
             split=_split(fields),
         )
         return await run_as_job(request, spec, reference_audio=audio, filename="clone")
-    kwargs = dict(pitch=pitch, speed=speed, sampling=fields.sampling(), split=fields.split())
+    kwargs = CloneKwargs(pitch=pitch, speed=speed, sampling=fields.sampling(), split=fields.split())
     return await respond(
         request,
         engine,
@@ -167,7 +168,7 @@ async def speak(request: Request, body: SpeakRequest, engine: EngineDep, setting
             "speak", body.text, body.response_format, voice={"name": body.name, "pitch": pitch, "speed": speed}, sampling=_sampling(body), split=_split(body)
         )
         return await run_as_job(request, spec)
-    kwargs = dict(pitch=pitch, speed=speed, sampling=body.sampling(), split=body.split())
+    kwargs = SpeakKwargs(pitch=pitch, speed=speed, sampling=body.sampling(), split=body.split())
     return await respond(
         request,
         engine,
@@ -184,7 +185,7 @@ async def multi_speak(request: Request, body: MultiSpeakRequest, engine: EngineD
     if should_route(request, stream=body.stream, text=body.text, multi=True):
         spec = job_spec("multi_speak", body.text, body.response_format, voice={}, sampling=_sampling(body), split=_split(body))
         return await run_as_job(request, spec, filename="dialogue")
-    kwargs = dict(sampling=body.sampling(), split=body.split())
+    kwargs = ScriptKwargs(sampling=body.sampling(), split=body.split())
     return await respond(
         request,
         engine,

@@ -41,7 +41,7 @@ class Deleted(BaseModel):
 
 
 def _out(info: VoiceInfo) -> VoiceOut:
-    return VoiceOut(id=info.name, name=info.name, kind=info.kind, reference_text=info.reference_text, has_audio=info.has_audio, created_at=info.created_at)  # type: ignore[arg-type]
+    return VoiceOut(id=info.name, name=info.name, kind=info.kind, reference_text=info.reference_text, has_audio=info.has_audio, created_at=info.created_at)
 
 
 @router.post(
@@ -61,12 +61,12 @@ async def create_voice(
     seed: Annotated[Seed, Form()] = None,
     latent_file: Annotated[UploadFile | None, File(description="MegaTTS3: the reference's .npy latent (the release has no encoder).")] = None,
 ) -> VoiceOut:
-    uploaded = reference_audio_file is not None and bool(reference_audio_file.filename)
-    param = "reference_audio_file" if uploaded else "reference_audio"
-    if (uploaded or reference_audio) and not engine.capabilities.clone:  # before reading or fetching anything
+    upload = reference_audio_file if reference_audio_file is not None and reference_audio_file.filename else None
+    param = "reference_audio_file" if upload is not None else "reference_audio"
+    if (upload is not None or reference_audio) and not engine.capabilities.clone:  # before reading or fetching anything
         raise UnsupportedFeatureError(f"{param}: the {engine.model_type} model cannot clone voices", param=param)
-    if uploaded:
-        audio = await read_upload(reference_audio_file, settings)  # type: ignore[arg-type]
+    if upload is not None:
+        audio = await read_upload(upload, settings)
     elif reference_audio:
         audio = await resolve_reference(reference_audio, settings)
     elif gender is not None:

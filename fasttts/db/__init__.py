@@ -1,7 +1,7 @@
 """Persistence: typed models, engine/session factory, and schema-version checks."""
 
 from fasttts.db.migrate import SchemaError, check_schema, current_revision, head_revision, prepare_schema, upgrade_to_head
-from fasttts.db.models import FINAL_STATUSES, JOB_KINDS, JOB_STATUSES, Base, Job, Segment, Voice, utcnow
+from fasttts.db.models import FINAL_STATUSES, JOB_KINDS, JOB_STATUSES, Base, Job, JobStatus, Segment, Voice, utcnow
 from fasttts.db.session import close_sessions, create_db_engine, engine_from_settings, normalize_url, session_factory
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "JOB_STATUSES",
     "Base",
     "Job",
+    "JobStatus",
     "SchemaError",
     "Segment",
     "Voice",

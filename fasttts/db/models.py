@@ -9,13 +9,14 @@ loses at most the segments it held and a retry overwrites rather than duplicates
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 JOB_KINDS = ("speak", "clone", "multi_speak", "audiobook")
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 SEGMENT_STATUSES = ("pending", "running", "done")
 

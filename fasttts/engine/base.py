@@ -16,11 +16,11 @@ import abc
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -78,6 +78,39 @@ class EngineStats:
     audio_seconds: float = 0.0
     retries: int = 0
     active: int = 0
+
+
+class StreamKwargs(TypedDict, total=False):
+    """Keyword options of every ``*_stream`` call, which its whole-audio twin (``speak``, ...)
+    forwards: typed, so a route's options are checked against the method that takes them."""
+
+    sampling: SamplingParams | None
+    split: SplitParams | None
+
+
+class SpeakKwargs(StreamKwargs, total=False):
+    """:meth:`TTSEngine.speak_stream`'s options."""
+
+    pitch: str | None
+    speed: str | None
+    gender: str | None
+    instructions: str | None
+    tempo: float | None
+
+
+class CloneKwargs(StreamKwargs, total=False):
+    """:meth:`TTSEngine.clone_stream`'s options."""
+
+    pitch: str | None
+    speed: str | None
+    tempo: float | None
+    latent: bytes | None
+
+
+class ScriptKwargs(StreamKwargs, total=False):
+    """:meth:`TTSEngine.multi_speak_stream`'s options."""
+
+    default_voice: str | None
 
 
 @dataclass
@@ -234,7 +267,7 @@ class TTSEngine(abc.ABC):
         return self.stats.active
 
     # ------------------------------------------------------------------ public API
-    async def speak(self, text: str, name: str | None = None, **kwargs: Any) -> np.ndarray:
+    async def speak(self, text: str, name: str | None = None, **kwargs: Unpack[SpeakKwargs]) -> np.ndarray:
         """Synthesize ``text`` with a named (or created) voice; the whole audio at once."""
         return await _collect(self.speak_stream(text, name, _stream=False, **kwargs))
 
@@ -251,7 +284,7 @@ class TTSEngine(abc.ABC):
         sampling: SamplingParams | None = None,
         split: SplitParams | None = None,
         _stream: bool = True,
-    ) -> AsyncIterator[np.ndarray]:
+    ) -> AsyncGenerator[np.ndarray, None]:
         """Synthesize ``text``, yielding audio chunks as soon as they are ready. ``speed`` is a
         level, ``tempo`` a factor (OpenAI ``speed``); any model meets either (:meth:`speed_plan`)."""
         voice = VoiceParams(
@@ -260,7 +293,7 @@ class TTSEngine(abc.ABC):
         async for chunk in self._run(await asyncio.to_thread(self.segments, text, voice, split), sampling, stream=_stream):
             yield chunk
 
-    async def clone(self, text: str, reference_audio: bytes, reference_text: str | None = None, **kwargs: Any) -> np.ndarray:
+    async def clone(self, text: str, reference_audio: bytes, reference_text: str | None = None, **kwargs: Unpack[CloneKwargs]) -> np.ndarray:
         """Synthesize ``text`` in the voice of ``reference_audio`` (any common audio format)."""
         return await _collect(self.clone_stream(text, reference_audio, reference_text, _stream=False, **kwargs))
 
@@ -277,7 +310,7 @@ class TTSEngine(abc.ABC):
         split: SplitParams | None = None,
         latent: bytes | None = None,
         _stream: bool = True,
-    ) -> AsyncIterator[np.ndarray]:
+    ) -> AsyncGenerator[np.ndarray, None]:
         if not self.capabilities.clone:
             raise UnsupportedFeatureError(f"{self.model_type} cannot clone from reference audio", param="reference_audio")
         if latent is not None and not self.capabilities.voice_latent:
@@ -286,7 +319,7 @@ class TTSEngine(abc.ABC):
         async for chunk in self._run(await asyncio.to_thread(self.segments, text, voice, split), sampling, stream=_stream):
             yield chunk
 
-    async def multi_speak(self, text: str, **kwargs: Any) -> np.ndarray:
+    async def multi_speak(self, text: str, **kwargs: Unpack[ScriptKwargs]) -> np.ndarray:
         """Synthesize a script with ``<role:name>`` tags; the whole audio at once."""
         return await _collect(self.multi_speak_stream(text, _stream=False, **kwargs))
 
@@ -298,7 +331,7 @@ class TTSEngine(abc.ABC):
         sampling: SamplingParams | None = None,
         split: SplitParams | None = None,
         _stream: bool = True,
-    ) -> AsyncIterator[np.ndarray]:
+    ) -> AsyncGenerator[np.ndarray, None]:
         segments = await asyncio.to_thread(self.script_segments, text, default_voice=default_voice, split=split)
         async for chunk in self._run(segments, sampling, stream=_stream):
             yield chunk
@@ -319,7 +352,9 @@ class TTSEngine(abc.ABC):
         voice = self.speed_plan(voice)
         return [Segment(t, voice, index=i) for i, t in enumerate(self._split(text, split))]
 
-    async def synthesize_segments(self, segments: list[Segment], sampling: SamplingParams | None = None, *, stream: bool = False) -> AsyncIterator[np.ndarray]:
+    async def synthesize_segments(
+        self, segments: list[Segment], sampling: SamplingParams | None = None, *, stream: bool = False
+    ) -> AsyncGenerator[np.ndarray, None]:
         """Run prepared segments (crossfaded together): routes that build their own segments
         (MegaTTS3's clone with its latent) hand them over here."""
         async for chunk in self._run(segments, sampling, stream=stream):

@@ -107,9 +107,9 @@ class JobRunner:
                     continue
                 if store.claim_segment(s, seg_id, jid, self.owner, now, self.lease):
                     s.commit()
-                    row = s.get(SegmentRow, seg_id)
+                    row = s.get_one(SegmentRow, seg_id)
                     s.refresh(row)
-                    job = s.get(Job, jid)
+                    job = s.get_one(Job, jid)
                     first, count = s.execute(
                         select(func.min(SegmentRow.index), func.count()).where(SegmentRow.job_id == jid, SegmentRow.chapter == row.chapter)
                     ).one()
@@ -231,7 +231,10 @@ class JobRunner:
         if any(r.status != "done" for r in rows):
             return
         files = self.service.store
-        pieces = [Piece(r.index, r.chapter, r.text, np.frombuffer(files.get(r.storage_key), dtype="<f4")) for r in rows]
+        pieces: list[Piece] = []
+        for r in rows:
+            assert r.storage_key is not None  # set with status "done"
+            pieces.append(Piece(r.index, r.chapter, r.text, np.frombuffer(files.get(r.storage_key), dtype="<f4")))
         rate = job.sample_rate or self.engine.sample_rate
         result = assemble(
             job.id, job.kind, job.output_format, rate, pieces, job.request.get("chapters", [""]), files, crossfade_s=self.engine.segment_crossfade_s

@@ -5,7 +5,6 @@ latent (upload, role folder, stored and reloaded without re-aligning), /clone_vo
 
 from __future__ import annotations
 
-import asyncio
 import io
 import wave
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from api_fakes import decode, decode_pcm
 from conftest import running
+from job_waits import wait_final
 
 from fasttts.config import Settings
 
@@ -136,12 +136,7 @@ async def test_job_with_a_mega_voice(settings: Settings, mega_engine, mega_files
             "/v1/jobs", json={"kind": "speak", "text": "Hello there. A job speaks.", "voice": {"name": "dave"}, "output_format": "wav", "sampling": SHORT}
         )
         assert r.status_code == 202, r.text
-        job = r.json()
-        for _ in range(600):
-            job = (await client.get(f"/v1/jobs/{job['id']}")).json()
-            if job["status"] in ("succeeded", "failed", "cancelled"):
-                break
-            await asyncio.sleep(0.05)
+        job = await _finished(client, r.json())
         assert job["status"] == "succeeded", job
         audio = await client.get(job["results"]["audio.wav"].replace("http://testserver", ""))
         samples, rate = decode(audio.content)
@@ -155,12 +150,9 @@ def _wav(data: bytes) -> np.ndarray:
 
 
 async def _finished(client, job: dict) -> dict:
-    for _ in range(1200):
-        job = (await client.get(f"/v1/jobs/{job['id']}")).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            break
-        await asyncio.sleep(0.05)
-    return job
+    """The job's API view once its in-process run has ended (:func:`job_waits.wait_final`)."""
+    await wait_final(client.app.state.jobs, job["id"], timeout=120)
+    return (await client.get(f"/v1/jobs/{job['id']}")).json()
 
 
 async def test_audiobook_chapters_end_as_requests_and_make_the_whole_file(settings: Settings, mega_engine, mega_files):

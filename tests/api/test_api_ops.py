@@ -249,18 +249,13 @@ async def test_serve_flags_match_the_guide():
 
 
 async def test_jobs_router_is_served_by_the_app(fake_client):
-    import asyncio
-
     from api_fakes import decode
+    from job_waits import wait_final
 
     r = await fake_client.post("/v1/jobs", json={"kind": "speak", "text": "three words here", "voice": {"name": "female"}, "output_format": "wav"})
     assert r.status_code == 202, r.text
-    job = r.json()
-    for _ in range(200):
-        job = (await fake_client.get(f"/v1/jobs/{job['id']}")).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            break
-        await asyncio.sleep(0.05)
+    await wait_final(fake_client.app.state.jobs, r.json()["id"])
+    job = (await fake_client.get(f"/v1/jobs/{r.json()['id']}")).json()
     assert job["status"] == "succeeded", job
     audio = await fake_client.get(job["results"]["audio.wav"].replace("http://testserver", ""))
     assert abs(len(decode(audio.content)[0]) / 16000 - 0.3) < 0.02

@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -345,14 +345,6 @@ async def test_eight_concurrent_requests_are_batched(dirs) -> None:
         assert backend.num_active == 0 and backend.scheduler.cache.num_used == 0
 
 
-async def _until(predicate, limit_s: float = 30.0) -> bool:
-    for _ in range(int(limit_s / 0.01)):
-        if predicate():
-            return True
-        await asyncio.sleep(0.01)
-    return predicate()
-
-
 async def test_closing_the_consumer_cancels_and_frees_the_slot(dirs) -> None:
     async with running(dirs["qwen2"]) as backend:
         keep = asyncio.create_task(collect(backend, prompt_ids=prompt(5), max_tokens=40, temperature=0.0))
@@ -361,15 +353,25 @@ async def test_closing_the_consumer_cancels_and_frees_the_slot(dirs) -> None:
         await stream.aclose()
         assert len(got) == 3
         assert len(await keep) == 40  # the neighbour finished undisturbed
-        assert await _until(lambda: backend.num_active == 0)
+        assert await backend.wait_idle(timeout=30)  # the timeout only guards a hang
         assert backend.scheduler.cache.num_used == 0 and backend.stats.cancelled == 1
 
-        task = asyncio.create_task(collect(backend, prompt_ids=prompt(6, seed=2), max_tokens=3000, temperature=0.0))
-        assert await _until(lambda: backend.stats.decode_steps > 60)
+        sixty = asyncio.Event()
+
+        async def consume() -> None:
+            async with aclosing(backend.generate(GenerationRequest(prompt_ids=prompt(6, seed=2), max_tokens=3000, temperature=0.0))) as tokens:
+                count = 0
+                async for _ in tokens:
+                    count += 1
+                    if count == 60:
+                        sixty.set()
+
+        task = asyncio.create_task(consume())
+        await asyncio.wait_for(sixty.wait(), 60)  # well into generation
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert await _until(lambda: backend.num_active == 0)
+        assert await backend.wait_idle(timeout=30)
         assert backend.scheduler.cache.num_used == 0 and backend.stats.cancelled == 2
 
 

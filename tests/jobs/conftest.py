@@ -3,15 +3,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from job_waits import SignallingEngine, wait_final
 from service_fixtures import *  # noqa: F403
 
 from fasttts.config import Settings
-from fasttts.db import Job
 from fasttts.engine.base import TTSEngine
 from fasttts.jobs import JobService, build_job_service
 
@@ -53,8 +52,9 @@ def deployment_settings(kind: str, tmp_path, request: pytest.FixtureRequest, **o
 
 @pytest_asyncio.fixture(params=["embedded", "services"])
 async def jobs(request: pytest.FixtureRequest, tmp_path, piper) -> AsyncIterator[JobService]:
-    """A started job service on each deployment: the embedded default and the production services."""
-    service = build_job_service(deployment_settings(request.param, tmp_path, request), piper)
+    """A started job service on each deployment: the embedded default and the production services.
+    Its engine is the Piper voice in a :class:`SignallingEngine`, so a test can act while a job runs."""
+    service = build_job_service(deployment_settings(request.param, tmp_path, request), SignallingEngine(piper))  # type: ignore[arg-type]
     await service.start()
     yield service
     await service.stop()
@@ -69,13 +69,4 @@ async def embedded(tmp_path, piper) -> AsyncIterator[JobService]:
     await service.stop()
 
 
-async def wait_final(service: JobService, job_id: str, timeout: float = 60.0) -> Job:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        job = await asyncio.to_thread(service.get, job_id)
-        if job.status in ("succeeded", "failed", "cancelled"):
-            return job
-        if loop.time() > deadline:
-            raise AssertionError(f"job {job_id} still {job.status} after {timeout}s: {service.progress(job)}")
-        await asyncio.sleep(0.1)
+__all__ = ["deployment_settings", "job_settings", "wait_final"]

@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 from conftest import job_settings
 from fastapi import FastAPI
+from job_waits import SignallingEngine, wait_final
 
 from api.errors import install_error_handlers
 from api.routes import jobs as jobs_routes
@@ -38,7 +39,15 @@ def client(service: JobService) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=make_app(service)), base_url="http://test")
 
 
+async def finished(c: httpx.AsyncClient, service: JobService, job_id: str) -> dict:
+    """The job's API view once its in-process run has ended (:func:`wait_final`'s event)."""
+    await wait_final(service, job_id)
+    return (await c.get(f"/v1/jobs/{job_id}")).json()
+
+
 async def poll(c: httpx.AsyncClient, job_id: str, timeout: float = 60.0) -> dict:
+    """The job's API view once it is final, polled: for a job only the reaper's next round (a timer,
+    no event) sends on again."""
     for _ in range(int(timeout * 10)):
         body = (await c.get(f"/v1/jobs/{job_id}")).json()
         if body["status"] in ("succeeded", "failed", "cancelled"):
@@ -53,7 +62,7 @@ async def test_submit_poll_download_list_cancel_delete(embedded) -> None:
         assert r.status_code == 202 and r.headers["Location"].endswith(f"/v1/jobs/{r.json()['id']}")
         again = await c.post("/v1/jobs", json={"kind": "speak", "text": "Hello from the job API."}, headers={"Idempotency-Key": "abc"})
         assert again.json()["id"] == r.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
-        body = await poll(c, r.json()["id"])
+        body = await finished(c, embedded, r.json()["id"])
         assert body["status"] == "succeeded" and body["progress"]["percent"] == 100.0
         audio = await c.get(body["results"]["audio.wav"].removeprefix("http://test"))
         assert audio.status_code == 200 and audio.content[:4] == b"RIFF" and len(audio.content) > 44 + 2 * 1000
@@ -97,7 +106,7 @@ async def test_a_job_meets_an_openai_speed_factor(embedded) -> None:
                 },
             )
             assert r.status_code == 202, r.text
-            body = await poll(c, r.json()["id"])
+            body = await finished(c, embedded, r.json()["id"])
             assert body["status"] == "succeeded", body
             lengths[tempo] = len((await c.get(body["results"]["audio.pcm"].removeprefix("http://test"))).content) // 2
         bad = await c.post("/v1/jobs", json={"kind": "speak", "text": "x", "voice": {"tempo": 5}})
@@ -123,7 +132,7 @@ async def test_multipart_markdown_audiobook_with_chapter_voice(tmp_path, spark) 
         async with client(service) as c:
             r = await c.post("/v1/jobs", data={"request": json.dumps(req)}, files={"file": ("book.md", io.BytesIO(md), "text/markdown")})
             assert r.status_code == 202, r.text
-            body = await poll(c, r.json()["id"])
+            body = await finished(c, service, r.json()["id"])
         segments = await asyncio.to_thread(service.segments, body["id"])
         request = (await asyncio.to_thread(service.get, body["id"])).request
     finally:
@@ -165,21 +174,22 @@ async def test_s3_outage_answers_503_and_running_jobs_finish_after(tmp_path, pip
         s3_secret_access_key="s",
         segment_lease_s=1.0,
     )
-    service = build_job_service(settings, piper)
+    engine = SignallingEngine(piper)
+    service = build_job_service(settings, engine)  # type: ignore[arg-type]
     await service.start()
     try:
         async with client(service) as c:
             text = " ".join(f"Part {i} of a job that outlives an outage." for i in range(10))
             r = await c.post("/v1/jobs", json={"kind": "speak", "text": text, "split": {"length_threshold": 8, "window_size": 8}})
             job_id = r.json()["id"]
-            while (await c.get(f"/v1/jobs/{job_id}")).json()["progress"]["segments_done"] < 1:  # noqa: ASYNC110 - polls the API, which has no event
-                await asyncio.sleep(0.05)
-            proxy.down()  # S3 goes away mid-job
+            await asyncio.wait_for(engine.synthesised.wait(), 60)  # the job is running
+            proxy.down()  # S3 goes away mid-job: the segment in hand cannot be stored
             down = await c.post("/v1/jobs", json={"kind": "speak", "text": "Not now."})
             assert down.status_code == 503 and "Retry-After" in down.headers
-            await asyncio.sleep(3)
-            assert (await c.get(f"/v1/jobs/{job_id}")).json()["status"] == "running"
-            proxy.up.set()  # back: the reaper re-dispatches and the job completes
+            await asyncio.wait_for(service.dispatcher.join(), 90)  # the run met the outage and paused
+            during = (await c.get(f"/v1/jobs/{job_id}")).json()
+            assert during["status"] == "running" and during["progress"]["segments_done"] < during["progress"]["segments_total"], during
+            proxy.restore()  # back: the reaper re-dispatches and the job completes
             body = await poll(c, job_id, timeout=90)
         assert body["status"] == "succeeded", body
         segs = await asyncio.to_thread(service.segments, job_id)
@@ -187,3 +197,4 @@ async def test_s3_outage_answers_503_and_running_jobs_finish_after(tmp_path, pip
         assert body["results"]["audio.mp3"].startswith(seaweed.endpoint.replace(seaweed.endpoint.rsplit(":", 1)[1], str(proxy.port)))
     finally:
         await service.stop()
+        proxy.close()

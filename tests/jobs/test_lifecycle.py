@@ -4,6 +4,7 @@ default and on PostgreSQL + SeaweedFS S3 (signed webhooks: test_webhooks.py)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 
 import av
@@ -82,8 +83,7 @@ async def test_epub_audiobook_gives_audio_chapters_m4b_and_subtitles(jobs, piper
 async def test_cancel_stops_a_running_job_promptly(jobs) -> None:
     long_text = " ".join(f"Sentence number {i} is spoken here." for i in range(60))
     job, _ = await jobs.submit(JobSpec(kind="speak", text=long_text, split={"length_threshold": 8, "window_size": 8}))
-    while (await asyncio.to_thread(jobs.get, job.id)).segments_done == 0:  # noqa: ASYNC110 - the database has no event to await
-        await asyncio.sleep(0.05)
+    await asyncio.wait_for(jobs.engine.synthesised.wait(), 60)  # the job is running: its first segment was spoken
     await asyncio.to_thread(jobs.cancel, job.id)
     await asyncio.wait_for(jobs.dispatcher.join(), 120)  # the runner gave the job up (the timeout only guards a hang)
     segs = await asyncio.to_thread(jobs.segments, job.id)
@@ -117,9 +117,9 @@ async def test_results_expire_after_ttl(kind, tmp_path, piper, request) -> None:
         job, _ = await service.submit(JobSpec(kind="speak", text="Short lived."))
         job = await wait_final(service, job.id)
         assert job.status == "succeeded" and service.store.exists(job.result["audio.mp3"])
-        assert await asyncio.to_thread(service.expire) == 0  # not yet
-        await asyncio.sleep(1.2)
-        assert await asyncio.to_thread(service.expire) == 1
+        assert job.expires_at is not None and job.expires_at - job.finished_at == dt.timedelta(seconds=1)
+        assert await asyncio.to_thread(service.expire, job.expires_at - dt.timedelta(milliseconds=1)) == 0  # not yet
+        assert await asyncio.to_thread(service.expire, job.expires_at + dt.timedelta(milliseconds=1)) == 1
         assert not service.store.exists(job.result["audio.mp3"])
         with pytest.raises(NotFoundError):
             await asyncio.to_thread(service.get, job.id)

@@ -14,6 +14,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from fasttts.config import Settings
 from fasttts.engine.base import Capabilities, TTSEngine
 from fasttts.errors import InvalidRequestError, ModelLoadError, NotFoundError, UnsupportedFeatureError
 from fasttts.params import LEVEL_TEMPO, SamplingParams, VoiceParams
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
 
 DEFAULT_VOICE = "joe"
 
@@ -47,10 +51,10 @@ class PiperEngine(TTSEngine):
     default_voice = DEFAULT_VOICE
     default_sampling = SamplingParams(temperature=0.667, top_k=0, top_p=1.0, repetition_penalty=1.0, max_tokens=4096)
 
-    def __init__(self, voice: object, *, workers: int = 2, seed: int = 0, language: str | None = "en") -> None:
+    def __init__(self, voice: PiperVoice, *, workers: int = 2, seed: int = 0, language: str | None = "en") -> None:
         super().__init__(seed=seed, language=language)
         self._voice = voice
-        self.sample_rate = int(voice.config.sample_rate)  # type: ignore[attr-defined]
+        self.sample_rate = int(voice.config.sample_rate)
         self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="piper")
 
     @classmethod
@@ -100,11 +104,11 @@ class PiperEngine(TTSEngine):
         # temperature scales VITS's two noise terms: the voice's own at the default, none at 0
         # (the same audio every time, as greedy decoding is for the LLM models)
         scale = min(MAX_NOISE_SCALE, (sampling.temperature or 0.0) / (self.default_sampling.temperature or 1.0))
-        cfg = self._voice.config  # type: ignore[attr-defined]
+        cfg = self._voice.config
         config = SynthesisConfig(
             length_scale=voice.length_scale, noise_scale=cfg.noise_scale * scale, noise_w_scale=cfg.noise_w_scale * scale, normalize_audio=False
         )
-        sentences = iter(self._voice.synthesize(text, config))  # type: ignore[attr-defined]
+        sentences = iter(self._voice.synthesize(text, config))
         loop = asyncio.get_running_loop()
         spoken = False
         while True:

@@ -17,7 +17,7 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from fasttts.models.random_llm import SPARK_QWEN2_FULL, SPARK_QWEN2_TINY, write_random_llm, write_tokenizer
-from fasttts.models.spark.random_codec import write_random_codec
+from fasttts.models.spark.random_codec import Size, Wav2VecWeights, write_random_codec
 from fasttts.models.spark.tokens import SPARK_ADDED_TOKENS
 
 
@@ -33,7 +33,7 @@ def write_spark_tokenizer(llm_dir: str | Path, *, size: str = "full") -> Tokeniz
     return write_tokenizer(llm_dir, release=size == "full", max_position=preset["max_position"], **_llm_args(size))
 
 
-def write_random_spark(model_dir: str | Path, *, size: str = "tiny", seed: int = 0, wav2vec_weights: str = "bin") -> Path:
+def write_random_spark(model_dir: str | Path, *, size: Size = "tiny", seed: int = 0, wav2vec_weights: Wav2VecWeights = "bin") -> Path:
     """Write a random ``tiny`` (about 35 MB, synthesises in seconds) or ``full`` (release shapes,
     about 4 GB) Spark directory and return its path. ``wav2vec_weights``: ``bin`` (the release's
     ``pytorch_model.bin``) or ``safetensors`` (``model.safetensors``)."""
@@ -41,5 +41,5 @@ def write_random_spark(model_dir: str | Path, *, size: str = "tiny", seed: int =
     root = Path(model_dir)
     root.mkdir(parents=True, exist_ok=True)
     write_random_llm(root / "LLM", size=SPARK_QWEN2_FULL if size == "full" else SPARK_QWEN2_TINY, seed=seed, release_tokenizer=size == "full", **args)
-    write_random_codec(root, size, seed, wav2vec_weights)  # type: ignore[arg-type]
+    write_random_codec(root, size, seed, wav2vec_weights)
     return root

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from fasttts.backends.base import Ranges, TokenConstraint, merge_ranges
 from fasttts.errors import ModelLoadError
@@ -60,12 +61,19 @@ SPARK_ADDED_TOKENS: list[str] = (
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
+class TokenIds(Protocol):
+    """What the vocabulary needs of a tokenizer (``tokenizers.Tokenizer`` has it), without
+    importing one here."""
+
+    def token_to_id(self, token: str) -> int | None: ...
+
+
 class _Lookup:
-    def __init__(self, tokenizer: object) -> None:
+    def __init__(self, tokenizer: TokenIds) -> None:
         self._tok = tokenizer
 
     def __call__(self, token: str) -> int:
-        tid = self._tok.token_to_id(token)  # type: ignore[attr-defined]
+        tid = self._tok.token_to_id(token)
         if tid is None:
             raise ModelLoadError(f"the Spark tokenizer has no token {token!r}; is this a Spark-TTS LLM directory?")
         return int(tid)
@@ -105,7 +113,7 @@ class SparkVocab:
     eos: int
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: object) -> SparkVocab:
+    def from_tokenizer(cls, tokenizer: TokenIds) -> SparkVocab:
         t = _Lookup(tokenizer)
         return cls(
             global0=t.family("<|bicodec_global_{}|>", GLOBAL_CODEBOOK),
