@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fasttts.backends.torch_llm import cpu_linear
 from fasttts.backends.torch_llm.cpu_linear import FBGEMM_MAX_ROWS, FORMATS, LAYOUTS, ROW_BUCKETS, CpuLinear, pack_linears, plan_for
 
 # Max |error| relative to the output's RMS, for unit-variance inputs and 1/sqrt(in)-scaled weights:
@@ -94,3 +95,15 @@ def test_fbgemm_fp16_rows_come_out_as_computed_alone_whatever_the_row_count():
         alone = torch.cat([run(row, stored, None) for row in x.split(1)])
         for start, rows in [(0, n) for n in range(1, 70)] + [(5, 7), (11, 31), (0, FBGEMM_MAX_ROWS), (3, FBGEMM_MAX_ROWS + 40)]:
             assert torch.equal(run(x[start : start + rows], stored, None), alone[start : start + rows]), rows
+
+
+def test_int8_quantizing_by_row_blocks_equals_quantizing_all_rows_at_once(monkeypatch):
+    # blocks keep the float32 intermediates small at load; every row is its own channel, so the
+    # packed values and scales must not depend on the block size (rows not a multiple of it)
+    w = (torch.randn(203, 96, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.01, 3, 203)[:, None]).to(torch.bfloat16)
+    monkeypatch.setattr(cpu_linear, "QUANTIZE_BLOCK_BYTES", 1 << 30)
+    at_once = LAYOUTS["int8"][0].store(w)
+    monkeypatch.setattr(cpu_linear, "QUANTIZE_BLOCK_BYTES", 4 * 96 * 16)  # 16 rows a block
+    blocked = LAYOUTS["int8"][0].store(w)
+    assert [t.dtype for t in blocked] == [torch.int8, torch.bfloat16, torch.float32]
+    assert all(torch.equal(a, b) for a, b in zip(at_once, blocked))

@@ -2,7 +2,7 @@
 within 1.2x of the weights in memory plus the activations, as issue 18 asks.
 
 Measured in a fresh interpreter (``VmHWM``, the peak resident set, reset before each phase), on an
-8-layer model of ~90 MB in bfloat16, so the accounting is spelled out rather than hidden in the factor:
+8-layer model of ~90 MB in bfloat16 (~64 MB in int8), so the accounting is spelled out rather than hidden in the factor:
 
 * ``baseline``: resident memory once torch and FastTTS are imported and one load and decode of
   the same model has run and been released: the interpreter, torch's libraries and thread pools,
@@ -17,7 +17,8 @@ Measured in a fresh interpreter (``VmHWM``, the peak resident set, reset before 
   which is why the model has 8 layers, not 4).
 
 Load: ``peak - baseline <= 1.2 * weights``. Decode: ``peak - baseline <= 1.2 * (weights + kv)``.
-What the margin catches: a plain weight kept until every linear is packed (+0.6x float32 here), a memory
+What the margin catches: a plain weight kept until every linear is packed (+0.6x float32 here; int8 read
+into a whole bfloat16 decoder before quantizing, +0.54x), a memory
 map of the checkpoint left resident (+0.5x float32, +1.0x bfloat16), a float32 copy of the LM
 head's rows for the logits (+0.18x per 8,192-row window in bfloat16, two windows here)."""
 
@@ -92,10 +93,15 @@ def _measure(tmp_path: Path, dtype: str) -> dict[str, int]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+# what each format's model holds at least: the embedding (also the tied head) in bfloat16 for
+# bfloat16 and int8 (33.5 MB), the decoder's linears in 2 / 1 bytes per weight (61 / 30 MB)
+MIN_WEIGHTS = {"bfloat16": 85 << 20, "float32": 85 << 20, "int8": 60 << 20}
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32", "int8"])
 def test_loading_and_decoding_hold_the_weights_once(tmp_path: Path, dtype: str) -> None:
     m = _measure(tmp_path, dtype)
-    assert m["weights"] > 85 << 20, m
+    assert m["weights"] > MIN_WEIGHTS[dtype], m
     load = (m["load_peak"] - m["baseline"]) / m["weights"]
     decode = (m["decode_peak"] - m["baseline"]) / (m["weights"] + m["kv"])
     assert load <= FACTOR, (load, m)

@@ -5,7 +5,9 @@ Reads ``model.safetensors`` or the sharded ``model-XXXXX-of-YYYYY.safetensors`` 
 parameter by name and shape and every parameter must be present; otherwise
 :class:`~fasttts.errors.ModelLoadError` names each offender. The model is built on the meta device
 and filled by plain reads straight into its parameters (no memory map: see
-:func:`~fasttts.checkpoint.read_safetensors_into`), so the weights are never held twice.
+:func:`~fasttts.checkpoint.read_safetensors_into`), so the weights are never held twice. On CPU
+each decoder linear is read only when its turn to be packed comes (its parts into row slices of
+its fused weight), so an int8 model never holds the bfloat16 decoder it quantizes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from torch import nn
 
 from fasttts import devices
 from fasttts.backends.torch_llm.cpu_linear import ACTIVATION_DTYPE, largest_linear, pack_linears, plan_for
-from fasttts.backends.torch_llm.model import CausalLM, LLMConfig
+from fasttts.backends.torch_llm.model import CausalLM, LLMConfig, linear_checkpoint_tensors
 from fasttts.checkpoint import check_tensors, read_safetensors_into
 from fasttts.errors import ModelLoadError
 
@@ -114,10 +116,18 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
         for module in model.modules():  # bfloat16 model computing in float32 holds no float32 copy of either
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 module.to(dtype=ACTIVATION_DTYPE[weight_format])
-    model = model.to_empty(device=dev)
-    _read_weights(model, files)
-    if plan is not None:
-        pack_linears(model.model, dev, weight_format, plan)  # decoder layers; the LM head is sliced per step
+    packed = {id(m) for m in model.model.modules() if isinstance(m, nn.Linear)} if plan is not None else set()
+    for module in model.modules():  # the decoder's linears to be packed stay unread until their turn
+        if id(module) not in packed:
+            module.to_empty(device=dev, recurse=False)
+    _read_into({n: t for n, t in model.checkpoint_tensors().items() if not t.is_meta}, files)
+    if plan is not None:  # decoder layers (the LM head is sliced per step), each read just before it is packed
+
+        def fill(prefix: str, linear: nn.Linear) -> None:
+            linear.to_empty(device=dev)
+            _read_into(linear_checkpoint_tensors(f"model.{prefix}", linear), files)
+
+        pack_linears(model.model, dev, weight_format, plan, fill)
         if plan.slower_than_float32:
             logger.warning("%s weights measured slower than float32 here at %s rows", weight_format, plan.slower_than_float32)
     model.weight_format = weight_format
@@ -133,13 +143,11 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
     return model.eval()
 
 
-def _read_weights(model: CausalLM, files: dict[str, Path]) -> None:
-    """Fill every parameter from its file, read straight into it (at most one tensor staged). A
-    function of its own so no reference to the plain weights outlives it: pack_linears then frees
-    each one as it packs it."""
-    params = model.checkpoint_tensors()  # a fused linear's parts: row slices of its weight, read in place
+def _read_into(targets: dict[str, torch.Tensor], files: dict[str, Path]) -> None:
+    """Fill each tensor (a parameter, or a fused linear's row slice) from the file holding its
+    name, read straight into it."""
     by_file: dict[Path, dict[str, torch.Tensor]] = {}
-    for name, tensor in params.items():
+    for name, tensor in targets.items():
         by_file.setdefault(files[name], {})[name] = tensor
-    for path, targets in by_file.items():
-        read_safetensors_into(path, targets)
+    for path, group in by_file.items():
+        read_safetensors_into(path, group)

@@ -172,6 +172,16 @@ class FusedLinear(nn.Linear):
         self.parts = parts
 
 
+def linear_checkpoint_tensors(prefix: str, linear: nn.Linear) -> dict[str, torch.Tensor]:
+    """One linear's weight (and bias) under the checkpoint's names: a :class:`FusedLinear`'s as
+    the row slices its parts fill."""
+    own = {kind: t.detach() for kind, t in (("weight", linear.weight), ("bias", linear.bias)) if t is not None}
+    if not isinstance(linear, FusedLinear):
+        return {f"{prefix}.{kind}": t for kind, t in own.items()}
+    parent = prefix.rpartition(".")[0]
+    return {f"{parent}.{part}.{kind}": rows for kind, t in own.items() for part, rows in zip(linear.parts, torch.split(t, list(linear.parts.values())))}
+
+
 @dataclass
 class AttnBatch:
     """Where this forward's tokens live in the KV cache, shared by all layers.
@@ -311,14 +321,10 @@ class CausalLM(nn.Module):
         (and bias) appear as the row slices its parts fill, views that a read into them fills."""
         tensors = dict(self.state_dict())
         for prefix, module in self.named_modules():
-            if not isinstance(module, FusedLinear):
-                continue
-            parent = prefix.rpartition(".")[0]
-            for kind in ("weight", "bias"):
-                fused = tensors.pop(f"{prefix}.{kind}", None)
-                if fused is not None:
-                    for part, rows in zip(module.parts, fused.split(list(module.parts.values()))):
-                        tensors[f"{parent}.{part}.{kind}"] = rows
+            if isinstance(module, FusedLinear):
+                for kind in ("weight", "bias"):
+                    tensors.pop(f"{prefix}.{kind}", None)
+                tensors.update(linear_checkpoint_tensors(prefix, module))
         return tensors
 
     def forward(self, tokens: torch.Tensor, batch: AttnBatch, cache: KVCache) -> torch.Tensor:
