@@ -26,8 +26,10 @@ SEMANTIC_TOKENS = 8
 weights never stop on their own, so every generating case gets ``max_tokens`` = the model's minimum
 plus these (a fuzzer's 10^6 would be a legitimate but minutes-long request, not the hang this test
 looks for; a value under the minimum is a 400 every time, and the case would generate nothing)."""
-GENERATING = frozenset({"/speak", "/multi_speak", "/clone_voice", "/v1/audio/speech", "/v1/jobs"})
-"""The operations that synthesise (and take ``max_tokens``: top-level, or in a job's ``sampling``)."""
+_NATIVE = ("/speak", "/multi_speak", "/clone_voice")
+GENERATING = frozenset({*_NATIVE, *(f"/v1{path}" for path in _NATIVE), "/v1/audio/speech", "/v1/jobs"})
+"""The operations that synthesise (and take ``max_tokens``: top-level, or in a job's ``sampling``);
+the native routes are served at ``/`` and again under ``/v1``."""
 FUZZ = settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
 
