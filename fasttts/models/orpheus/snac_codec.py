@@ -147,6 +147,8 @@ def snac_from_state(config: dict[str, Any], state: Mapping[str, torch.Tensor], *
     attention, absent from the 24 kHz model) is built on the CPU and loaded by copy instead, so
     those buffers hold their computed values."""
     try:
+        # The first weight_norm on meta runs torch's Python norm, which imports sympy (~150 MB, once
+        # per process); an engine's LLM loader imports it anyway (its meta build pulls in torch._dynamo).
         with torch.device("meta"):
             model = SNAC(**config)
     except TypeError as exc:
