@@ -34,7 +34,7 @@ from pathlib import Path
 from stamp import commit, machine, tokenizer
 
 MB = 1 << 20
-DTYPES = {"spark": ("float32", "bfloat16", "float16"), "orpheus": ("float32", "bfloat16", "float16")}
+DTYPES = {"spark": ("float32", "bfloat16", "float16", "int8"), "orpheus": ("float32", "bfloat16", "float16", "int8")}
 
 
 def _status(field: str) -> int:

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,26 +121,54 @@ def _install_positional_noise(model: SNAC, seed: int) -> _NoiseWindow:
 
 def load_snac(snac_dir: str | Path, device: str = "cpu") -> SNAC:
     """The official SNAC module from ``config.json`` + ``pytorch_model.bin``; every checkpoint
-    tensor must match a parameter one to one (strict load)."""
+    tensor must match a parameter one to one (strict load). The weights are held once: the module's
+    tensors are the ones read from the file (:func:`snac_from_state`)."""
     root = Path(snac_dir)
     config_path, weights_path = root / "config.json", root / "pytorch_model.bin"
     for path in (config_path, weights_path):
         if not path.exists():
             raise ModelLoadError(f"not a SNAC directory: {path} is missing")
     config = json.loads(config_path.read_text())
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    return snac_from_state(config, state, source=f"{weights_path} ({config_path})").to(device).eval()
+
+
+def snac_from_state(config: dict[str, Any], state: Mapping[str, torch.Tensor], *, source: str = "the checkpoint") -> SNAC:
+    """``SNAC(**config)`` holding ``state``'s tensors themselves, not copies of them.
+
+    The module is built on the meta device (no random initialisation, no memory) and the
+    checkpoint assigned into it (``load_state_dict(assign=True)``, strict). The weight-normed
+    convolutions are ``torch.nn.utils.parametrizations.weight_norm``: their parameters are
+    ``original0``/``original1`` (the checkpoint's ``weight_g``/``weight_v``, renamed by
+    weight_norm's own load hook) and ``weight`` is computed from them on each access, so nothing
+    derived is left on meta. Floating tensors are cast to the module's dtype, as a copying load
+    would (a no-op, so no copy, for the float32 checkpoints SNAC ships). A config whose module has
+    buffers the checkpoint does not carry (non-persistent: the rotary ``scale`` of SNAC's
+    attention, absent from the 24 kHz model) is built on the CPU and loaded by copy instead, so
+    those buffers hold their computed values."""
     try:
-        model = SNAC(**config)
+        # The first weight_norm on meta runs torch's Python norm, which imports sympy (~150 MB, once
+        # per process); an engine's LLM loader imports it anyway (its meta build pulls in torch._dynamo).
+        with torch.device("meta"):
+            model = SNAC(**config)
     except TypeError as exc:
-        raise ModelLoadError(f"{config_path}: not a SNAC config ({exc})") from exc
+        raise ModelLoadError(f"{source}: not a SNAC config ({exc})") from exc
     strides = tuple(config.get("vq_strides", model.vq_strides))
     if tuple(strides[0] // s for s in strides) != tuple(len(p) for p in LAYER_POSITIONS):
-        raise ModelLoadError(f"{config_path}: Orpheus needs vq_strides giving 1, 2 and 4 codes per frame, got {list(strides)}")
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        raise ModelLoadError(f"{source}: Orpheus needs vq_strides giving 1, 2 and 4 codes per frame, got {list(strides)}")
+    assign = not any(m._non_persistent_buffers_set for m in model.modules())
+    if not assign:
+        model = SNAC(**config)
+    dtype = next(model.parameters()).dtype
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=assign)
     except RuntimeError as exc:
-        raise ModelLoadError(f"{weights_path} does not match {config_path}: {exc}") from exc
-    return model.to(device).eval()
+        raise ModelLoadError(f"{source} does not match its config: {exc}") from exc
+    left = [name for name, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if left:  # strict loading assigns every parameter and persistent buffer: checked, not assumed
+        raise ModelLoadError(f"{source}: no checkpoint tensor for {left[:5]}")
+    return model
 
 
 class SnacCodec:
