@@ -110,6 +110,16 @@ def sampling_kwargs(request: GenerationRequest) -> dict[str, Any]:
     return kwargs
 
 
+def _close_zmq_context(engine: Any) -> None:
+    """End the zmq context of ``engine``'s core client. ``AsyncLLM.shutdown`` closes the client's
+    sockets (in a callback on this loop, run before the shutdown's thread reports back) but not the
+    context they belong to (vLLM 0.32), which the garbage collector would then close with a
+    ResourceWarning. A vLLM without that attribute path is left as it is."""
+    ctx = getattr(getattr(getattr(engine, "engine_core", None), "resources", None), "ctx", None)
+    if ctx is not None and not getattr(ctx, "closed", True):
+        ctx.destroy(linger=0)
+
+
 def _import_vllm() -> Any:
     try:
         import vllm
@@ -169,8 +179,9 @@ class VLLMBackend(LLMBackend):
     async def shutdown(self) -> None:
         async with self._lock:
             if self._engine is not None:
-                await asyncio.to_thread(self._engine.shutdown)
-                self._engine = None
+                engine, self._engine = self._engine, None
+                await asyncio.to_thread(engine.shutdown)
+                _close_zmq_context(engine)
 
     @property
     def num_active(self) -> int:
