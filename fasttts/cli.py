@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fasttts.flags import ENGINE_FLAGS, add_settings_flags, settings_from_args
+from fasttts.errors import FastTTSError, InvalidRequestError
+from fasttts.flags import ENGINE_FLAGS, add_sampling_flags, add_settings_flags, sampling_from_args, settings_from_args
 from fasttts.params import GENDERS, LEVELS, RESPONSE_FORMATS, SamplingParams, SplitParams, VoiceParams
 
 if TYPE_CHECKING:
@@ -46,7 +47,9 @@ def _worker(argv: list[str]) -> int:
     return worker(argv) or 0
 
 
-def _infer(argv: list[str]) -> int:
+def infer_parser() -> argparse.ArgumentParser:
+    """``fasttts infer``'s flags: the engine settings, the voice, one flag per sampling field
+    (:func:`~fasttts.flags.add_sampling_flags`) and the text splitting."""
     parser = argparse.ArgumentParser(prog="fasttts infer", description="Synthesize text (or a .txt file) to an audio file.")
     add_settings_flags(parser, ENGINE_FLAGS)
     parser.add_argument("-i", "--input", required=True, help="text, or a path to a .txt file")
@@ -58,19 +61,20 @@ def _infer(argv: list[str]) -> int:
     parser.add_argument("--reference_audio", default=None, help="clone this voice (any common audio format)")
     parser.add_argument("--reference_text", default=None)
     parser.add_argument("--latent_file", default=None, help="MegaTTS3: the reference's .npy latent (with --reference_audio)")
-    parser.add_argument("--text_weight", type=float, help="MegaTTS3 text guidance (default 1.6)")
-    parser.add_argument("--speaker_weight", type=float, help="MegaTTS3 speaker guidance (default 2.5)")
-    parser.add_argument("--diffusion_steps", type=int, help="MegaTTS3 flow-matching steps (default 32)")
     parser.add_argument("--multi_speaker", action="store_true", help="the text is a <role:name> script")
-    parser.add_argument("--temperature", type=float)
-    parser.add_argument("--top_k", type=int)
-    parser.add_argument("--top_p", type=float)
-    parser.add_argument("--repetition_penalty", type=float)
-    parser.add_argument("--max_tokens", type=int)
-    parser.add_argument("--request_seed", type=int, default=None, help="seed for this synthesis (reproducible output)")
+    add_sampling_flags(parser)
     parser.add_argument("--length_threshold", type=int, default=50)
     parser.add_argument("--window_size", type=int, default=50)
+    return parser
+
+
+def _infer(argv: list[str]) -> int:
+    parser = infer_parser()
     args = parser.parse_args(argv)
+    try:
+        sampling = sampling_from_args(args)
+    except InvalidRequestError as exc:
+        parser.error(exc.message)
     fmt = Path(args.output).suffix.lstrip(".").lower()
     if fmt == "ogg":
         fmt = "opus"
@@ -78,21 +82,15 @@ def _infer(argv: list[str]) -> int:
         parser.error(f"unsupported output extension .{fmt}; use one of {', '.join(RESPONSE_FORMATS)}")
     text_arg = Path(args.input)
     text = text_arg.read_text(encoding="utf-8") if text_arg.suffix == ".txt" and text_arg.exists() else args.input
-    return asyncio.run(_run_infer(args, text, fmt))
+    return asyncio.run(_run_infer(args, text, fmt, sampling))
 
 
-async def _run_infer(args: argparse.Namespace, text: str, fmt: str) -> int:
+async def _run_infer(args: argparse.Namespace, text: str, fmt: str, sampling: SamplingParams) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fasttts.audio.encode import encode_audio
-    from fasttts.errors import FastTTSError
     from fasttts.services import build_engine
 
-    sampling = SamplingParams(
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty, max_tokens=args.max_tokens, seed=args.request_seed,
-        text_weight=args.text_weight, speaker_weight=args.speaker_weight, diffusion_steps=args.diffusion_steps,
-    )  # fmt: skip
     split = SplitParams(args.length_threshold, args.window_size)
     engine = build_engine(settings_from_args(args))
     await engine.start()

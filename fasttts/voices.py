@@ -113,8 +113,10 @@ class VoiceService:
         return cls(engine, sessions, store_from_settings(settings), role_dir=role_dir, fix_voice=settings.fix_voice, seed=settings.seed)
 
     def close(self) -> None:
-        """Close the database connections (at shutdown; the engine is its owner's to shut down)."""
+        """Close the database and object-store connections (at shutdown; the engine is its owner's
+        to shut down)."""
         close_sessions(self._sessions)
+        self._store.close()
 
     # ------------------------------------------------------------------ the engine follows the database
     async def refresh(self, *, tolerate_outage: bool = False) -> None:

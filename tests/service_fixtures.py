@@ -65,6 +65,7 @@ class SeaweedS3:
     dir: Path
 
     def client(self):
+        """A boto3 S3 client for this server (close it when done)."""
         import boto3
 
         return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
@@ -85,15 +86,20 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = SeaweedS3(endpoint=f"http://127.0.0.1:{s3_port}", bucket=f"fasttts-{uuid.uuid4().hex[:8]}", proc=proc, dir=d)
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            server.client().create_bucket(Bucket=server.bucket)
-            break
-        except Exception:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"SeaweedFS did not start: {(d / 'weed.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+    client = server.client()
+    try:
+        while True:
+            try:
+                client.create_bucket(Bucket=server.bucket)
+                break
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    log.close()
+                    pytest.fail(f"SeaweedFS did not start: {(d / 'weed.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+    finally:
+        client.close()
     yield server
     os.killpg(proc.pid, signal.SIGTERM)
     try:

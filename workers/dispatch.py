@@ -37,4 +37,5 @@ class CeleryDispatcher:
         """Nothing runs here: workers pick the jobs up."""
 
     async def stop(self) -> None:
-        pass
+        """Close the Celery app: its broker connection pools and producer pool."""
+        self.app.close()

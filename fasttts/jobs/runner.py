@@ -74,11 +74,11 @@ class JobRunner:
         worker died before assembling, and the reaper sent the job again). Transient failures
         (database, storage down) propagate so the caller retries later."""
         while True:
-            claims = await asyncio.to_thread(self._claim, job_id)
+            claims = await self.service.in_thread(self._claim, job_id)
             if not claims:
                 break
             await self._run_batch(claims)
-        await asyncio.to_thread(self._finish_if_complete, job_id)
+        await self.service.in_thread(self._finish_if_complete, job_id)
 
     # ------------------------------------------------------------------ claiming (sync, in a thread)
     def _claim(self, prefer_job: str) -> list[Claim]:
@@ -180,13 +180,13 @@ class JobRunner:
             elif isinstance(result, BaseException):
                 if claim.attempt >= self.settings.job_max_attempts or isinstance(result, FastTTSError):
                     msg = getattr(result, "message", None) or str(result) or type(result).__name__
-                    await asyncio.to_thread(self._fail, claim.job_id, f"segment {claim.index} ({claim.text[:40]!r}) failed: {msg}")
+                    await self.service.in_thread(self._fail, claim.job_id, f"segment {claim.index} ({claim.text[:40]!r}) failed: {msg}")
                 release.append(claim.id)
                 logger.warning("segment %s/%d failed: %r", claim.job_id, claim.index, result)
         if refund:
-            await asyncio.to_thread(self._release, refund, refund=True)
+            await self.service.in_thread(self._release, refund, refund=True)
         if release:
-            await asyncio.to_thread(self._release, release, refund=False)
+            await self.service.in_thread(self._release, release, refund=False)
         if transient is not None:
             raise transient
 
@@ -196,14 +196,14 @@ class JobRunner:
         audio = await self.engine.synthesize_segment(Segment(claim.text, voice, index=claim.index, extra={"position": claim.position}), sampling)
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         key = segment_key(claim.job_id, claim.index)
-        await asyncio.to_thread(self.service.store.put, key, audio.astype("<f4").tobytes())
-        won, complete = await asyncio.to_thread(self._mark_done, claim, key, len(audio))
+        await self.service.in_thread(self.service.store.put, key, audio.astype("<f4").tobytes())
+        won, complete = await self.service.in_thread(self._mark_done, claim, key, len(audio))
         if not won:  # its job stopped (or another worker took the lease over): hand it back, drop the file
-            await asyncio.to_thread(self._release, [claim.id], refund=True)
-            await asyncio.to_thread(self._discard_if_orphaned, claim.job_id, key)
+            await self.service.in_thread(self._release, [claim.id], refund=True)
+            await self.service.in_thread(self._discard_if_orphaned, claim.job_id, key)
         elif complete:
             try:
-                await asyncio.to_thread(self._finish_if_complete, claim.job_id)
+                await self.service.in_thread(self._finish_if_complete, claim.job_id)
             except Exception:  # the segment is done; the reaper sends the job again to assemble it
                 logger.exception("assembling job %s failed; it will be retried", claim.job_id)
 
@@ -215,7 +215,7 @@ class JobRunner:
             if not running:
                 return
             try:
-                dead = await asyncio.to_thread(self._renew, running)
+                dead = await self.service.in_thread(self._renew, running)
             except NotReadyError:
                 continue  # database blip: keep going, the lease still has time
             for sid in dead:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import builtins
 import datetime as dt
+import functools
 import logging
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -35,6 +37,8 @@ from fasttts.storage import ObjectStore, StorageUnavailableError, job_prefix
 from fasttts.text.chapters import detect_chapters
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -80,6 +84,8 @@ class JobService:
         self.dispatcher = dispatcher
         self.engine = engine
         self._maintenance: asyncio.Task[None] | None = None
+        self._threads = ThreadPoolExecutor(thread_name_prefix="fasttts-jobs")
+        """Where the runner's and the maintenance loop's blocking calls run (:meth:`in_thread`)."""
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, *, maintain: bool = True) -> None:
@@ -92,20 +98,30 @@ class JobService:
             self._maintenance = asyncio.create_task(self._maintain())
 
     async def stop(self) -> None:
-        """Stop the maintenance loop and the dispatcher, then close the database connections."""
+        """Stop the maintenance loop and the dispatcher, then close the database and object-store
+        connections."""
         if self._maintenance is not None:
             self._maintenance.cancel()
             await asyncio.gather(self._maintenance, return_exceptions=True)
         await self.dispatcher.stop()
+        # A cancelled task's blocking call runs on to its end; wait for it, so that the session it
+        # holds is back in the pool (and closed with it) rather than left to the garbage collector.
+        await asyncio.to_thread(self._threads.shutdown)
         await asyncio.to_thread(close_sessions, self.db)
+        await asyncio.to_thread(self.store.close)
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``asyncio.to_thread`` on the service's own threads: the blocking calls (database,
+        storage) of the job runner and the maintenance loop, which :meth:`stop` waits for."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(fn, *args, **kwargs))
 
     async def _maintain(self) -> None:
         """Reap abandoned segments and expire old results, forever (a failure just waits a round)."""
         interval = max(0.5, min(30.0, self.settings.segment_lease_s / 2))
         while True:
             try:
-                await asyncio.to_thread(self.reap)
-                await asyncio.to_thread(self.expire)
+                await self.in_thread(self.reap)
+                await self.in_thread(self.expire)
             except Exception as e:
                 logger.warning("job maintenance skipped a round: %s", e)
             await asyncio.sleep(interval)

@@ -46,6 +46,10 @@ class ObjectStore(Protocol):
         """Raise :class:`StorageUnavailableError` if the store cannot be used now."""
         ...
 
+    def close(self) -> None:
+        """Release the store's connections (at shutdown; the store is not used afterwards)."""
+        ...
+
 
 def job_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/"

@@ -64,3 +64,6 @@ class LocalStore:
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):
             raise StorageUnavailableError(f"storage directory {self.root} is not writable")
+
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes its own file."""

@@ -111,3 +111,7 @@ class S3Store:
 
     def check(self) -> None:
         self._call(self.client.head_bucket)
+
+    def close(self) -> None:
+        """Close the client's pooled HTTP connections."""
+        self.client.close()

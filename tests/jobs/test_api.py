@@ -152,13 +152,19 @@ async def test_broker_and_database_outages_answer_503(tmp_path, piper) -> None:
     dead = free_port()
     down_settings = job_settings(tmp_path, broker_url=f"redis://127.0.0.1:{dead}/0")
     broker_down = build_job_service(down_settings, piper, CeleryDispatcher(down_settings))
-    async with client(broker_down) as c:
-        r = await c.post("/v1/jobs", json={"kind": "speak", "text": "Queue me."})
+    try:
+        async with client(broker_down) as c:
+            r = await c.post("/v1/jobs", json={"kind": "speak", "text": "Queue me."})
+    finally:
+        await broker_down.stop()
     assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0
     db_down = build_job_service(job_settings(tmp_path, database_url=f"postgresql://postgres@127.0.0.1:{dead}/x"), piper)
-    async with client(db_down) as c:
-        for r in (await c.get("/v1/jobs"), await c.get("/v1/jobs/abc"), await c.post("/v1/jobs", json={"kind": "speak", "text": "Hi."})):
-            assert r.status_code == 503 and "Retry-After" in r.headers, r.text
+    try:
+        async with client(db_down) as c:
+            for r in (await c.get("/v1/jobs"), await c.get("/v1/jobs/abc"), await c.post("/v1/jobs", json={"kind": "speak", "text": "Hi."})):
+                assert r.status_code == 503 and "Retry-After" in r.headers, r.text
+    finally:
+        await db_down.stop()
 
 
 async def test_s3_outage_answers_503_and_running_jobs_finish_after(tmp_path, piper, seaweed) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -13,11 +14,14 @@ from fasttts.storage.s3 import S3Store
 
 
 @pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path) -> ObjectStore:
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[ObjectStore]:
     if request.param == "local":
-        return LocalStore(tmp_path / "objects")
-    sw = request.getfixturevalue("seaweed")
-    return S3Store(sw.bucket, prefix=f"t-{tmp_path.name}/", endpoint_url=sw.endpoint, access_key_id="k", secret_access_key="s")
+        made: ObjectStore = LocalStore(tmp_path / "objects")
+    else:
+        sw = request.getfixturevalue("seaweed")
+        made = S3Store(sw.bucket, prefix=f"t-{tmp_path.name}/", endpoint_url=sw.endpoint, access_key_id="k", secret_access_key="s")
+    yield made
+    made.close()
 
 
 def test_put_get_exists_delete(store: ObjectStore) -> None:
@@ -47,6 +51,7 @@ def test_s3_presigned_url_downloads(seaweed, tmp_path) -> None:
     store = S3Store(seaweed.bucket, prefix="p/", endpoint_url=seaweed.endpoint, access_key_id="k", secret_access_key="s")
     store.put("jobs/x/result/audio.mp3", b"ID3fake", content_type="audio/mpeg")
     url = store.url("jobs/x/result/audio.mp3", expires_s=60, filename="audio.mp3")
+    store.close()
     with urllib.request.urlopen(url) as r:
         assert r.read() == b"ID3fake"
         assert "audio.mp3" in r.headers["Content-Disposition"]
@@ -60,6 +65,7 @@ def test_s3_unreachable_is_unavailable_not_crash() -> None:
         store.check()
     with pytest.raises(StorageUnavailableError):
         store.put("k", b"x")
+    store.close()
 
 
 def test_local_store_refuses_keys_outside_root(tmp_path) -> None:
@@ -72,3 +78,4 @@ def test_store_from_settings_picks_local_or_s3(tmp_path) -> None:
     assert isinstance(store_from_settings(Settings(data_dir=tmp_path)), LocalStore)
     s3 = store_from_settings(Settings(data_dir=tmp_path, s3_bucket="bkt", s3_endpoint_url="http://127.0.0.1:1"))
     assert isinstance(s3, S3Store) and s3.bucket == "bkt"
+    s3.close()
