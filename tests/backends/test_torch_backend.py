@@ -205,34 +205,6 @@ def test_low_precision_logits_stay_near_float32(dirs, arch: str, fmt: str) -> No
     assert (got.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.85
 
 
-@pytest.mark.parametrize("fmt", ["bfloat16", "int8"])
-def test_decode_reading_keys_in_blocks_equals_reading_them_exactly(dirs, fmt: str) -> None:
-    # The scheduler rounds a decode step's key length up to KEY_BLOCK on CPU in low precision (so
-    # oneDNN does not build a new attention kernel every step) and masks the tail: positions past a
-    # sequence's end, which hold whatever was there (here: large garbage), must change nothing.
-    from fasttts.backends.torch_llm.scheduler import KEY_BLOCK, Scheduler
-
-    model = load_model(dirs["qwen2"], device="cpu", dtype=fmt)
-    assert Scheduler(model, batch_size=2, max_length=4096).key_block == KEY_BLOCK
-    assert Scheduler(load_model(dirs["qwen2"], device="cpu", dtype="float32"), batch_size=2, max_length=4096).key_block == 1
-    ids = prompt(40, seed=6)
-    cache = _cache(model)
-    slot = cache.acquire()
-    cache.ensure_capacity(KEY_BLOCK)
-    cache.kv[:, :, slot, :, len(ids) :] = 1e4
-    with torch.inference_mode():
-        _prefill(model, cache, slot, ids[:-1], 0)
-        pos = torch.tensor([len(ids) - 1])
-        exact = AttnBatch(slots=torch.tensor([slot]), positions=pos, key_slots=slice(slot, slot + 1), key_len=len(ids), mask=None, queries_per_seq=1)
-        mask = (torch.arange(KEY_BLOCK)[None] <= pos[:, None])[:, None, None]
-        blocked = AttnBatch(slots=torch.tensor([slot]), positions=pos, key_slots=slice(slot, slot + 1), key_len=KEY_BLOCK, mask=mask, queries_per_seq=1)
-        token = torch.tensor(ids[-1:])
-        want = model.logits(model(token, exact, cache))
-        got = model.logits(model(token, blocked, cache))
-    assert torch.allclose(got, want, atol=1e-2 * float(want.std()), rtol=0)
-    assert torch.equal(got.argmax(-1), want.argmax(-1))
-
-
 def test_bfloat16_head_slices_give_float32_logits_independent_of_slice_and_batch(dirs, monkeypatch) -> None:
     # a bfloat16 head's slice logits come from its rows packed in fixed chunks for FBGEMM (x86):
     # float32 sums of the exact bfloat16 weights, and a token's logit the same bits whichever

@@ -238,11 +238,17 @@ class Attention(nn.Module):
         else:  # as HF (scores in model dtype, softmax in float32), but each key/value head's query heads
             rep = h // hkv  # are the rows of one matmul, instead of repeating its keys and values
             q = qkv[:, : h * d].view(b, tq, hkv, rep, d).permute(0, 2, 3, 1, 4).reshape(b, hkv, rep * tq, d)
+            if x.device.type == "cpu" and x.dtype != torch.float32:
+                # On CPU, in float32 throughout: oneDNN's bfloat16 matmuls at these small shapes
+                # take ~2x MKL's float32 ones even with the conversions (measured on Zen 5, one
+                # thread, 7x64 queries against 128-1024 keys), and build a new kernel for every
+                # key length, ~1.5 ms each, so on every decode step.
+                q, keys, values = q.float(), keys.float(), values.float()
             scores = (q @ keys.transpose(-1, -2)).mul_(self.scale)  # [B, Hkv, rep·Tq, L]
             if step.blocked is not None:
                 scores.masked_fill_(step.blocked, torch.finfo(scores.dtype).min)
             probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-            out = (probs @ values).view(b, hkv, rep, tq, d).permute(0, 3, 1, 2, 4).reshape(n, h * d)
+            out = (probs @ values).view(b, hkv, rep, tq, d).permute(0, 3, 1, 2, 4).reshape(n, h * d).to(x.dtype)
         result: torch.Tensor = self.o_proj(out)  # [N, C]
         return result
 

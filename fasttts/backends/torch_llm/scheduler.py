@@ -19,8 +19,6 @@ from fasttts.backends.torch_llm.kv_cache import KVCache
 from fasttts.backends.torch_llm.model import AttnBatch, CausalLM
 from fasttts.backends.torch_llm.sampling import SamplingState, allowed_mask, sample, vocab_window
 
-KEY_BLOCK = 64  # decode attention reads keys in blocks of this many positions (see Scheduler.key_block)
-
 
 @dataclass(eq=False, kw_only=True)
 class Sequence(ThreadRequest):
@@ -76,12 +74,6 @@ class Scheduler(EngineThread[Sequence]):
             device=param.device,
         )
         self.stats = SchedulerStats()
-        # oneDNN, which computes the eager attention's bfloat16 matmuls on CPU, builds (JIT-compiles)
-        # a kernel for every new shape, ~2 ms each: with the key length growing by one per decode
-        # step, that was paid on every step. Reading keys in blocks, the tail masked, pays it once
-        # per block. (float32 matmuls go to MKL, which compiles nothing, and GPUs neither.)
-        cpu_onednn = self.device.type == "cpu" and model.activation_dtype != torch.float32 and model.attn_implementation == "eager"
-        self.key_block = KEY_BLOCK if cpu_onednn else 1
         self._seen: torch.Tensor | None = None  # [slots, V] bool, for repetition penalties
         self._waiting: list[Sequence] = []  # admitted, prompt not fully prefilled
         self._running: list[Sequence] = []
@@ -162,7 +154,7 @@ class Scheduler(EngineThread[Sequence]):
         slot_ids = [_slot(s) for s in seqs]
         consecutive = slot_ids == list(range(slot_ids[0], slot_ids[0] + len(seqs)))
         positions = torch.tensor([s.length - 1 for s in seqs], device=self.device)  # of each last token
-        key_len = min(-(-max(s.length for s in seqs) // self.key_block) * self.key_block, self.max_length)
+        key_len = max(s.length for s in seqs)
         self.cache.ensure_capacity(key_len)
         slots = torch.tensor(slot_ids, device=self.device)
         mask = None
