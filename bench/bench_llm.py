@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--prompt_len", type=int, default=64)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--attn", default="sdpa")
+    parser.add_argument("--attn", default="eager", help="attention implementation (the server default: eager)")
     parser.add_argument(
         "--grammar",
         choices=("none", "spark", "orpheus"),

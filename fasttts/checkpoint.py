@@ -6,6 +6,9 @@ whole the same way, and :func:`held_bytes`, what the loaded weights take."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import io
 import json
 import struct
@@ -143,3 +146,27 @@ def held_bytes(modules: Iterable[nn.Module]) -> int:
             except (RuntimeError, NotImplementedError):  # opaque (e.g. mkldnn) tensors
                 seen[id(t)] = t.numel() * t.element_size()
     return sum(seen.values()) + opaque
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None  # glibc only (not musl, not macOS)
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> bool:
+    """Hand the pages of freed heap blocks back to the OS (glibc's ``malloc_trim(0)``); returns
+    whether there was a ``malloc_trim`` to call.
+
+    A loader's transients (a layer's staging, quantizing, packing) are freed, but once glibc has
+    raised its mmap threshold past their size (it does so each time a large mmapped block is
+    freed) they are served from its heap, and freed heap pages stay resident: on a full-size Spark
+    LLM in int8, ~0.5 GB after loading (0.8x its 626 MB of weights). Loaders call this between layers."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True

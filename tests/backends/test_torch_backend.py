@@ -205,6 +205,33 @@ def test_low_precision_logits_stay_near_float32(dirs, arch: str, fmt: str) -> No
     assert (got.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.85
 
 
+def test_bfloat16_head_slices_give_float32_logits_independent_of_slice_and_batch(dirs, monkeypatch) -> None:
+    # a bfloat16 head's slice logits come from its rows packed in fixed chunks for FBGEMM (x86):
+    # float32 sums of the exact bfloat16 weights, and a token's logit the same bits whichever
+    # slice or batch row computed it (so a seed's tokens cannot depend on a neighbour's window)
+    from fasttts.backends.torch_llm import model as model_module
+    from fasttts.backends.torch_llm.cpu_linear import fbgemm_fp16_works
+
+    monkeypatch.setattr(model_module, "HEAD_CHUNK_ROWS", 64)  # the tiny vocabulary holds a few chunks
+    model = load_model(dirs["qwen2"], device="cpu", dtype="bfloat16")
+    weight = model.lm_head_weight
+    assert weight.dtype == torch.bfloat16
+    hidden = torch.randn(5, weight.shape[1], generator=torch.Generator().manual_seed(3)).to(model.activation_dtype)
+    lo, hi = 70, 70 + 2 * 64 + 37  # straddles three chunks
+    assert hi <= weight.shape[0]
+    with torch.inference_mode():
+        got = model.logits(hidden, (lo, hi))
+        ref = hidden.float() @ weight[lo:hi].float().T
+        assert got.dtype == torch.float32 and got.shape == (5, hi - lo)
+        assert torch.allclose(got, ref, atol=1e-4 * float(ref.abs().max()), rtol=0)
+        inner = model.logits(hidden, (lo + 50, lo + 90))
+        alone = model.logits(hidden[2:3], (lo, hi))
+    if fbgemm_fp16_works():
+        assert torch.equal(inner, got[:, 50:90])
+        assert torch.equal(alone, got[2:3])
+        assert model.opaque_bytes == 3 * 64 * weight.shape[1] * 2  # only the chunks read
+
+
 @pytest.mark.parametrize("arch", ["qwen2", "llama"])
 def test_int8_packed_linear_by_linear_equals_packing_the_model_read_whole(dirs, arch: str) -> None:
     # the loader reads and quantizes one linear at a time (issue 18: no bfloat16 decoder beside the

@@ -120,6 +120,23 @@ def _run_fbgemm_fp16(x: torch.Tensor, s: Storage, bias: torch.Tensor | None) -> 
     return _plus(out[:rows], bias)
 
 
+@functools.cache
+def fbgemm_fp16_works() -> bool:
+    """FBGEMM's fp16 linear exists in this build and CPU (x86 builds) and agrees with ``F.linear``."""
+    return _agrees(LAYOUTS["bfloat16"][2], "fbgemm", "bfloat16")
+
+
+def fp16_linear(x: torch.Tensor, stored: Storage) -> torch.Tensor:
+    """float32 ``x @ wᵀ`` from a weight packed by :func:`fp16_pack` (16-bit reads, float32 sums),
+    each row's result independent of the rows beside it."""
+    return _run_fbgemm_fp16(x.float(), stored, None)
+
+
+def fp16_pack(w: torch.Tensor) -> Storage:
+    """A bfloat16 weight packed for :func:`fp16_linear` (exact: see the module docstring)."""
+    return _fp16_store(w)
+
+
 QUANTIZE_BLOCK_BYTES = 1 << 20  # float32 bytes of weight rows widened at a time by _quantize
 
 

@@ -7,7 +7,9 @@ parameter by name and shape and every parameter must be present; otherwise
 and filled by plain reads straight into its parameters (no memory map: see
 :func:`~fasttts.checkpoint.read_safetensors_into`), so the weights are never held twice. On CPU
 each decoder linear is read only when its turn to be packed comes (its parts into row slices of
-its fused weight), so an int8 model never holds the bfloat16 decoder it quantizes.
+its fused weight), so an int8 model never holds the bfloat16 decoder it quantizes; before each
+layer the previous one's freed transients are handed back to the OS
+(:func:`~fasttts.checkpoint.release_freed_memory`), which malloc would otherwise keep resident.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from torch import nn
 from fasttts import devices
 from fasttts.backends.torch_llm.cpu_linear import ACTIVATION_DTYPE, largest_linear, pack_linears, plan_for
 from fasttts.backends.torch_llm.model import CausalLM, LLMConfig, linear_checkpoint_tensors
-from fasttts.checkpoint import check_tensors, read_safetensors_into
+from fasttts.checkpoint import check_tensors, read_safetensors_into, release_freed_memory
 from fasttts.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -122,12 +124,17 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
             module.to_empty(device=dev, recurse=False)
     _read_into({n: t for n, t in model.checkpoint_tensors().items() if not t.is_meta}, files)
     if plan is not None:  # decoder layers (the LM head is sliced per step), each read just before it is packed
+        layer = [""]
 
         def fill(prefix: str, linear: nn.Linear) -> None:
+            if prefix.rsplit(".", 2)[0] != layer[0]:  # a new decoder layer: the last one's transients,
+                layer[0] = prefix.rsplit(".", 2)[0]  # freed but kept resident by malloc, go back
+                release_freed_memory()
             linear.to_empty(device=dev)
             _read_into(linear_checkpoint_tensors(f"model.{prefix}", linear), files)
 
         pack_linears(model.model, dev, weight_format, plan, fill)
+        release_freed_memory()
         if plan.slower_than_float32:
             logger.warning("%s weights measured slower than float32 here at %s rows", weight_format, plan.slower_than_float32)
     model.weight_format = weight_format
