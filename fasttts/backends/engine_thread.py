@@ -24,6 +24,7 @@ from typing import Any, Final, Generic, Literal, TypeVar
 
 from fasttts.backends.base import GenerationRequest, LLMBackend
 from fasttts.errors import BackendError
+from fasttts.threads import run_in_fresh_thread
 
 __all__ = ["END", "Delivery", "EngineThread", "EngineThreadBackend", "ThreadRequest", "deliver", "stream"]
 
@@ -178,8 +179,8 @@ E = TypeVar("E", bound=EngineThread[Any])
 
 
 class EngineThreadBackend(LLMBackend, Generic[E]):
-    """A backend served by an :class:`EngineThread` (of its own subclass ``E``), built in a worker
-    thread on first use."""
+    """A backend served by an :class:`EngineThread` (of its own subclass ``E``), built on first use
+    in a thread that ends with the build (:mod:`fasttts.threads`)."""
 
     def __init__(self) -> None:
         self._engine: E | None = None
@@ -194,7 +195,8 @@ class EngineThreadBackend(LLMBackend, Generic[E]):
             return
         async with self._lock:
             if self._engine is None:
-                self._engine = await asyncio.to_thread(self._build)
+                # on a thread that ends with the build: see fasttts.threads
+                self._engine = await asyncio.to_thread(run_in_fresh_thread, self._build, f"{type(self).__name__}-build")
 
     async def shutdown(self) -> None:
         async with self._lock:

@@ -1,7 +1,7 @@
 """Dynamic micro-batching for the codec stages (reference encoding, audio decoding).
 
 Concurrent requests each submit one item; the batcher waits up to ``wait_timeout`` for up to
-``batch_size`` items, runs the batch function once in a worker thread (never on the event loop),
+``batch_size`` items, runs the batch function once in a worker thread that ends with it (never on the event loop),
 and hands each caller its own result. If the batch function raises, every item is retried alone,
 so only the bad item fails.
 """
@@ -13,6 +13,8 @@ import concurrent.futures
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from fasttts.threads import FreshThreadExecutor
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -48,7 +50,9 @@ class MicroBatcher(Generic[Item, Result]):
         self.batch_size = batch_size
         self.wait_timeout = wait_timeout
         self.name = name
-        self._executor = executor or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
+        # a thread per batch by default, ended after it: see fasttts.threads (batches still run one
+        # at a time, since _run awaits each)
+        self._executor = executor or FreshThreadExecutor(name)
         self._queue: asyncio.Queue[_Pending[Item, Result]] | None = None
         self._task: asyncio.Task[None] | None = None
         self.batches_run = 0
