@@ -34,16 +34,23 @@ class FreshThreadExecutor(concurrent.futures.Executor):
     def __init__(self, name: str = "fasttts-call") -> None:
         self._name = name
         self._closed = False
+        self._threads: list[threading.Thread] = []
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
         if self._closed:
             raise RuntimeError("cannot schedule new calls after shutdown")
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        _start(future, lambda: fn(*args, **kwargs), self._name)
+        self._threads = [t for t in self._threads if t.is_alive()]
+        self._threads.append(_start(future, lambda: fn(*args, **kwargs), self._name))
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._closed = True  # running calls finish on their own threads
+        """No new calls; with ``wait``, return once the running ones have. (A call starts as it is
+        submitted, so there is nothing queued for ``cancel_futures`` to cancel.)"""
+        self._closed = True
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
 
 def _start(future: concurrent.futures.Future[T], fn: Callable[[], T], name: str) -> threading.Thread:

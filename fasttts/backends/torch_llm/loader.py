@@ -124,11 +124,12 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
             module.to_empty(device=dev, recurse=False)
     _read_into({n: t for n, t in model.checkpoint_tensors().items() if not t.is_meta}, files)
     if plan is not None:  # decoder layers (the LM head is sliced per step), each read just before it is packed
-        layer = [""]
+        layer = ""
 
         def fill(prefix: str, linear: nn.Linear) -> None:
-            if prefix.rsplit(".", 2)[0] != layer[0]:  # a new decoder layer: the last one's transients,
-                layer[0] = prefix.rsplit(".", 2)[0]  # freed but kept resident by malloc, go back
+            nonlocal layer
+            if prefix.rsplit(".", 2)[0] != layer:  # a new decoder layer: the last one's transients,
+                layer = prefix.rsplit(".", 2)[0]  # freed but kept resident by malloc, go back
                 release_freed_memory()
             linear.to_empty(device=dev)
             _read_into(linear_checkpoint_tensors(f"model.{prefix}", linear), files)
