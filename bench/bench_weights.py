@@ -28,6 +28,7 @@ from stamp import append_rows, commit, machine, tokenizer
 from fasttts.backends.registry import BackendConfig, create_backend
 from fasttts.backends.torch_backend import TorchBackend
 from fasttts.backends.torch_llm.cpu_linear import CpuLinear
+from fasttts.threads import run_in_fresh_thread
 
 WEIGHT_BYTES = {"float32": 4, "bfloat16": 2, "int8": 1}
 
@@ -113,7 +114,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--max_tokens", type=int, default=48, help="new tokens per request")
     args = parser.parse_args()
-    bandwidth = read_bandwidth()
+    # on a thread that ends: a main thread holding an OpenMP team would slow every decode step (fasttts/threads.py)
+    bandwidth = run_in_fresh_thread(read_bandwidth)
     print(
         f"{machine()}; {torch.get_num_threads()} threads read {bandwidth / 1e9:.1f} GB/s; tokenizer {tokenizer(args.model_dir)}; load avg {os.getloadavg()[0]:.1f}",
         flush=True,
