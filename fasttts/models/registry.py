@@ -23,6 +23,7 @@ from fasttts.backends.base import LLMBackend
 from fasttts.config import Settings, with_overrides
 from fasttts.engine.base import TTSEngine
 from fasttts.errors import ModelLoadError
+from fasttts.threads import run_in_fresh_thread
 
 FAMILY_MODULES: tuple[str, ...] = (
     "fasttts.models.piper.family",  # first: a directory of *.onnx voices is Piper's
@@ -100,7 +101,11 @@ def load_engine(settings: Settings, *, llm: LLMBackend | None = None) -> TTSEngi
     """The engine for ``settings.model_path`` built from ``settings`` (``llm``: an already built
     backend instead of ``settings.backend``). Call ``await engine.start()`` before use."""
     root = Path(settings.model_path) if settings.model_path is not None else None
-    return detect_family(root).engine_class().from_settings(root, settings, llm=llm)
+    engine_class = detect_family(root).engine_class()
+    # Loading runs parallel torch ops (weight folds, kernel timings): on a thread that ends, so the
+    # caller's thread (an event loop's, or asyncio.to_thread's, which lives on) keeps no OpenMP
+    # team that would throttle the LLM engine thread's (fasttts/threads.py).
+    return run_in_fresh_thread(lambda: engine_class.from_settings(root, settings, llm=llm), name="fasttts-load")
 
 
 def AutoEngine(model_path: str | Path | Settings | None = None, backend: str | None = None, **overrides: Any) -> TTSEngine:  # noqa: N802

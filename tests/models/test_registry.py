@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import pkgutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,22 @@ def test_auto_engine_builds_the_default_and_rejects_unknown_settings():
     assert AutoEngine(Settings(seed=4)).seed == 4
     with pytest.raises(TypeError, match="no_such_setting"):
         AutoEngine(None, no_such_setting=1)
+
+
+def test_engines_load_on_a_thread_that_ends(monkeypatch):
+    """Loading runs parallel torch ops; on the caller's thread (an event loop's, or asyncio.to_thread's,
+    which lives on) they would leave an OpenMP team that throttles the LLM engine thread's."""
+    cls = family("piper").engine_class()
+    original = cls.from_settings.__func__
+    loaded_on: list[threading.Thread] = []
+
+    def recording(klass, *args, **kwargs):
+        loaded_on.append(threading.current_thread())
+        return original(klass, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "from_settings", classmethod(recording))
+    assert AutoEngine(None).model_type == "piper"
+    assert loaded_on and loaded_on[0] is not threading.current_thread() and not loaded_on[0].is_alive()
 
 
 @pytest.mark.parametrize("name", ["spark", "orpheus"])
