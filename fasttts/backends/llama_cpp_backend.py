@@ -133,6 +133,11 @@ class _Engine(EngineThread[_Seq]):
                 logger.info("llama-cpp: LM head cut to the model's %d output ids (of %d): %s", len(row_ids), table.vocab_size, path)
         mparams = ll.llama_model_default_params()
         mparams.n_gpu_layers = 0 if config.device == "cpu" else 999
+        if _uses_amx(ll):
+            # ggml's AMX weight repacking crashes in its first matmul on K-quants (llama.cpp#20824,
+            # seen here with Q4_K_M on a Xeon with AMX); the plain CPU buffers run (29 tok/s there)
+            logger.info("llama-cpp: this llama.cpp build uses AMX; loading without its repacked weight buffers (llama.cpp#20824)")
+            mparams.use_extra_bufts = False
         self.model = ll.llama_model_load_from_file(str(path).encode(), mparams)
         if not self.model:
             raise ModelLoadError(f"llama.cpp could not load {path}")
@@ -250,6 +255,11 @@ class _Engine(EngineThread[_Seq]):
             out.append((seq, END))
             self.stats.finished += 1
             self.retire(seq)
+
+
+def _uses_amx(ll: Any) -> bool:
+    """This llama.cpp build was compiled with AMX (which its CPU backend then uses where the CPU has it)."""
+    return "AMX_INT8 = 1" in ll.llama_print_system_info().decode(errors="replace")
 
 
 class LlamaCppBackend(EngineThreadBackend[_Engine]):
