@@ -62,6 +62,9 @@ def _start(future: concurrent.futures.Future[T], fn: Callable[[], T], name: str)
         except BaseException as exc:  # handed to the caller, like ThreadPoolExecutor does
             future.set_exception(exc)
 
-    thread = threading.Thread(target=run, name=name, daemon=True)
+    # not a daemon: the interpreter waits for a running call at exit (as for ThreadPoolExecutor's
+    # workers) instead of tearing down torch beneath it, which aborted processes whose last codec
+    # batch was still running ("terminate called without an active exception")
+    thread = threading.Thread(target=run, name=name)
     thread.start()
     return thread

@@ -4,6 +4,8 @@ team alive beside the torch engine thread's."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -49,3 +51,17 @@ async def test_a_batcher_runs_each_batch_on_a_thread_that_ends_with_it() -> None
     (second,) = await asyncio.gather(batcher.submit(9))
     assert second is not first[0]
     await batcher.close()
+
+
+def test_a_running_call_finishes_before_the_process_exits(tmp_path) -> None:
+    # the engine's shutdown does not wait for a codec batch in flight; exiting beneath it aborted the process
+    done = tmp_path / "done"
+    script = (
+        "import time; from fasttts.threads import FreshThreadExecutor\n"
+        "pool = FreshThreadExecutor('late')\n"
+        f"pool.submit(lambda: (time.sleep(0.5), open({str(done)!r}, 'w').write('ok')))\n"
+        "pool.shutdown(wait=False)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert done.read_text() == "ok"
