@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import functools
 import io
 import logging
 import random
@@ -42,6 +43,7 @@ from fasttts.models.megatts3.loader import MegaParts, load_parts
 from fasttts.models.megatts3.pipeline import DiTItem, decode_audio, dit_inputs, sample_batch, target_durations
 from fasttts.models.megatts3.text import chunk_text
 from fasttts.params import SamplingParams, SplitParams, VoiceParams
+from fasttts.threads import run_in_fresh_thread
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +206,9 @@ class MegaEngine(TTSEngine):
         return self._dit, self._decoder
 
     async def _run_compute(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._compute, fn, *args)
+        """One frontend call at a time (the pool's one thread), each on a thread that ends with it:
+        the pool's lasting thread only waits, so it holds no OpenMP team beside the g2p engine's."""
+        return await asyncio.get_running_loop().run_in_executor(self._compute, run_in_fresh_thread, functools.partial(fn, *args))
 
     # ------------------------------------------------------------------ voices
     def count_tokens(self, text: str) -> int:
