@@ -94,6 +94,24 @@ async def test_streaming_equals_non_streaming(engine):
     assert err < 1e-3 * np.abs(whole).max() + 1e-5, f"stream deviates from the one-shot decode by {err}"
 
 
+async def test_a_cpu_stream_decodes_little_beyond_the_one_shot_decode(engine, monkeypatch):
+    # every window decodes its left context and lookahead again; on a CPU that work is taken from
+    # the LLM, so chunks grow fast there: at most 2x the tokens of one decode (doubling chunks: ~2.5x)
+    assert engine.codec.detokenizer_device.type == "cpu"
+    decoded: list[int] = []
+    detokenize = engine.detokenize
+
+    async def counting(global_ids, tokens):
+        decoded.append(len(tokens))
+        return await detokenize(global_ids, tokens)
+
+    monkeypatch.setattr(engine, "detokenize", counting)
+    chunks = [c async for c in engine.speak_stream("Streaming and whole files must agree.", "female", sampling=sampling(seed=3, max_tokens=200))]
+    semantic = sum(len(c) for c in chunks) // HOP
+    assert semantic > 100 and len(decoded) > 1
+    assert sum(decoded) <= 2 * semantic, f"{len(decoded)} windows decoded {sum(decoded)} tokens for {semantic}"
+
+
 async def test_clone_with_and_without_transcript(engine, piper_speech, prompts):
     from fasttts.audio.io import load_audio
 

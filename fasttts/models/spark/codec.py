@@ -138,6 +138,10 @@ class SparkCodec:
         return [(global_ids[i].reshape(-1).astype(np.int64), semantic[i, : int(n)].astype(np.int64)) for i, n in enumerate(lengths.tolist())]
 
     # -------------------------------------------------------------------------- detokenize
+    @property
+    def detokenizer_device(self) -> torch.device:
+        """Where audio is decoded."""
+        return next(self._detok.parameters()).device
 
     def _check_ids(self, global_ids: np.ndarray, semantic_ids: np.ndarray) -> None:
         if global_ids.shape != (self.num_global_tokens,):
