@@ -48,7 +48,8 @@ FREEZE_TEXT = "This is the voice that will be kept."
 # request; 8 concurrent streams 31 -> 21 s, first audio unchanged.
 STREAM_FIRST_CHUNK = 2
 STREAM_MAX_CHUNK = 200
-STREAM_GROWTH = {"cpu": 8.0}  # by the detokenizer's device type; 2 elsewhere
+STREAM_GROWTH = 2.0  # each chunk this many times the last, up to STREAM_MAX_CHUNK
+STREAM_GROWTH_CPU = 8.0  # where the detokenizer runs on a CPU
 STREAM_LEFT_CONTEXT = 20
 STREAM_LOOKAHEAD = 19
 STREAM_CROSSFADE = 640
@@ -339,7 +340,7 @@ class SparkEngine(TTSEngine):
         chunker = ChunkedDecoder(
             decode, hop=320, first_chunk=STREAM_FIRST_CHUNK, max_chunk=STREAM_MAX_CHUNK,
             left_context=STREAM_LEFT_CONTEXT, lookahead=STREAM_LOOKAHEAD, crossfade=STREAM_CROSSFADE,
-            growth=STREAM_GROWTH.get(self.codec.detokenizer_device.type, 2.0),
+            growth=STREAM_GROWTH_CPU if self.codec.detokenizer_device.type == "cpu" else STREAM_GROWTH,
         )  # fmt: skip
         generated = self.backend.generate(request)
         try:
