@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fasttts.backends.torch_llm import cpu_linear
+from fasttts.backends.torch_llm import avx2_linear, cpu_linear
 from fasttts.backends.torch_llm.cpu_linear import FBGEMM_MAX_ROWS, FORMATS, LAYOUTS, ROW_BUCKETS, CpuLinear, pack_linears, plan_for
 
 # Max |error| relative to the output's RMS, for unit-variance inputs and 1/sqrt(in)-scaled weights:
@@ -107,3 +107,36 @@ def test_int8_quantizing_by_row_blocks_equals_quantizing_all_rows_at_once(monkey
     blocked = LAYOUTS["int8"][0].store(w)
     assert [t.dtype for t in blocked] == [torch.int8, torch.bfloat16, torch.float32]
     assert all(torch.equal(a, b) for a, b in zip(at_once, blocked))
+
+
+def _avx2_layouts():
+    for fmt in ("bfloat16", "int8"):
+        yield pytest.param(fmt, next(lay for lay in LAYOUTS[fmt] if lay.name == "avx2"), id=fmt)
+
+
+@pytest.mark.parametrize(("fmt", "layout"), list(_avx2_layouts()))
+def test_avx2_rows_come_out_as_computed_alone_whatever_the_row_count(fmt, layout):
+    """FastTTS's AVX2 kernels take one path for a single row (widening in registers) and another
+    for several (a widened panel, K in blocks of 64, rows in groups of up to 6): every row of
+    every call is bit-identical to that row computed alone, a partial last tile of channels and
+    a partial last K block included."""
+    if avx2_linear.ops() is None:
+        pytest.skip("kernel not in this build: no AVX2/FMA CPU or no C++ compiler here")
+    gen = torch.Generator().manual_seed(3)
+    w, x = torch.randn(70, 200, generator=gen) / 200**0.5, torch.randn(45, 200, generator=gen)  # 64 + 6 channels; 3 x 64 + 8 K-steps
+    stored = layout.store(w)
+    run = layout.kernels["avx2"]
+    with torch.no_grad():
+        alone = torch.cat([run(row, stored, None) for row in x.split(1)])
+        for start, rows in [(0, n) for n in range(1, 46)] + [(7, 13), (20, 25)]:
+            assert torch.equal(run(x[start : start + rows], stored, None), alone[start : start + rows]), rows
+    assert (alone - F.linear(x, w)).abs().max() <= TOLERANCE[fmt] * F.linear(x, w).pow(2).mean().sqrt()
+
+
+def test_avx2_kernels_refuse_a_weight_their_pack_did_not_make():
+    if avx2_linear.ops() is None:
+        pytest.skip("kernel not in this build: no AVX2/FMA CPU or no C++ compiler here")
+    x, w = torch.randn(2, 64), torch.randn(70, 64).to(torch.bfloat16)
+    with pytest.raises(RuntimeError, match="not made by pack"):
+        avx2_linear.bf16_linear(x, w)  # 70 channels: a plain tensor holds no padded last tile
+    assert avx2_linear.bf16_linear(x, avx2_linear.pack(w)).shape == (2, 70)

@@ -26,6 +26,10 @@ disagrees with ``F.linear`` on a probe, is left out):
   ones keep an absolute error under 3e-8, which no dot product of an LLM's weights notices.
 * ``int8``: weight-only, symmetric per-output-channel scales; ``_weight_int8pack_mm`` on bfloat16
   activations, or dequantised per call to bfloat16 / float32 for many rows.
+* ``bfloat16`` and ``int8`` on AVX2/FMA CPUs where a C++ compiler is at hand: FastTTS's own
+  kernels (:mod:`.avx2_linear`), weights packed as one sequential stream per thread and widened in
+  registers, float32 activations. Measured on a 2-core AMD EPYC Zen 3 (AVX2 only): int8 at one row
+  ~1.7x ``_weight_int8pack_mm``, and above float32 at 32 rows where int8pack falls to half of it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fasttts.backends.torch_llm import avx2_linear
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +168,19 @@ def _dequantized_linear(x: torch.Tensor, s: Storage, bias: torch.Tensor | None, 
     return _plus((F.linear(x.to(dtype), s[0].to(dtype)) * s[2 if dtype == torch.float32 else 1]).to(x.dtype), bias)
 
 
+def _avx2_int8_store(w: torch.Tensor) -> Storage:
+    q, _, scale = _quantize(w)
+    return avx2_linear.pack(q), scale
+
+
+def _run_avx2_int8(x: torch.Tensor, s: Storage, bias: torch.Tensor | None) -> torch.Tensor:
+    return _plus(avx2_linear.int8_linear(x, s[0], s[1]), bias)
+
+
+def _run_avx2_bf16(x: torch.Tensor, s: Storage, bias: torch.Tensor | None) -> torch.Tensor:
+    return _plus(avx2_linear.bf16_linear(x, s[0]), bias)
+
+
 LAYOUTS: dict[str, tuple[Layout, ...]] = {
     "float32": (
         Layout("packed", functools.partial(_packed, dtype=torch.float32), {"onednn": _run_packed}),
@@ -178,6 +197,7 @@ LAYOUTS: dict[str, tuple[Layout, ...]] = {
             },
         ),
         Layout("fp16", _fp16_store, {"fbgemm": _run_fbgemm_fp16}, activation=torch.float32),
+        Layout("avx2", lambda w: (avx2_linear.pack(w.to(torch.bfloat16)),), {"avx2": _run_avx2_bf16}, activation=torch.float32),
     ),
     "int8": (
         Layout(
@@ -189,6 +209,7 @@ LAYOUTS: dict[str, tuple[Layout, ...]] = {
                 "dequant-f32": functools.partial(_dequantized_linear, dtype=torch.float32),
             },
         ),
+        Layout("avx2", _avx2_int8_store, {"avx2": _run_avx2_int8}, activation=torch.float32),
     ),
 }
 
