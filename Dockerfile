@@ -33,4 +33,7 @@ RUN pip install ".[sglang]"
 
 FROM base AS cpu
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-RUN pip install --extra-index-url "$TORCH_INDEX" .
+# g++ builds FastTTS's AVX2 int8/bfloat16 linear kernels; built here once, into the image
+ENV TORCH_EXTENSIONS_DIR=/opt/fasttts/torch_extensions
+RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
+RUN pip install --extra-index-url "$TORCH_INDEX" . && python -m fasttts.backends.torch_llm.avx2_linear
