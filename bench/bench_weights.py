@@ -7,9 +7,10 @@ First a read-bandwidth probe (best of several sums over a buffer far larger than
 cache, with torch's thread count). Then for each format (float32, bfloat16, int8) it loads the
 LLM through the public backend API, decodes as Spark synthesis does (Spark's prompt layout and
 grammar, the LM head cut to the grammar's rows) at batch 1, 8 and 32, and prints aggregate
-tokens/s. The bandwidth limit of a format is bandwidth / bytes one batch-1 token reads (every
-decoder linear weight once, in that format, plus the sliced LM head); the ratio printed is
-measured batch-1 tokens/s over that limit. The 1-minute load average is printed alongside,
+decode tokens/s (from each request's first token to its last: the prompt's prefill is not decode)
+and tokens/s with the prefill. The bandwidth limit of a format is bandwidth / bytes one batch-1
+token reads (every decoder linear weight once, in that format, plus the sliced LM head); the
+ratio printed is the batch-1 decode rate over that limit. The 1-minute load average is printed alongside,
 since a busy machine depresses every figure. Rows are appended to bench/results/weights.jsonl.
 """
 
