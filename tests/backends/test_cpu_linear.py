@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fasttts.backends.torch_llm import avx2_linear, cpu_linear
+from fasttts.backends.torch_llm import cpu_linear, x86_linear
 from fasttts.backends.torch_llm.cpu_linear import FBGEMM_MAX_ROWS, FORMATS, LAYOUTS, ROW_BUCKETS, CpuLinear, pack_linears, plan_for
 
 # Max |error| relative to the output's RMS, for unit-variance inputs and 1/sqrt(in)-scaled weights:
@@ -109,34 +109,54 @@ def test_int8_quantizing_by_row_blocks_equals_quantizing_all_rows_at_once(monkey
     assert all(torch.equal(a, b) for a, b in zip(at_once, blocked))
 
 
-def _avx2_layouts():
-    for fmt in ("bfloat16", "int8"):
-        yield pytest.param(fmt, next(lay for lay in LAYOUTS[fmt] if lay.name == "avx2"), id=fmt)
+def _x86_build(isa: str):
+    """The kernels built for ``isa`` (skipping where this CPU or machine cannot build or run them)."""
+    kernels = x86_linear.ops(isa)
+    if kernels is None:
+        pytest.skip(f"no {isa} build here: the CPU lacks it or no C++ compiler")
+    return kernels
 
 
-@pytest.mark.parametrize(("fmt", "layout"), list(_avx2_layouts()))
-def test_avx2_rows_come_out_as_computed_alone_whatever_the_row_count(fmt, layout):
-    """FastTTS's AVX2 kernels take one path for a single row (widening in registers) and another
+def _x86_run(kernels, fmt: str, w: torch.Tensor):
+    """``fmt``'s weight ``w`` packed by ``kernels`` and a function computing ``x @ wᵀ`` from it."""
+    if fmt == "int8":
+        q, _, scale = cpu_linear._quantize(w)
+        packed = kernels.pack(q)
+        return lambda x: kernels.int8_linear(x, packed, scale)
+    packed = kernels.pack(w.to(torch.bfloat16))
+    return lambda x: kernels.bf16_linear(x, packed)
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2"])
+@pytest.mark.parametrize("fmt", ["bfloat16", "int8"])
+def test_x86_rows_come_out_as_computed_alone_whatever_the_row_count(fmt, isa):
+    """FastTTS's x86 kernels take one path for a single row (widening in registers) and another
     for several (a widened panel, K in blocks of 64, rows in groups of up to 6): every row of
     every call is bit-identical to that row computed alone, a partial last tile of channels and
     a partial last K block included."""
-    if avx2_linear.ops() is None:
-        pytest.skip("kernel not in this build: no AVX2/FMA CPU or no C++ compiler here")
     gen = torch.Generator().manual_seed(3)
     w, x = torch.randn(70, 200, generator=gen) / 200**0.5, torch.randn(45, 200, generator=gen)  # 64 + 6 channels; 3 x 64 + 8 K-steps
-    stored = layout.store(w)
-    run = layout.kernels["avx2"]
-    with torch.no_grad():
-        alone = torch.cat([run(row, stored, None) for row in x.split(1)])
-        for start, rows in [(0, n) for n in range(1, 46)] + [(7, 13), (20, 25)]:
-            assert torch.equal(run(x[start : start + rows], stored, None), alone[start : start + rows]), rows
+    run = _x86_run(_x86_build(isa), fmt, w)
+    alone = torch.cat([run(row) for row in x.split(1)])
+    for start, rows in [(0, n) for n in range(1, 46)] + [(7, 13), (20, 25)]:
+        assert torch.equal(run(x[start : start + rows]), alone[start : start + rows]), rows
     assert (alone - F.linear(x, w)).abs().max() <= TOLERANCE[fmt] * F.linear(x, w).pow(2).mean().sqrt()
 
 
-def test_avx2_kernels_refuse_a_weight_their_pack_did_not_make():
-    if avx2_linear.ops() is None:
-        pytest.skip("kernel not in this build: no AVX2/FMA CPU or no C++ compiler here")
+@pytest.mark.parametrize("fmt", ["bfloat16", "int8"])
+def test_x86_builds_agree_bit_for_bit(fmt):
+    """The AVX-512 and AVX2 builds run the same FMA chain per output, so a checkpoint decodes to
+    the same tokens on either CPU (and a pack made by one is read by the other)."""
+    wide, narrow = _x86_build("avx512"), _x86_build("avx2")
+    gen = torch.Generator().manual_seed(4)
+    w, x = torch.randn(136, 72, generator=gen), torch.randn(13, 72, generator=gen)
+    for rows in (1, 2, 7, 13):
+        assert torch.equal(_x86_run(wide, fmt, w)(x[:rows]), _x86_run(narrow, fmt, w)(x[:rows])), rows
+
+
+def test_x86_kernels_refuse_a_weight_their_pack_did_not_make():
+    kernels = _x86_build(x86_linear.ISA or "avx2")
     x, w = torch.randn(2, 64), torch.randn(70, 64).to(torch.bfloat16)
     with pytest.raises(RuntimeError, match="not made by pack"):
-        avx2_linear.bf16_linear(x, w)  # 70 channels: a plain tensor holds no padded last tile
-    assert avx2_linear.bf16_linear(x, avx2_linear.pack(w)).shape == (2, 70)
+        kernels.bf16_linear(x, w)  # 70 channels: a plain tensor holds no padded last tile
+    assert kernels.bf16_linear(x, kernels.pack(w)).shape == (2, 70)

@@ -1,17 +1,21 @@
-// Weight-only linear kernels for x86-64 CPUs with AVX2 and FMA: int8 weights (per-output-channel
-// scale) and bfloat16 weights, float32 activations and sums. Built at run time by avx2_linear.py.
+// Weight-only linear kernels for x86-64 CPUs with AVX2 and FMA, or AVX-512: int8 weights
+// (per-output-channel scale) and bfloat16 weights, float32 activations and sums. Built at run
+// time by x86_linear.py, once per instruction set: FASTTTS_AVX512 selects 16-lane zmm vectors
+// (library fasttts_avx512), otherwise 8-lane ymm (fasttts_avx2).
 //
 // Why: decoding one token reads every weight once. PyTorch's own int8 kernel
 // (_weight_int8pack_mm) is compute-bound at one row on AVX2 and falls below float32 from 32
 // rows; FBGEMM's fp16 linear holds bfloat16 well at one row but reads several weight rows at
 // once. Here weights are packed in tiles of 64 output channels, [K][64], so one row reads a layer
 // as one sequential stream per thread (a cache line of int8 per K-step) and widens it in
-// registers; several rows widen a block of the tile once and run a 6x16 register tile over it.
+// registers; several rows widen a block of the tile once and run a register tile of up to 6 rows
+// over it.
 //
 // Batch invariance: every output element is one FMA chain over k = 0..K-1 in increasing order,
 // started at zero, then times the channel's scale, whatever the row count. Only how rows and
 // channels are grouped into register tiles changes with the row count, never the arithmetic of
-// one element, so a request's numbers do not depend on the requests decoded beside it.
+// one element, so a request's numbers do not depend on the requests decoded beside it. (Nor on
+// the vector width: a fused multiply-add rounds once in either, so both builds agree bit for bit.)
 #include <immintrin.h>
 
 #include <ATen/ATen.h>
@@ -23,61 +27,98 @@
 
 namespace {
 
-constexpr int64_t TILE = 64;         // output channels per packed tile: a K-step of int8 weights is one cache line
-constexpr int64_t LANES = 8;         // float32 lanes of a ymm register
-constexpr int64_t VECS = TILE / LANES;
-constexpr int64_t MR = 6;            // rows per register tile of the many-row path (6 x 2 accumulators)
-constexpr int64_t NR = 2;            // ... and vectors of 8 channels
-constexpr int64_t KBLOCK = 64;       // K-steps widened at a time: a 16 KB float32 panel, in L1
-
-inline __m256 widen8(const int8_t* p) {
+#if defined(FASTTTS_AVX512)
+#define FASTTTS_LIBRARY fasttts_avx512
+using vec = __m512;
+constexpr int64_t LANES = 16;
+constexpr int64_t NR = 4;  // vectors per register-tile row: 6 x 4 accumulators of 32 zmm registers
+inline vec vzero() { return _mm512_setzero_ps(); }
+inline vec vload(const float* p) { return _mm512_loadu_ps(p); }
+inline void vstore(float* p, vec v) { _mm512_storeu_ps(p, v); }
+inline vec vbroadcast(const float* p) { return _mm512_set1_ps(*p); }
+inline vec vfma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline vec widen(const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+inline vec widen(const uint16_t* p) {  // bfloat16: the top half of a float32
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+#else
+#define FASTTTS_LIBRARY fasttts_avx2
+using vec = __m256;
+constexpr int64_t LANES = 8;
+constexpr int64_t NR = 2;  // vectors per register-tile row: 6 x 2 accumulators of 16 ymm registers
+inline vec vzero() { return _mm256_setzero_ps(); }
+inline vec vload(const float* p) { return _mm256_loadu_ps(p); }
+inline void vstore(float* p, vec v) { _mm256_storeu_ps(p, v); }
+inline vec vbroadcast(const float* p) { return _mm256_broadcast_ss(p); }
+inline vec vfma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline vec widen(const int8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
-inline __m256 widen8(const uint16_t* p) {  // bfloat16: the top half of a float32
+inline vec widen(const uint16_t* p) {  // bfloat16: the top half of a float32
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
+#endif
 
-// One row against one tile (w: [K][TILE]), widening in registers: eight independent FMA chains.
+constexpr int64_t TILE = 64;         // output channels per packed tile: a K-step of int8 weights is one cache line
+constexpr int64_t VECS = TILE / LANES;
+constexpr int64_t MR = 6;            // rows per register tile of the many-row path
+constexpr int64_t KBLOCK = 64;       // K-steps widened at a time: a 16 KB float32 panel, in L1
+static_assert(NR <= 4 && TILE % (NR * LANES) == 0, "panel_tile names four accumulators per row");
+
+// One row against one tile (w: [K][TILE]), widening in registers: VECS independent FMA chains.
 template <typename W>
 void row_tile(const float* x, int64_t K, const W* w, float* acc) {
-  __m256 a[VECS];
-  for (int64_t v = 0; v < VECS; ++v) a[v] = _mm256_setzero_ps();
+  vec a[VECS];
+  for (int64_t v = 0; v < VECS; ++v) a[v] = vzero();
   for (int64_t k = 0; k < K; ++k) {
-    const __m256 xk = _mm256_broadcast_ss(x + k);
+    const vec xk = vbroadcast(x + k);
     const W* wk = w + k * TILE;
-    for (int64_t v = 0; v < VECS; ++v) a[v] = _mm256_fmadd_ps(xk, widen8(wk + v * LANES), a[v]);
+    for (int64_t v = 0; v < VECS; ++v) a[v] = vfma(xk, widen(wk + v * LANES), a[v]);
   }
-  for (int64_t v = 0; v < VECS; ++v) _mm256_storeu_ps(acc + v * LANES, a[v]);
+  for (int64_t v = 0; v < VECS; ++v) vstore(acc + v * LANES, a[v]);
 }
 
-// R (<= MR) rows against 16 channels of a widened panel (TILE floats per K-step), K-steps [0, kn).
-// The running sums live in acc (ldc floats per row, zeroed before the first block) between K
-// blocks; storing and reloading a float is exact, so each sum is the same FMA chain as row_tile's.
-// Named accumulators, not an array: GCC stores an array of vectors back to the stack on every
-// K-step (12 stores a step, the bottleneck); `if constexpr` drops the rows past R.
+// R (<= MR) rows against NR vectors of channels of a widened panel (TILE floats per K-step),
+// K-steps [0, kn). The running sums live in acc (ldc floats per row, zeroed before the first
+// block) between K blocks; storing and reloading a float is exact, so each sum is the same FMA
+// chain as row_tile's. Named accumulators, not an array: GCC stores an array of vectors back to
+// the stack on every K-step (the bottleneck); `if constexpr` drops the rows past R and the
+// vectors past NR.
 template <int64_t R>
 void panel_tile(const float* x, int64_t ldx, const float* panel, int64_t kn, float* acc, int64_t ldc) {
-  __m256 a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51;
-#define FASTTTS_ROW(i, body) \
-  if constexpr (R > i) {     \
-    body                     \
+  vec a0_0, a0_1, a0_2, a0_3, a1_0, a1_1, a1_2, a1_3, a2_0, a2_1, a2_2, a2_3;
+  vec a3_0, a3_1, a3_2, a3_3, a4_0, a4_1, a4_2, a4_3, a5_0, a5_1, a5_2, a5_3;
+#define FASTTTS_IF(cond, body) \
+  if constexpr (cond) {        \
+    body                       \
   }
-#define FASTTTS_LOAD(i) FASTTTS_ROW(i, a##i##0 = _mm256_loadu_ps(acc + i * ldc); a##i##1 = _mm256_loadu_ps(acc + i * ldc + LANES);)
-  FASTTTS_LOAD(0) FASTTTS_LOAD(1) FASTTTS_LOAD(2) FASTTTS_LOAD(3) FASTTTS_LOAD(4) FASTTTS_LOAD(5)
+#define FASTTTS_ROW(i, op) FASTTTS_IF(R > i, op(i, 0) op(i, 1) FASTTTS_IF(NR > 2, op(i, 2) op(i, 3)))
+#define FASTTTS_ALL(op) FASTTTS_ROW(0, op) FASTTTS_ROW(1, op) FASTTTS_ROW(2, op) FASTTTS_ROW(3, op) FASTTTS_ROW(4, op) FASTTTS_ROW(5, op)
+#define FASTTTS_LOAD(i, v) a##i##_##v = vload(acc + i * ldc + v * LANES);
+#define FASTTTS_FMA(i, v) a##i##_##v = vfma(vbroadcast(x + i * ldx + k), w##v, a##i##_##v);
+#define FASTTTS_STORE(i, v) vstore(acc + i * ldc + v * LANES, a##i##_##v);
+  FASTTTS_ALL(FASTTTS_LOAD)
   for (int64_t k = 0; k < kn; ++k) {
-    const __m256 w0 = _mm256_loadu_ps(panel + k * TILE), w1 = _mm256_loadu_ps(panel + k * TILE + LANES);
-#define FASTTTS_FMA(i)                                       \
-  FASTTTS_ROW(i, const __m256 xk = _mm256_broadcast_ss(x + i * ldx + k); \
-              a##i##0 = _mm256_fmadd_ps(xk, w0, a##i##0); a##i##1 = _mm256_fmadd_ps(xk, w1, a##i##1);)
-    FASTTTS_FMA(0) FASTTTS_FMA(1) FASTTTS_FMA(2) FASTTTS_FMA(3) FASTTTS_FMA(4) FASTTTS_FMA(5)
+    const float* pk = panel + k * TILE;
+    const vec w0 = vload(pk), w1 = vload(pk + LANES);
+    vec w2 = w0, w3 = w1;
+    if constexpr (NR > 2) {
+      w2 = vload(pk + 2 * LANES);
+      w3 = vload(pk + 3 * LANES);
+    }
+    FASTTTS_ALL(FASTTTS_FMA)
   }
-#define FASTTTS_STORE(i) FASTTTS_ROW(i, _mm256_storeu_ps(acc + i * ldc, a##i##0); _mm256_storeu_ps(acc + i * ldc + LANES, a##i##1);)
-  FASTTTS_STORE(0) FASTTTS_STORE(1) FASTTTS_STORE(2) FASTTTS_STORE(3) FASTTTS_STORE(4) FASTTTS_STORE(5)
+  FASTTTS_ALL(FASTTTS_STORE)
 #undef FASTTTS_STORE
 #undef FASTTTS_FMA
 #undef FASTTTS_LOAD
+#undef FASTTTS_ALL
 #undef FASTTTS_ROW
+#undef FASTTTS_IF
 }
 
 // Rows in near-equal groups of at most MR (8 rows: 4 + 4, not 6 + 2).
@@ -104,7 +145,7 @@ void rows_tile(const float* x, int64_t M, int64_t K, const W* w, float* acc, flo
   std::fill(acc, acc + M * TILE, 0.0f);
   for (int64_t k0 = 0; k0 < K; k0 += KBLOCK) {
     const int64_t kn = std::min(KBLOCK, K - k0);
-    for (int64_t e = 0; e < kn * TILE; e += LANES) _mm256_storeu_ps(panel + e, widen8(w + k0 * TILE + e));
+    for (int64_t e = 0; e < kn * TILE; e += LANES) vstore(panel + e, widen(w + k0 * TILE + e));
     for (int64_t c = 0; c < TILE; c += NR * LANES) {
       panel_rows(x + k0, M, K, panel + c, kn, acc + c);
     }
@@ -168,7 +209,9 @@ at::Tensor bf16_linear(const at::Tensor& x, const at::Tensor& w) {
 
 }  // namespace
 
-TORCH_LIBRARY(fasttts_avx2, m) {
+// TORCH_LIBRARY pastes its first argument: one more macro level expands FASTTTS_LIBRARY first
+#define FASTTTS_REGISTER(library) TORCH_LIBRARY(library, m)
+FASTTTS_REGISTER(FASTTTS_LIBRARY) {
   m.def("pack(Tensor w) -> Tensor", &pack);
   m.def("int8_linear(Tensor x, Tensor q, Tensor scale) -> Tensor", &int8_linear);
   m.def("bf16_linear(Tensor x, Tensor w) -> Tensor", &bf16_linear);
