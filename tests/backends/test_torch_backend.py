@@ -249,7 +249,7 @@ def test_int8_packed_linear_by_linear_equals_packing_the_model_read_whole(dirs, 
     expected = [m for m in whole.model.modules() if isinstance(m, CpuLinear)]
     assert len(linears) == len(expected) == 4 * model.cfg.num_layers
     for got, want in zip(linears, expected):
-        assert len(got.stored) == 3 and all(torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(got.stored, want.stored))
+        assert len(got.stored) == len(want.stored) >= 2 and all(torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(got.stored, want.stored))
         assert (got.bias is None) == (want.bias is None) and (got.bias is None or torch.equal(got.bias, want.bias))
 
 
