@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +55,18 @@ def ops(isa: str | None = ISA) -> Any | None:
     cannot be built or run here."""
     if isa is None or isa not in supported():
         return None
-    name = f"fasttts_{isa}"
+    library = f"fasttts_{isa}"  # the operators' namespace, fixed in the source
+    # the build's name carries torch's version: torch's cache keys a build on its sources and
+    # flags only, so after an upgrade it would load a library built against the old headers
+    build = f"{library}_torch_{re.sub(r'[^0-9A-Za-z]', '_', torch.__version__)}"
     try:
         from torch.utils import cpp_extension
 
-        cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=FLAGS[isa], extra_ldflags=["-fopenmp"], is_python_module=False)
-    except Exception as exc:  # no compiler / ninja / headers: the stock kernels remain
+        cpp_extension.load(name=build, sources=[str(SOURCE)], extra_cflags=FLAGS[isa], extra_ldflags=["-fopenmp"], is_python_module=False)
+    except Exception as exc:  # no compiler / ninja / headers / writable cache: the stock kernels remain
         logger.info("FastTTS's %s linear kernels are not available (%s); using PyTorch's", isa, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return None
-    return getattr(torch.ops, name)
+    return getattr(torch.ops, library)
 
 
 def _kernels() -> Any:
