@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from fasttts.backends.base import GenerationRequest, Ranges, TokenConstraint
 from fasttts.backends.registry import BackendConfig, create_backend
 from fasttts.backends.torch_backend import TorchBackend
+from fasttts.backends.torch_llm import cpu_linear, loader
 from fasttts.backends.torch_llm.cpu_linear import CpuLinear, pack_linears
 from fasttts.backends.torch_llm.kv_cache import KVCache
 from fasttts.backends.torch_llm.loader import load_model
@@ -189,12 +190,8 @@ def _activation(model: CausalLM) -> torch.dtype:
 LOGIT_TOLERANCE = {"bfloat16": (0.25, 0.05), "int8": (0.35, 0.05)}
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "llama"])
-@pytest.mark.parametrize("fmt", ["bfloat16", "int8"])
-def test_low_precision_logits_stay_near_float32(dirs, arch: str, fmt: str) -> None:
-    ref_model, model = load_model(dirs[arch], device="cpu", dtype="float32"), load_model(dirs[arch], device="cpu", dtype=fmt)
-    assert model.weight_format == fmt and model.activation_dtype == _activation(model) != torch.float16
-    assert model.lm_head_weight.dtype == torch.bfloat16
+def _assert_logits_near_float32(ref_model: CausalLM, model: CausalLM, fmt: str) -> None:
+    """A 48-token prefill's logits in ``fmt`` within :data:`LOGIT_TOLERANCE` of float32's."""
     ids = prompt(48, seed=4)
     with torch.inference_mode():
         ref = _prefill(ref_model, _cache(ref_model), 0, ids, 0)
@@ -203,6 +200,15 @@ def test_low_precision_logits_stay_near_float32(dirs, arch: str, fmt: str) -> No
     max_tol, mean_tol = LOGIT_TOLERANCE[fmt]
     assert err.max() <= max_tol * spread and err.mean() <= mean_tol * spread
     assert (got.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.85
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+@pytest.mark.parametrize("fmt", ["bfloat16", "int8"])
+def test_low_precision_logits_stay_near_float32(dirs, arch: str, fmt: str) -> None:
+    ref_model, model = load_model(dirs[arch], device="cpu", dtype="float32"), load_model(dirs[arch], device="cpu", dtype=fmt)
+    assert model.weight_format == fmt and model.activation_dtype == _activation(model) != torch.float16
+    assert model.lm_head_weight.dtype == torch.bfloat16
+    _assert_logits_near_float32(ref_model, model, fmt)
 
 
 def test_bfloat16_head_slices_give_float32_logits_independent_of_slice_and_batch(dirs, monkeypatch) -> None:
@@ -269,6 +275,29 @@ def test_registry_builds_the_torch_backend(dirs) -> None:
 
 
 # ----------------------------------------------------------------------------- sampling semantics
+def _low_precision_kernels():
+    for fmt in ("bfloat16", "int8"):
+        for layout in cpu_linear.LAYOUTS[fmt]:
+            for name in layout.kernels:
+                yield pytest.param(fmt, layout, name, id=f"{fmt}-{layout.name}-{name}")
+
+
+@pytest.mark.parametrize(("fmt", "layout", "kernel"), list(_low_precision_kernels()))
+def test_every_kernel_a_plan_can_pick_keeps_the_models_logits_near_float32(dirs, monkeypatch, fmt, layout, kernel) -> None:
+    """The loader keeps whichever kernel measures best on the machine it runs on; a tiny model's
+    shapes pick one of them here. Each, forced into the plan, keeps the whole model's logits within
+    the format's tolerance of float32's (the kernel tests check one layer at a time)."""
+    if not cpu_linear._agrees(layout, kernel, fmt):
+        pytest.skip(f"{kernel} is not in this PyTorch build / CPU")
+    ref_model = load_model(dirs["qwen2"], device="cpu", dtype="float32")
+    forced = cpu_linear.Plan(fmt, layout, kernel, (1.0,) * 3, (1.0,) * 3, batch_invariant=True)
+    monkeypatch.setattr(loader, "plan_for", lambda *_: forced)
+    model = load_model(dirs["qwen2"], device="cpu", dtype=fmt)
+    assert {m.plan.kernel for m in model.modules() if isinstance(m, CpuLinear)} == {kernel}
+    assert {m.plan.format for m in ref_model.modules() if isinstance(m, CpuLinear)} == {"float32"}
+    _assert_logits_near_float32(ref_model, model, fmt)
+
+
 SAMPLED = dict(temperature=1.0, top_k=50, top_p=0.9, repetition_penalty=1.3)
 
 
