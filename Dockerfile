@@ -36,4 +36,4 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 # g++ builds FastTTS's x86 int8/bfloat16 linear kernels: here once, for the build host's CPU (another CPU builds its own on first use)
 ENV TORCH_EXTENSIONS_DIR=/opt/fasttts/torch_extensions
 RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
-RUN pip install --extra-index-url "$TORCH_INDEX" . && python -m fasttts.backends.torch_llm.x86_linear
+RUN pip install --extra-index-url "$TORCH_INDEX" . && python -m fasttts.backends.torch_llm.x86_kernels

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fasttts.backends.torch_llm import cpu_linear, x86_linear
+from fasttts.backends.torch_llm import cpu_linear, x86_kernels
 from fasttts.backends.torch_llm.cpu_linear import FBGEMM_MAX_ROWS, FORMATS, LAYOUTS, ROW_BUCKETS, CpuLinear, pack_linears, plan_for
 
 # Max |error| relative to the output's RMS, for unit-variance inputs and 1/sqrt(in)-scaled weights:
@@ -111,7 +111,7 @@ def test_int8_quantizing_by_row_blocks_equals_quantizing_all_rows_at_once(monkey
 
 def _x86_build(isa: str):
     """The kernels built for ``isa`` (skipping where this CPU or machine cannot build or run them)."""
-    kernels = x86_linear.ops(isa)
+    kernels = x86_kernels.ops(isa)
     if kernels is None:
         pytest.skip(f"no {isa} build here: the CPU lacks it or no C++ compiler")
     return kernels
@@ -155,7 +155,7 @@ def test_x86_builds_agree_bit_for_bit(fmt):
 
 
 def test_x86_kernels_refuse_a_weight_their_pack_did_not_make():
-    kernels = _x86_build(x86_linear.ISA or "avx2")
+    kernels = _x86_build(x86_kernels.ISA or "avx2")
     x, w = torch.randn(2, 64), torch.randn(70, 64).to(torch.bfloat16)
     with pytest.raises(RuntimeError, match="not made by pack"):
         kernels.bf16_linear(x, w)  # 70 channels: a plain tensor holds no padded last tile

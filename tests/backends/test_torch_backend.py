@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from fasttts.backends.base import GenerationRequest, Ranges, TokenConstraint
 from fasttts.backends.registry import BackendConfig, create_backend
 from fasttts.backends.torch_backend import TorchBackend
-from fasttts.backends.torch_llm import cpu_linear, loader
+from fasttts.backends.torch_llm import cpu_linear, loader, x86_kernels
 from fasttts.backends.torch_llm.cpu_linear import CpuLinear, pack_linears
 from fasttts.backends.torch_llm.kv_cache import KVCache
 from fasttts.backends.torch_llm.loader import load_model
@@ -296,6 +296,42 @@ def test_every_kernel_a_plan_can_pick_keeps_the_models_logits_near_float32(dirs,
     assert {m.plan.kernel for m in model.modules() if isinstance(m, CpuLinear)} == {kernel}
     assert {m.plan.format for m in ref_model.modules() if isinstance(m, CpuLinear)} == {"float32"}
     _assert_logits_near_float32(ref_model, model, fmt)
+
+
+def _decode_two(model: CausalLM, seqs: list[list[int]], steps: int) -> torch.Tensor:
+    """Prefill ``seqs`` minus their last ``steps`` tokens, then decode those together (masked:
+    different lengths); the decode steps' logits [steps, 2, V]."""
+    cache = _cache(model)
+    slots = [cache.acquire(), cache.acquire()]
+    out = []
+    with torch.inference_mode():
+        for seq, slot in zip(seqs, slots):
+            _prefill(model, cache, slot, seq[:-steps], 0)
+        for step in range(steps):
+            pos = torch.tensor([len(s) - steps + step for s in seqs])
+            cache.ensure_capacity(int(pos.max()) + 1)
+            mask = (torch.arange(int(pos.max()) + 1)[None] <= pos[:, None])[:, None, None]
+            batch = AttnBatch(slots=torch.tensor(slots), positions=pos, key_slots=slice(0, 2), key_len=int(pos.max()) + 1, mask=mask, queries_per_seq=1)
+            out.append(model.logits(model(torch.tensor([s[p] for s, p in zip(seqs, pos.tolist())]), batch, cache)))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("fmt", ["float32", "bfloat16"])
+def test_cpu_decode_attends_in_one_kernel_call_as_eager_attention_does(dirs, fmt: str) -> None:
+    """On an x86 CPU that builds FastTTS's kernels the loader sets the one-call decode attention;
+    decoding with it gives eager attention's logits (float32: to summation order; bfloat16: its
+    activations round differently once in a while)."""
+    model = load_model(dirs["qwen2"], device="cpu", dtype=fmt)
+    if x86_kernels.ops() is None:
+        assert model.decode_attention is None
+        pytest.skip("no x86 kernels on this machine: eager attention throughout")
+    assert model.decode_attention is x86_kernels.decode_attention
+    seqs = [prompt(30, seed=7), prompt(19, seed=8)]
+    fused = _decode_two(model, seqs, steps=4)
+    model.decode_attention = None
+    eager = _decode_two(model, seqs, steps=4)
+    tol = {"float32": 1e-5, "bfloat16": 0.05}[fmt] * eager.std()
+    assert fused.shape == eager.shape and (fused - eager).abs().max() <= tol
 
 
 SAMPLED = dict(temperature=1.0, top_k=50, top_p=0.9, repetition_penalty=1.3)

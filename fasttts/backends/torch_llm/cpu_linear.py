@@ -27,7 +27,7 @@ disagrees with ``F.linear`` on a probe, is left out):
 * ``int8``: weight-only, symmetric per-output-channel scales; ``_weight_int8pack_mm`` on bfloat16
   activations, or dequantised per call to bfloat16 / float32 for many rows.
 * ``bfloat16`` and ``int8`` on AVX2 or AVX-512 CPUs where a C++ compiler is at hand: FastTTS's
-  own kernels (:mod:`.x86_linear`), weights packed as one sequential stream per thread and widened
+  own kernels (:mod:`.x86_kernels`), weights packed as one sequential stream per thread and widened
   in registers, float32 activations. Measured on a 2-core AMD EPYC Zen 3 (AVX2 only): int8 decode
   at one row 2.2x ``_weight_int8pack_mm``'s, and no slower than float32 at 32 rows, where
   int8pack takes twice float32's time.
@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fasttts.backends.torch_llm import x86_linear
+from fasttts.backends.torch_llm import x86_kernels
 
 logger = logging.getLogger(__name__)
 
@@ -171,18 +171,18 @@ def _dequantized_linear(x: torch.Tensor, s: Storage, bias: torch.Tensor | None, 
 
 def _x86_int8_store(w: torch.Tensor) -> Storage:
     q, _, scale = _quantize(w)
-    return x86_linear.pack(q), scale
+    return x86_kernels.pack(q), scale
 
 
 def _run_x86_int8(x: torch.Tensor, s: Storage, bias: torch.Tensor | None) -> torch.Tensor:
-    return _plus(x86_linear.int8_linear(x, s[0], s[1]), bias)
+    return _plus(x86_kernels.int8_linear(x, s[0], s[1]), bias)
 
 
 def _run_x86_bf16(x: torch.Tensor, s: Storage, bias: torch.Tensor | None) -> torch.Tensor:
-    return _plus(x86_linear.bf16_linear(x, s[0]), bias)
+    return _plus(x86_kernels.bf16_linear(x, s[0]), bias)
 
 
-X86_KERNEL = f"fasttts-{x86_linear.ISA}"  # names the instruction set in the plan's log line
+X86_KERNEL = f"fasttts-{x86_kernels.ISA}"  # names the instruction set in the plan's log line
 
 
 LAYOUTS: dict[str, tuple[Layout, ...]] = {
@@ -201,7 +201,7 @@ LAYOUTS: dict[str, tuple[Layout, ...]] = {
             },
         ),
         Layout("fp16", _fp16_store, {"fbgemm": _run_fbgemm_fp16}, activation=torch.float32),
-        Layout("x86", lambda w: (x86_linear.pack(w.to(torch.bfloat16)),), {X86_KERNEL: _run_x86_bf16}, activation=torch.float32),
+        Layout("x86", lambda w: (x86_kernels.pack(w.to(torch.bfloat16)),), {X86_KERNEL: _run_x86_bf16}, activation=torch.float32),
     ),
     "int8": (
         Layout(

@@ -23,6 +23,7 @@ from safetensors import safe_open
 from torch import nn
 
 from fasttts import devices
+from fasttts.backends.torch_llm import x86_kernels
 from fasttts.backends.torch_llm.cpu_linear import ACTIVATION_DTYPE, largest_linear, pack_linears, plan_for
 from fasttts.backends.torch_llm.model import CausalLM, LLMConfig, linear_checkpoint_tensors
 from fasttts.checkpoint import check_tensors, read_safetensors_into, release_freed_memory
@@ -139,6 +140,8 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
         if plan.slower_than_float32:
             logger.warning("%s weights measured slower than float32 here at %s rows", weight_format, plan.slower_than_float32)
     model.weight_format = weight_format
+    if dev.type == "cpu" and model.attn_implementation == "eager" and cfg.head_dim % x86_kernels.HEAD_DIM_MULTIPLE == 0 and x86_kernels.ops() is not None:
+        model.decode_attention = x86_kernels.decode_attention
     logger.info(
         "loaded %s LLM from %s: %d layers on %s, %s%s",
         cfg.model_type,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,10 @@ class AttnBatch:
     queries_per_seq: int  # Tq: N == B * Tq
 
 
+# (q [B, H, D], keys [B, Hkv, L, D], values, keys per sequence [B], scale) -> [B, H·D]
+DecodeAttention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
 @dataclass
 class Step:
     """What every layer of one forward shares, computed once per forward."""
@@ -209,6 +214,7 @@ class Step:
     cos: torch.Tensor  # [N, 1, D]
     sin: torch.Tensor  # [N, 1, D], signed (see RotaryEmbedding)
     blocked: torch.Tensor | None  # eager attention: [B, 1, rep·Tq, L] bool, True = masked out
+    decode: tuple[DecodeAttention, torch.Tensor] | None = None  # CausalLM.decode_attention and each sequence's key count
 
 
 class Attention(nn.Module):
@@ -231,7 +237,10 @@ class Attention(nn.Module):
         step.cache.write(self.layer, batch.slots, batch.positions, qkv[:, h * d :].view(n, 2, hkv, d))  # keys, values
         keys, values = step.cache.read(self.layer, batch.key_slots, batch.key_len)  # [B, Hkv, L, D]
         b, tq = n // batch.queries_per_seq, batch.queries_per_seq
-        if self.impl == "sdpa":
+        if step.decode is not None:  # one query per sequence, one call (see CausalLM.decode_attention)
+            attend, lengths = step.decode
+            out = attend(qkv[:, : h * d].view(n, h, d), keys, values, lengths, self.scale)
+        elif self.impl == "sdpa":
             q = qkv[:, : h * d].view(b, tq, h, d).transpose(1, 2)  # [B, H, Tq, D]
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=batch.mask, enable_gqa=hkv != h)
             out = out.transpose(1, 2).reshape(n, h * d)
@@ -313,6 +322,10 @@ class CausalLM(nn.Module):
         self.rotary = RotaryEmbedding(cfg)
         self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.weight_format = "float32"  # what the decoder's linear weights are stored in; the loader sets it
+        # eager attention at one query per sequence in one call: the loader sets FastTTS's x86
+        # kernel on CPUs that build it, eager's arithmetic but for summation order, in place of a
+        # dozen ATen calls per layer and decode step (5 % of a 2-core Zen 5's batch-1 step)
+        self.decode_attention: DecodeAttention | None = None
         self._head_chunks: dict[int, Storage] = {}  # chunk index -> its bfloat16 head rows packed for FBGEMM (see logits)
 
     @property
@@ -346,7 +359,10 @@ class CausalLM(nn.Module):
         # tokens [N] -> hidden [N, C]
         x = self.model.embed_tokens(tokens).to(self.activation_dtype)
         cos, sin = self.rotary(batch.positions, batch.key_len, x.dtype)
-        step = Step(batch, cache, cos, sin, self._blocked(batch))
+        decode = None
+        if self.decode_attention is not None and batch.queries_per_seq == 1 and x.dtype in (torch.float32, torch.bfloat16):
+            decode = (self.decode_attention, batch.positions + 1)  # a decode step attends its keys up to its own
+        step = Step(batch, cache, cos, sin, None if decode else self._blocked(batch), decode)
         for layer in self.model.layers:
             x = layer(x, step)
         hidden: torch.Tensor = self.model.norm(x)

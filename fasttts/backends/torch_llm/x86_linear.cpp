@@ -1,7 +1,6 @@
 // Weight-only linear kernels for x86-64 CPUs with AVX2 and FMA, or AVX-512: int8 weights
 // (per-output-channel scale) and bfloat16 weights, float32 activations and sums. Built at run
-// time by x86_linear.py, once per instruction set: FASTTTS_AVX512 selects 16-lane zmm vectors
-// (library fasttts_avx512), otherwise 8-lane ymm (fasttts_avx2).
+// time by x86_kernels.py, once per instruction set (x86_simd.h: 16-lane AVX-512 or 8-lane AVX2).
 //
 // Why: decoding one token reads every weight once. PyTorch's own int8 kernel
 // (_weight_int8pack_mm) is compute-bound at one row on AVX2 and falls below float32 from 32
@@ -16,8 +15,6 @@
 // channels are grouped into register tiles changes with the row count, never the arithmetic of
 // one element, so a request's numbers do not depend on the requests decoded beside it. (Nor on
 // the vector width: a fused multiply-add rounds once in either, so both builds agree bit for bit.)
-#include <immintrin.h>
-
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -25,42 +22,16 @@
 #include <algorithm>
 #include <vector>
 
+#include "x86_simd.h"
+
 namespace {
 
+using namespace fasttts;
+
 #if defined(FASTTTS_AVX512)
-#define FASTTTS_LIBRARY fasttts_avx512
-using vec = __m512;
-constexpr int64_t LANES = 16;
 constexpr int64_t NR = 4;  // vectors per register-tile row: 6 x 4 accumulators of 32 zmm registers
-inline vec vzero() { return _mm512_setzero_ps(); }
-inline vec vload(const float* p) { return _mm512_loadu_ps(p); }
-inline void vstore(float* p, vec v) { _mm512_storeu_ps(p, v); }
-inline vec vbroadcast(const float* p) { return _mm512_set1_ps(*p); }
-inline vec vfma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
-inline vec widen(const int8_t* p) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-}
-inline vec widen(const uint16_t* p) {  // bfloat16: the top half of a float32
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
 #else
-#define FASTTTS_LIBRARY fasttts_avx2
-using vec = __m256;
-constexpr int64_t LANES = 8;
 constexpr int64_t NR = 2;  // vectors per register-tile row: 6 x 2 accumulators of 16 ymm registers
-inline vec vzero() { return _mm256_setzero_ps(); }
-inline vec vload(const float* p) { return _mm256_loadu_ps(p); }
-inline void vstore(float* p, vec v) { _mm256_storeu_ps(p, v); }
-inline vec vbroadcast(const float* p) { return _mm256_broadcast_ss(p); }
-inline vec vfma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
-inline vec widen(const int8_t* p) {
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-}
-inline vec widen(const uint16_t* p) {  // bfloat16: the top half of a float32
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
 #endif
 
 constexpr int64_t TILE = 64;         // output channels per packed tile: a K-step of int8 weights is one cache line
