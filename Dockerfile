@@ -33,7 +33,7 @@ RUN pip install ".[sglang]"
 
 FROM base AS cpu
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-# g++ builds FastTTS's x86 int8/bfloat16 linear kernels: here once, for the build host's CPU (another CPU builds its own on first use)
+# g++ builds FastTTS's x86 kernels (int8/bfloat16 linears, decode attention): here once, for the build host's CPU (another CPU builds its own on first use)
 ENV TORCH_EXTENSIONS_DIR=/opt/fasttts/torch_extensions
 RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
 RUN pip install --extra-index-url "$TORCH_INDEX" . && python -m fasttts.backends.torch_llm.x86_kernels

@@ -150,6 +150,8 @@ def test_x86_builds_agree_bit_for_bit(fmt):
     wide, narrow = _x86_build("avx512"), _x86_build("avx2")
     gen = torch.Generator().manual_seed(4)
     w, x = torch.randn(136, 72, generator=gen), torch.randn(13, 72, generator=gen)
+    q = cpu_linear._quantize(w)[0]
+    assert torch.equal(wide.pack(q), narrow.pack(q)) and wide.pack(q).untyped_storage().nbytes() == narrow.pack(q).untyped_storage().nbytes()
     for rows in (1, 2, 7, 13):
         assert torch.equal(_x86_run(wide, fmt, w)(x[:rows]), _x86_run(narrow, fmt, w)(x[:rows])), rows
 
